@@ -1,0 +1,17 @@
+//! Pieces every checkout service shares: configuration from the environment, telemetry,
+//! problem+json errors, prefixed ids, money, health and metrics endpoints, store connections
+//! and the HTTP server with graceful shutdown. A piece lives here only when two services use it.
+
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod id;
+pub mod metrics;
+pub mod money;
+pub mod problem;
+pub mod redis;
+pub mod telemetry;
+
+pub use config::{ConfigError, Secret};
+pub use problem::{ApiJson, FieldError, Problem};

@@ -1,0 +1,61 @@
+//! Prometheus metrics: one process-wide recorder, a middleware that counts every request and
+//! times it per matched route (so `/v1/carts/{id}` is one series, not one per cart), and the
+//! `/metrics` route.
+
+use std::{sync::OnceLock, time::Instant};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process-wide recorder, installed on first use. Upkeep (draining histogram buffers)
+/// runs on every scrape.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("latency buckets are not empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    })
+}
+
+/// The `/metrics` route.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    handle();
+    Router::new().route("/metrics", get(render))
+}
+
+async fn render() -> impl IntoResponse {
+    let handle = handle();
+    handle.run_upkeep();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+}
+
+/// Middleware: `http_requests_total` and `http_request_duration_seconds` by method, matched
+/// route and status.
+pub async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
