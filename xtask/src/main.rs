@@ -1,1 +1,90 @@
-fn main(){}
+//! `cargo xtask`: the project's own commands. `up` runs the whole stack locally, `test` runs
+//! the test suite against real Postgres and Redis, `seed` fills the demo catalog and `bench`
+//! measures the services. Postgres and Redis come from `DATABASE_URL`/`REDIS_URL` when they
+//! answer, or are started as throw-away instances under `target/stack/`.
+
+mod bench;
+mod seed;
+mod services;
+mod stack;
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  up               start Postgres/Redis if needed, migrate, seed, run every service
+  test [ARGS...]   start Postgres/Redis if needed, then run the whole test suite
+  seed             fill the demo catalog
+  bench cart       throughput and latency of the cart service (release build)
+
+environment:
+  DATABASE_URL, REDIS_URL   used when they answer; otherwise local throw-away instances start
+  BENCH_SECONDS             seconds per benchmark scenario (default 10)
+  BENCH_CONNECTIONS         concurrent connections (default 64)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(dispatch(&args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(args: &[String]) -> anyhow::Result<ExitCode> {
+    match args.first().map(String::as_str) {
+        Some("up") => up().await,
+        Some("test") => test(&args[1..]).await,
+        Some("seed") => {
+            let stack = stack::Stack::ensure().await?;
+            seed::seed(&stack.database_url).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("bench") => bench::run(&args[1..]).await,
+        Some("help" | "-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+async fn up() -> anyhow::Result<ExitCode> {
+    let stack = stack::Stack::ensure().await?;
+    seed::seed(&stack.database_url).await?;
+    services::build(services::Profile::Debug)?;
+    let mut running = services::start_all(&stack, services::Profile::Debug).await?;
+    println!();
+    for service in &running.services {
+        println!("  {:<10} {}", service.name, service.url);
+    }
+    println!("\n  Postgres   {}\n  Redis      {}", common::db::redact_url(&stack.database_url), stack.redis_url);
+    println!("\nTry:\n  curl -s -X POST {}/v1/carts\n\nctrl-c stops everything.", running.services[0].url);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => println!("\nstopping"),
+        exited = running.any_exited() => bail!("{exited} exited; see its output above"),
+    }
+    drop(running);
+    drop(stack);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
+    let stack = stack::Stack::ensure().await?;
+    let status = tokio::process::Command::new(env!("CARGO"))
+        .args(["test", "--workspace", "--all-targets"])
+        .args(extra)
+        .env("DATABASE_URL", &stack.database_url)
+        .env("REDIS_URL", &stack.redis_url)
+        .status()
+        .await
+        .context("running cargo test")?;
+    drop(stack);
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,218 @@
+//! `cargo xtask bench`: a closed-loop HTTP load generator (one keep-alive HTTP/1.1
+//! connection per virtual user) and the scenarios it drives. It runs the release build on
+//! this machine, load generator included, and prints throughput and latency percentiles.
+
+use std::{
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Method, Request, body::Bytes, header};
+use hyper_util::rt::TokioIo;
+
+use crate::{
+    seed,
+    services::{self, Profile},
+    stack::{Stack, free_port},
+};
+
+/// Runs the benchmark named by `args[0]`.
+pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
+    match args.first().map(String::as_str) {
+        Some("cart") => cart().await.map(|()| ExitCode::SUCCESS),
+        other => bail!("unknown benchmark {other:?}; available: cart"),
+    }
+}
+
+/// One request a virtual user sends.
+pub struct Call {
+    method: Method,
+    path: String,
+    body: Option<Bytes>,
+}
+
+impl Call {
+    fn get(path: String) -> Self {
+        Self { method: Method::GET, path, body: None }
+    }
+
+    fn post(path: String, body: serde_json::Value) -> Self {
+        Self { method: Method::POST, path, body: Some(Bytes::from(body.to_string())) }
+    }
+}
+
+/// What one scenario measured.
+pub struct Report {
+    name: String,
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Report {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+
+    fn print(&self) {
+        let total = self.ok + self.failed;
+        println!(
+            "{:<34} {:>9.0} req/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} requests, {} non-2xx)",
+            self.name,
+            total as f64 / self.elapsed.as_secs_f64(),
+            self.percentile(0.50),
+            self.percentile(0.90),
+            self.percentile(0.99),
+            self.percentile(1.0),
+            total,
+            self.failed,
+        );
+    }
+}
+
+fn setting(name: &str, default: u64) -> anyhow::Result<u64> {
+    std::env::var(name).map_or(Ok(default), |v| v.parse().with_context(|| format!("{name}={v:?} is not a number")))
+}
+
+/// Drives `conns` virtual users for `duration`; user `u`'s `n`-th request is `make(u, n)`.
+pub async fn load<F>(name: &str, addr: &str, conns: usize, duration: Duration, make: F) -> anyhow::Result<Report>
+where
+    F: Fn(usize, u64) -> Call + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(conns);
+    for user in 0..conns {
+        let (make, addr) = (make.clone(), addr.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::with_capacity(65_536));
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let call = make(user, n);
+                n += 1;
+                let mut request = Request::builder()
+                    .method(call.method)
+                    .uri(call.path)
+                    .header(header::HOST, &addr);
+                if call.body.is_some() {
+                    request = request.header(header::CONTENT_TYPE, "application/json");
+                }
+                let request = request.body(Full::new(call.body.unwrap_or_default()))?;
+                let sent = Instant::now();
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                if status.is_success() { ok += 1 } else { failed += 1 }
+            }
+            anyhow::Ok((ok, failed, latencies))
+        }));
+    }
+    let mut report = Report { name: name.to_owned(), ok: 0, failed: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    for task in tasks {
+        let (ok, failed, latencies) = task.await??;
+        report.ok += ok;
+        report.failed += failed;
+        report.latencies_us.extend(latencies);
+    }
+    report.elapsed = started.elapsed();
+    report.latencies_us.sort_unstable();
+    Ok(report)
+}
+
+/// One request outside the measurement; answers status and body.
+pub async fn request(addr: &str, call: Call) -> anyhow::Result<(u16, Bytes)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut request = Request::builder().method(call.method).uri(call.path).header(header::HOST, addr);
+    if call.body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let response = sender.send_request(request.body(Full::new(call.body.unwrap_or_default()))?).await?;
+    let status = response.status().as_u16();
+    Ok((status, response.into_body().collect().await?.to_bytes()))
+}
+
+/// The status of `GET path`, or `None` when nothing answers.
+pub async fn get_status(addr: &str, path: &str) -> Option<u16> {
+    request(addr, Call::get(path.to_owned())).await.ok().map(|(status, _)| status)
+}
+
+const BENCH_SKUS: usize = 50;
+const CARTS_PER_USER: usize = 4;
+const ADDS_PER_CART: u64 = (BENCH_SKUS as u64) * 98;
+
+async fn cart() -> anyhow::Result<()> {
+    let seconds = setting("BENCH_SECONDS", 10)?;
+    let conns = setting("BENCH_CONNECTIONS", 64)? as usize;
+    let stack = Stack::ensure().await?;
+    seed::seed(&stack.database_url).await?;
+    let pool = common::db::connect(&stack.database_url, 2).await?;
+    seed::upsert_products(&pool, (0..BENCH_SKUS).map(|i| (format!("BENCH-{i}"), format!("Bench product {i}"), 1000 + i as i64)))
+        .await?;
+    services::build(Profile::Release)?;
+    let port = free_port()?;
+    let prefix = format!("bench:{}:", std::process::id());
+    let service = services::start(&stack, Profile::Release, "cart", port, &[("CART_KEY_PREFIX", &prefix), ("RUST_LOG", "warn")])?;
+    services::wait_ready(&service).await?;
+    let addr = format!("127.0.0.1:{port}");
+
+    // Every user owns a few carts; the first holds five lines, like a typical cart.
+    let mut carts = Vec::with_capacity(conns * CARTS_PER_USER);
+    for _ in 0..conns * CARTS_PER_USER {
+        let (status, body) = request(&addr, Call::post("/v1/carts".into(), serde_json::json!({}))).await?;
+        if status != 201 {
+            bail!("creating a cart answered {status}");
+        }
+        let cart: serde_json::Value = serde_json::from_slice(&body)?;
+        carts.push(cart["id"].as_str().context("cart id")?.to_owned());
+    }
+    for (user, id) in carts.iter().step_by(CARTS_PER_USER).enumerate() {
+        for line in 0..5 {
+            let body = serde_json::json!({"sku": format!("BENCH-{}", (user + line) % BENCH_SKUS), "quantity": 1});
+            request(&addr, Call::post(format!("/v1/carts/{id}/items"), body)).await?;
+        }
+    }
+    let carts = Arc::new(carts);
+    let duration = Duration::from_secs(seconds);
+    println!("\ncart service, release build, {conns} connections, {seconds} s per scenario, load generator on the same machine\n");
+
+    // Warm the catalog cache and the connections.
+    let warm = carts.clone();
+    load("warm-up", &addr, conns, Duration::from_secs(2), move |u, _| {
+        Call::get(format!("/v1/carts/{}", warm[u * CARTS_PER_USER]))
+    })
+    .await?;
+
+    let reads = carts.clone();
+    let report = load("GET /v1/carts/{id}", &addr, conns, duration, move |u, _| {
+        Call::get(format!("/v1/carts/{}", reads[u * CARTS_PER_USER]))
+    })
+    .await?;
+    report.print();
+
+    let writes = carts.clone();
+    let report = load("POST /v1/carts/{id}/items", &addr, conns, duration, move |u, n| {
+        let cart = &writes[u * CARTS_PER_USER + ((n / ADDS_PER_CART) as usize % CARTS_PER_USER)];
+        let body = serde_json::json!({"sku": format!("BENCH-{}", n as usize % BENCH_SKUS), "quantity": 1});
+        Call::post(format!("/v1/carts/{cart}/items"), body)
+    })
+    .await?;
+    report.print();
+    drop(service);
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The platform's services as local processes: build them, start them wired to the stack,
+//! wait until each is ready, and stop them when dropped.
+
+use std::{
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::stack::{Stack, workspace_root};
+
+/// Which build the processes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Fast to build; for `up`.
+    Debug,
+    /// Optimised; for benchmarks.
+    Release,
+}
+
+impl Profile {
+    fn dir(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+}
+
+/// One service of the platform: its binary, default port and extra settings.
+struct Spec {
+    name: &'static str,
+    port: u16,
+}
+
+const SERVICES: &[Spec] = &[Spec { name: "cart", port: 8081 }];
+
+/// A started service.
+pub struct Service {
+    /// Its binary's name.
+    pub name: &'static str,
+    /// Its base URL.
+    pub url: String,
+    child: Child,
+}
+
+/// The started services; dropping this stops them.
+pub struct Running {
+    /// In start order.
+    pub services: Vec<Service>,
+}
+
+impl Running {
+    /// Resolves with the name of the first service that exits.
+    pub async fn any_exited(&mut self) -> &'static str {
+        loop {
+            for s in &mut self.services {
+                if !matches!(s.child.try_wait(), Ok(None)) {
+                    return s.name;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // SIGTERM lets the service drain; a kill follows if it does not stop in time.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds every service binary.
+pub fn build(profile: Profile) -> anyhow::Result<()> {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(workspace_root()).arg("build");
+    if profile == Profile::Release {
+        cargo.arg("--release");
+    }
+    for spec in SERVICES {
+        cargo.args(["--bin", spec.name]);
+    }
+    let status = cargo.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    Ok(())
+}
+
+/// Starts every service against `stack` and waits until each answers `/readyz`.
+pub async fn start_all(stack: &Stack, profile: Profile) -> anyhow::Result<Running> {
+    let mut running = Running { services: Vec::new() };
+    for spec in SERVICES {
+        running.services.push(start(stack, profile, spec.name, spec.port, &[])?);
+    }
+    for s in &running.services {
+        wait_ready(s).await?;
+    }
+    Ok(running)
+}
+
+/// Starts one service binary on `port` with extra environment.
+pub fn start(
+    stack: &Stack,
+    profile: Profile,
+    name: &'static str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Service> {
+    let binary = workspace_root().join("target").join(profile.dir()).join(name);
+    let addr = format!("127.0.0.1:{port}");
+    let mut command = Command::new(&binary);
+    command
+        .env("LISTEN_ADDR", &addr)
+        .env("DATABASE_URL", &stack.database_url)
+        .env("REDIS_URL", &stack.redis_url)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()));
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+    Ok(Service { name, url: format!("http://{addr}"), child })
+}
+
+/// Waits until the service answers `/readyz` with 200.
+pub async fn wait_ready(service: &Service) -> anyhow::Result<()> {
+    let addr = service.url.trim_start_matches("http://").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if crate::bench::get_status(&addr, "/readyz").await == Some(200) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{} did not become ready at {}", service.name, service.url)
+}
