@@ -36,11 +36,19 @@ pub struct Call {
 
 impl Call {
     fn get(path: String) -> Self {
-        Self { method: Method::GET, path, body: None }
+        Self {
+            method: Method::GET,
+            path,
+            body: None,
+        }
     }
 
     fn post(path: String, body: serde_json::Value) -> Self {
-        Self { method: Method::POST, path, body: Some(Bytes::from(body.to_string())) }
+        Self {
+            method: Method::POST,
+            path,
+            body: Some(Bytes::from(body.to_string())),
+        }
     }
 }
 
@@ -79,11 +87,20 @@ impl Report {
 }
 
 fn setting(name: &str, default: u64) -> anyhow::Result<u64> {
-    std::env::var(name).map_or(Ok(default), |v| v.parse().with_context(|| format!("{name}={v:?} is not a number")))
+    std::env::var(name).map_or(Ok(default), |v| {
+        v.parse()
+            .with_context(|| format!("{name}={v:?} is not a number"))
+    })
 }
 
 /// Drives `conns` virtual users for `duration`; user `u`'s `n`-th request is `make(u, n)`.
-pub async fn load<F>(name: &str, addr: &str, conns: usize, duration: Duration, make: F) -> anyhow::Result<Report>
+pub async fn load<F>(
+    name: &str,
+    addr: &str,
+    conns: usize,
+    duration: Duration,
+    make: F,
+) -> anyhow::Result<Report>
 where
     F: Fn(usize, u64) -> Call + Send + Sync + 'static,
 {
@@ -96,7 +113,8 @@ where
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&addr).await?;
             stream.set_nodelay(true)?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(connection);
             let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::with_capacity(65_536));
             let mut n = 0;
@@ -116,12 +134,22 @@ where
                 let status = response.status();
                 response.into_body().collect().await?;
                 latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                if status.is_success() { ok += 1 } else { failed += 1 }
+                if status.is_success() {
+                    ok += 1
+                } else {
+                    failed += 1
+                }
             }
             anyhow::Ok((ok, failed, latencies))
         }));
     }
-    let mut report = Report { name: name.to_owned(), ok: 0, failed: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    let mut report = Report {
+        name: name.to_owned(),
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
     for task in tasks {
         let (ok, failed, latencies) = task.await??;
         report.ok += ok;
@@ -136,20 +164,29 @@ where
 /// One request outside the measurement; answers status and body.
 pub async fn request(addr: &str, call: Call) -> anyhow::Result<(u16, Bytes)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let mut request = Request::builder().method(call.method).uri(call.path).header(header::HOST, addr);
+    let mut request = Request::builder()
+        .method(call.method)
+        .uri(call.path)
+        .header(header::HOST, addr);
     if call.body.is_some() {
         request = request.header(header::CONTENT_TYPE, "application/json");
     }
-    let response = sender.send_request(request.body(Full::new(call.body.unwrap_or_default()))?).await?;
+    let response = sender
+        .send_request(request.body(Full::new(call.body.unwrap_or_default()))?)
+        .await?;
     let status = response.status().as_u16();
     Ok((status, response.into_body().collect().await?.to_bytes()))
 }
 
 /// The status of `GET path`, or `None` when nothing answers.
 pub async fn get_status(addr: &str, path: &str) -> Option<u16> {
-    request(addr, Call::get(path.to_owned())).await.ok().map(|(status, _)| status)
+    request(addr, Call::get(path.to_owned()))
+        .await
+        .ok()
+        .map(|(status, _)| status)
 }
 
 const BENCH_SKUS: usize = 50;
@@ -162,19 +199,35 @@ async fn cart() -> anyhow::Result<()> {
     let stack = Stack::ensure().await?;
     seed::seed(&stack.database_url).await?;
     let pool = common::db::connect(&stack.database_url, 2).await?;
-    seed::upsert_products(&pool, (0..BENCH_SKUS).map(|i| (format!("BENCH-{i}"), format!("Bench product {i}"), 1000 + i as i64)))
-        .await?;
+    seed::upsert_products(
+        &pool,
+        (0..BENCH_SKUS).map(|i| {
+            (
+                format!("BENCH-{i}"),
+                format!("Bench product {i}"),
+                1000 + i as i64,
+            )
+        }),
+    )
+    .await?;
     services::build(Profile::Release)?;
     let port = free_port()?;
     let prefix = format!("bench:{}:", std::process::id());
-    let service = services::start(&stack, Profile::Release, "cart", port, &[("CART_KEY_PREFIX", &prefix), ("RUST_LOG", "warn")])?;
+    let service = services::start(
+        &stack,
+        Profile::Release,
+        "cart",
+        port,
+        &[("CART_KEY_PREFIX", &prefix), ("RUST_LOG", "warn")],
+    )?;
     services::wait_ready(&service).await?;
     let addr = format!("127.0.0.1:{port}");
 
     // Every user owns a few carts; the first holds five lines, like a typical cart.
     let mut carts = Vec::with_capacity(conns * CARTS_PER_USER);
     for _ in 0..conns * CARTS_PER_USER {
-        let (status, body) = request(&addr, Call::post("/v1/carts".into(), serde_json::json!({}))).await?;
+        let (status, body) =
+            request(&addr, Call::post("/v1/carts".into(), serde_json::json!({}))).await?;
         if status != 201 {
             bail!("creating a cart answered {status}");
         }
@@ -189,13 +242,19 @@ async fn cart() -> anyhow::Result<()> {
     }
     let carts = Arc::new(carts);
     let duration = Duration::from_secs(seconds);
-    println!("\ncart service, release build, {conns} connections, {seconds} s per scenario, load generator on the same machine\n");
+    println!(
+        "\ncart service, release build, {conns} connections, {seconds} s per scenario, load generator on the same machine\n"
+    );
 
     // Warm the catalog cache and the connections.
     let warm = carts.clone();
-    load("warm-up", &addr, conns, Duration::from_secs(2), move |u, _| {
-        Call::get(format!("/v1/carts/{}", warm[u * CARTS_PER_USER]))
-    })
+    load(
+        "warm-up",
+        &addr,
+        conns,
+        Duration::from_secs(2),
+        move |u, _| Call::get(format!("/v1/carts/{}", warm[u * CARTS_PER_USER])),
+    )
     .await?;
 
     let reads = carts.clone();

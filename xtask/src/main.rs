@@ -27,7 +27,10 @@ environment:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     match runtime.block_on(dispatch(&args)) {
         Ok(code) => code,
         Err(e) => {
@@ -64,8 +67,15 @@ async fn up() -> anyhow::Result<ExitCode> {
     for service in &running.services {
         println!("  {:<10} {}", service.name, service.url);
     }
-    println!("\n  Postgres   {}\n  Redis      {}", common::db::redact_url(&stack.database_url), stack.redis_url);
-    println!("\nTry:\n  curl -s -X POST {}/v1/carts\n\nctrl-c stops everything.", running.services[0].url);
+    println!(
+        "\n  Postgres   {}\n  Redis      {}",
+        common::db::redact_url(&stack.database_url),
+        stack.redis_url
+    );
+    println!(
+        "\nTry:\n  curl -s -X POST {}/v1/carts\n\nctrl-c stops everything.",
+        running.services[0].url
+    );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => println!("\nstopping"),
         exited = running.any_exited() => bail!("{exited} exited; see its output above"),
@@ -86,5 +96,9 @@ async fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
         .await
         .context("running cargo test")?;
     drop(stack);
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -18,9 +18,19 @@ pub const PRODUCTS: &[(&str, &str, i64)] = &[
 
 /// Applies migrations and upserts the demo catalog.
 pub async fn seed(database_url: &str) -> anyhow::Result<()> {
-    let pool = common::db::connect(database_url, 2).await.context("connecting to Postgres")?;
-    common::db::migrate(&pool).await.context("applying migrations")?;
-    upsert_products(&pool, PRODUCTS.iter().map(|(sku, name, price)| (sku.to_string(), name.to_string(), *price))).await?;
+    let pool = common::db::connect(database_url, 2)
+        .await
+        .context("connecting to Postgres")?;
+    common::db::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    upsert_products(
+        &pool,
+        PRODUCTS
+            .iter()
+            .map(|(sku, name, price)| (sku.to_string(), name.to_string(), *price)),
+    )
+    .await?;
     println!("xtask: seeded {} products", PRODUCTS.len());
     Ok(())
 }

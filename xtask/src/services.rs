@@ -34,7 +34,10 @@ struct Spec {
     port: u16,
 }
 
-const SERVICES: &[Spec] = &[Spec { name: "cart", port: 8081 }];
+const SERVICES: &[Spec] = &[Spec {
+    name: "cart",
+    port: 8081,
+}];
 
 /// A started service.
 pub struct Service {
@@ -68,7 +71,9 @@ impl Running {
 impl Drop for Service {
     fn drop(&mut self) {
         // SIGTERM lets the service drain; a kill follows if it does not stop in time.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(50));
@@ -97,9 +102,13 @@ pub fn build(profile: Profile) -> anyhow::Result<()> {
 
 /// Starts every service against `stack` and waits until each answers `/readyz`.
 pub async fn start_all(stack: &Stack, profile: Profile) -> anyhow::Result<Running> {
-    let mut running = Running { services: Vec::new() };
+    let mut running = Running {
+        services: Vec::new(),
+    };
     for spec in SERVICES {
-        running.services.push(start(stack, profile, spec.name, spec.port, &[])?);
+        running
+            .services
+            .push(start(stack, profile, spec.name, spec.port, &[])?);
     }
     for s in &running.services {
         wait_ready(s).await?;
@@ -115,19 +124,31 @@ pub fn start(
     port: u16,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Service> {
-    let binary = workspace_root().join("target").join(profile.dir()).join(name);
+    let binary = workspace_root()
+        .join("target")
+        .join(profile.dir())
+        .join(name);
     let addr = format!("127.0.0.1:{port}");
     let mut command = Command::new(&binary);
     command
         .env("LISTEN_ADDR", &addr)
         .env("DATABASE_URL", &stack.database_url)
         .env("REDIS_URL", &stack.redis_url)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()),
+        );
     for (k, v) in env {
         command.env(k, v);
     }
-    let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
-    Ok(Service { name, url: format!("http://{addr}"), child })
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(Service {
+        name,
+        url: format!("http://{addr}"),
+        child,
+    })
 }
 
 /// Waits until the service answers `/readyz` with 200.

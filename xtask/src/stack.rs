@@ -30,13 +30,22 @@ pub struct Stack {
 impl Stack {
     /// Finds or starts Postgres and Redis.
     pub async fn ensure() -> anyhow::Result<Self> {
-        let mut stack = Self { database_url: String::new(), redis_url: String::new(), children: Vec::new(), dir: None };
+        let mut stack = Self {
+            database_url: String::new(),
+            redis_url: String::new(),
+            children: Vec::new(),
+            dir: None,
+        };
 
-        let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+        let database_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
         stack.database_url = if postgres_answers(&database_url).await {
             database_url
         } else {
-            eprintln!("xtask: no Postgres at {}; starting a throw-away one", common::db::redact_url(&database_url));
+            eprintln!(
+                "xtask: no Postgres at {}; starting a throw-away one",
+                common::db::redact_url(&database_url)
+            );
             stack.start_postgres().await?
         };
         create_database(&stack.database_url).await?;
@@ -55,7 +64,9 @@ impl Stack {
         if let Some(dir) = &self.dir {
             return Ok(dir.clone());
         }
-        let dir = workspace_root().join("target/stack").join(std::process::id().to_string());
+        let dir = workspace_root()
+            .join("target/stack")
+            .join(std::process::id().to_string());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         self.dir = Some(dir.clone());
         Ok(dir)
@@ -69,10 +80,19 @@ impl Stack {
         let as_root = is_root();
         if as_root {
             // Postgres refuses to run as root: run it as the `postgres` system user.
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(self.dir()?))?;
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(self.dir()?))?;
         }
         let mut init = as_postgres_user(&initdb, as_root);
-        init.args(["-D"]).arg(&data).args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
+        init.args(["-D"]).arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]);
         run(init.stdout(Stdio::null())).context("initdb")?;
 
         let port = free_port()?;
@@ -82,10 +102,20 @@ impl Stack {
             .arg(&data)
             .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
             .arg(&data)
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir()?.join("postgres.log"))?);
-        self.children.push(server.spawn().context("starting postgres")?);
+        self.children
+            .push(server.spawn().context("starting postgres")?);
 
         let url = format!("postgres://postgres@127.0.0.1:{port}/checkout");
         wait_until("Postgres", || postgres_answers(&url)).await?;
@@ -96,7 +126,17 @@ impl Stack {
         let port = free_port()?;
         let dir = self.dir()?;
         let server = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
             .arg(&dir)
             .stdout(std::fs::File::create(dir.join("redis.log"))?)
             .spawn()
@@ -130,7 +170,10 @@ impl Drop for Stack {
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
 }
 
 /// A port that was free a moment ago.
@@ -141,27 +184,49 @@ pub fn free_port() -> anyhow::Result<u16> {
 async fn postgres_answers(url: &str) -> bool {
     // Connect to the server's maintenance database: the target database may not exist yet.
     let admin = with_database(url, "postgres");
-    matches!(tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&admin)).await, Ok(Ok(_)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(&admin)).await,
+        Ok(Ok(_))
+    )
 }
 
 async fn create_database(url: &str) -> anyhow::Result<()> {
-    let name = url.rsplit('/').next().and_then(|n| n.split('?').next()).unwrap_or("checkout").to_owned();
-    let mut admin = PgConnection::connect(&with_database(url, "postgres")).await.context("connecting to Postgres")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let name = url
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.split('?').next())
+        .unwrap_or("checkout")
+        .to_owned();
+    let mut admin = PgConnection::connect(&with_database(url, "postgres"))
+        .await
+        .context("connecting to Postgres")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{}\"", name.replace('"', "")))).execute(&mut admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "")
+        )))
+        .execute(&mut admin)
+        .await?;
     }
     Ok(())
 }
 
 /// `url` pointing at another database on the same server.
 pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-    let server = if server.ends_with('/') || server.ends_with(':') { base } else { server };
+    let server = if server.ends_with('/') || server.ends_with(':') {
+        base
+    } else {
+        server
+    };
     match query {
         Some(q) => format!("{server}/{database}?{q}"),
         None => format!("{server}/{database}"),
@@ -169,7 +234,10 @@ pub fn with_database(url: &str, database: &str) -> String {
 }
 
 async fn redis_answers(url: &str) -> bool {
-    let Some(addr) = url.strip_prefix("redis://").map(|rest| rest.rsplit('@').next().unwrap_or(rest)) else {
+    let Some(addr) = url
+        .strip_prefix("redis://")
+        .map(|rest| rest.rsplit('@').next().unwrap_or(rest))
+    else {
         return false;
     };
     let addr = addr.split('/').next().unwrap_or(addr).to_owned();
@@ -178,9 +246,14 @@ async fn redis_answers(url: &str) -> bool {
         stream.write_all(b"PING\r\n").await?;
         let mut reply = [0u8; 16];
         let n = stream.read(&mut reply).await?;
-        Ok::<_, std::io::Error>(reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
+        Ok::<_, std::io::Error>(
+            reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"),
+        )
     };
-    matches!(tokio::time::timeout(Duration::from_secs(2), ping).await, Ok(Ok(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), ping).await,
+        Ok(Ok(true))
+    )
 }
 
 async fn wait_until<F, Fut>(what: &str, mut probe: F) -> anyhow::Result<()>
@@ -219,14 +292,19 @@ fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
     if as_root {
         // setpriv execs in place, so the child we hold is the server itself.
         let mut command = Command::new("setpriv");
-        command.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]).arg(binary);
+        command
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(binary);
         command
     } else {
         Command::new(binary)
@@ -234,7 +312,9 @@ fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
-    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }

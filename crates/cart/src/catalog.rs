@@ -33,7 +33,13 @@ pub struct Catalog {
 impl Catalog {
     /// A catalog whose entries live `ttl` in memory.
     pub fn new(pool: PgPool, ttl: Duration, capacity: u64) -> Self {
-        Self { pool, cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build() }
+        Self {
+            pool,
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
     }
 
     /// The product, `None` when the sku is unknown.
@@ -53,7 +59,10 @@ impl Catalog {
     }
 
     /// Products for many skus; a sku missing from the result is unknown.
-    pub async fn products(&self, skus: &[&str]) -> Result<HashMap<String, Arc<Product>>, sqlx::Error> {
+    pub async fn products(
+        &self,
+        skus: &[&str],
+    ) -> Result<HashMap<String, Arc<Product>>, sqlx::Error> {
         let mut out = HashMap::with_capacity(skus.len());
         let mut misses = Vec::new();
         for sku in skus {
@@ -65,11 +74,13 @@ impl Catalog {
                 None => misses.push((*sku).to_owned()),
             }
         }
-        metrics::counter!("catalog_lookups_total", "result" => "hit").increment((skus.len() - misses.len()) as u64);
+        metrics::counter!("catalog_lookups_total", "result" => "hit")
+            .increment((skus.len() - misses.len()) as u64);
         if misses.is_empty() {
             return Ok(out);
         }
-        metrics::counter!("catalog_lookups_total", "result" => "miss").increment(misses.len() as u64);
+        metrics::counter!("catalog_lookups_total", "result" => "miss")
+            .increment(misses.len() as u64);
         let mut found = self.load(&misses).await?;
         for sku in misses {
             let product = found.remove(&sku);
@@ -92,7 +103,16 @@ impl Catalog {
             .filter_map(|(sku, name, unit_price, currency, active)| {
                 // The table's CHECK keeps codes well-formed; a row that still fails is skipped.
                 let currency = currency.parse().ok()?;
-                Some((sku.clone(), Arc::new(Product { sku, name, unit_price, currency, active })))
+                Some((
+                    sku.clone(),
+                    Arc::new(Product {
+                        sku,
+                        name,
+                        unit_price,
+                        currency,
+                        active,
+                    }),
+                ))
             })
             .collect())
     }

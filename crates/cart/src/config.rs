@@ -38,7 +38,10 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             listen_addr: config::parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
-            database_url: config::string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/checkout"),
+            database_url: config::string(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/checkout",
+            ),
             db_max_connections: config::parse("DB_MAX_CONNECTIONS", 10)?,
             migrate_on_start: config::flag("MIGRATE_ON_START", true)?,
             redis_url: config::string("REDIS_URL", "redis://127.0.0.1:6379"),

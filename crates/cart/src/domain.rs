@@ -21,9 +21,15 @@ impl Sku {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let ok = !raw.is_empty()
             && raw.len() <= 64
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
             && raw.as_bytes()[0].is_ascii_alphanumeric();
-        if ok { Ok(Self(raw.to_owned())) } else { Err(FieldError::new("sku", "unknown sku")) }
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new("sku", "unknown sku"))
+        }
     }
 
     /// The sku as text.
@@ -41,7 +47,10 @@ impl Quantity {
     pub fn parse(raw: i64) -> Result<Self, FieldError> {
         match u32::try_from(raw) {
             Ok(q) if (1..=MAX_QUANTITY).contains(&q) => Ok(Self(q)),
-            _ => Err(FieldError::new("quantity", format!("must be between 1 and {MAX_QUANTITY}"))),
+            _ => Err(FieldError::new(
+                "quantity",
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            )),
         }
     }
 
@@ -63,7 +72,11 @@ pub enum LineTarget {
 impl LineTarget {
     /// `0` removes; anything else must be a valid quantity.
     pub fn parse(raw: i64) -> Result<Self, FieldError> {
-        if raw == 0 { Ok(Self::Remove) } else { Quantity::parse(raw).map(Self::Set) }
+        if raw == 0 {
+            Ok(Self::Remove)
+        } else {
+            Quantity::parse(raw).map(Self::Set)
+        }
     }
 }
 

@@ -46,7 +46,10 @@ impl From<StoreError> for CartError {
         match e {
             StoreError::Missing => Self::NotFound,
             StoreError::Stale(current) => Self::Stale { current },
-            StoreError::CurrencyMismatch => Self::field("sku", "the product is priced in another currency than the cart"),
+            StoreError::CurrencyMismatch => Self::field(
+                "sku",
+                "the product is priced in another currency than the cart",
+            ),
             StoreError::QuantityTooLarge(current) => Self::field(
                 "quantity",
                 format!("the line already holds {current}; a line holds at most {MAX_QUANTITY}"),
@@ -74,11 +77,15 @@ impl From<CartError> for Problem {
     fn from(e: CartError) -> Self {
         match e {
             CartError::NotFound => Problem::not_found("The cart"),
-            CartError::Stale { current } => {
-                Problem::new(StatusCode::PRECONDITION_FAILED, "stale-cart", "The cart has changed")
-                    .detail(format!("If-Match does not match the cart's version {current}; read it again"))
-                    .header(header::ETAG, etag(current))
-            }
+            CartError::Stale { current } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "stale-cart",
+                "The cart has changed",
+            )
+            .detail(format!(
+                "If-Match does not match the cart's version {current}; read it again"
+            ))
+            .header(header::ETAG, etag(current)),
             CartError::Invalid(errors) => Problem::validation(errors),
             CartError::StoreUnavailable(e) => Problem::unavailable("The cart store", &e),
             CartError::CatalogUnavailable(e) => Problem::unavailable("The catalog", &e),
@@ -95,5 +102,6 @@ impl IntoResponse for CartError {
 
 /// The ETag of a cart version: `"<version>"`.
 pub fn etag(version: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits and quotes are valid header text")
+    HeaderValue::from_str(&format!("\"{version}\""))
+        .expect("digits and quotes are valid header text")
 }

@@ -31,12 +31,24 @@ pub struct AppState {
 pub async fn build(settings: &Settings) -> anyhow::Result<Router> {
     let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
         .await
-        .with_context(|| format!("connecting to DATABASE_URL {}", common::db::redact_url(&settings.database_url)))?;
+        .with_context(|| {
+            format!(
+                "connecting to DATABASE_URL {}",
+                common::db::redact_url(&settings.database_url)
+            )
+        })?;
     if settings.migrate_on_start {
-        common::db::migrate(&pool).await.context("applying migrations")?;
+        common::db::migrate(&pool)
+            .await
+            .context("applying migrations")?;
     }
-    let redis = common::redis::connect(&settings.redis_url, settings.redis_timeout)
-        .with_context(|| format!("REDIS_URL {} is not a Redis URL", common::db::redact_url(&settings.redis_url)))?;
+    let redis =
+        common::redis::connect(&settings.redis_url, settings.redis_timeout).with_context(|| {
+            format!(
+                "REDIS_URL {} is not a Redis URL",
+                common::db::redact_url(&settings.redis_url)
+            )
+        })?;
 
     let state = AppState {
         store: store::CartStore::new(
@@ -46,10 +58,17 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Router> {
             settings.redis_timeout,
             settings.max_lines,
         ),
-        catalog: catalog::Catalog::new(pool.clone(), settings.catalog_cache_ttl, settings.catalog_cache_capacity),
+        catalog: catalog::Catalog::new(
+            pool.clone(),
+            settings.catalog_cache_ttl,
+            settings.catalog_cache_capacity,
+        ),
     };
     let checks = vec![Check::postgres(pool), Check::redis(redis)];
-    Ok(common::http::with_standard_layers(routes::router(state, checks), settings.max_body_bytes))
+    Ok(common::http::with_standard_layers(
+        routes::router(state, checks),
+        settings.max_body_bytes,
+    ))
 }
 
 /// Serves the cart service until `shutdown` is cancelled.

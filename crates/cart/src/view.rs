@@ -76,20 +76,40 @@ impl CartView {
     /// Prices `cart` with the catalog's current products.
     pub async fn price(cart: StoredCart, catalog: &Catalog) -> Result<Self, CartError> {
         let skus: Vec<&str> = cart.lines.iter().map(|(sku, _)| sku.as_str()).collect();
-        let products = if skus.is_empty() { Default::default() } else { catalog.products(&skus).await? };
+        let products = if skus.is_empty() {
+            Default::default()
+        } else {
+            catalog.products(&skus).await?
+        };
         let mut items = Vec::with_capacity(cart.lines.len());
         let mut subtotal: i64 = 0;
         let mut item_count: u64 = 0;
         for (sku, quantity) in &cart.lines {
             item_count += u64::from(*quantity);
-            let product = products.get(sku).filter(|p| p.active && p.currency == cart.currency);
+            let product = products
+                .get(sku)
+                .filter(|p| p.active && p.currency == cart.currency);
             let line = match product {
                 Some(p) => {
                     let line_total = p.unit_price.saturating_mul(i64::from(*quantity));
                     subtotal = subtotal.saturating_add(line_total);
-                    LineView { sku: sku.clone(), name: p.name.clone(), quantity: *quantity, unit_price: p.unit_price, line_total, available: true }
+                    LineView {
+                        sku: sku.clone(),
+                        name: p.name.clone(),
+                        quantity: *quantity,
+                        unit_price: p.unit_price,
+                        line_total,
+                        available: true,
+                    }
                 }
-                None => LineView { sku: sku.clone(), name: sku.clone(), quantity: *quantity, unit_price: 0, line_total: 0, available: false },
+                None => LineView {
+                    sku: sku.clone(),
+                    name: sku.clone(),
+                    quantity: *quantity,
+                    unit_price: 0,
+                    line_total: 0,
+                    available: false,
+                },
             };
             items.push(line);
         }
@@ -107,13 +127,18 @@ impl CartView {
 
 fn expires_at(ttl_ms: i64) -> String {
     let at = OffsetDateTime::now_utc() + time::Duration::milliseconds(ttl_ms.max(0));
-    at.replace_nanosecond(0).unwrap_or(at).format(&Rfc3339).unwrap_or_default()
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// The currency of a new cart.
 pub fn parse_currency(raw: Option<&str>) -> Result<Currency, CartError> {
     match raw {
         None => Ok(Currency::USD),
-        Some(code) => code.parse().map_err(|e: common::money::InvalidCurrency| CartError::field("currency", e.to_string())),
+        Some(code) => code.parse().map_err(|e: common::money::InvalidCurrency| {
+            CartError::field("currency", e.to_string())
+        }),
     }
 }

@@ -17,7 +17,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error for `name` with a human-readable reason.
     pub fn new(name: &str, reason: impl fmt::Display) -> Self {
-        Self { name: name.to_owned(), reason: reason.to_string() }
+        Self {
+            name: name.to_owned(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -34,7 +37,10 @@ where
 {
     match var(name) {
         None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|e| ConfigError::new(name, format!("{raw:?}: {e}"))),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::new(name, format!("{raw:?}: {e}"))),
     }
 }
 

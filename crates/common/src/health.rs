@@ -26,14 +26,23 @@ impl Check {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        Self { name, run: Arc::new(move || Box::pin(f())) }
+        Self {
+            name,
+            run: Arc::new(move || Box::pin(f())),
+        }
     }
 
     /// Postgres answers `SELECT 1`.
     pub fn postgres(pool: PgPool) -> Self {
         Self::new("postgres", move || {
             let pool = pool.clone();
-            async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop).map_err(|e| e.to_string()) }
+            async move {
+                sqlx::query("SELECT 1")
+                    .execute(&pool)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
         })
     }
 
@@ -41,7 +50,13 @@ impl Check {
     pub fn redis(conn: ConnectionManager) -> Self {
         Self::new("redis", move || {
             let mut conn = conn.clone();
-            async move { redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(|e| e.to_string()) }
+            async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
         })
     }
 }
@@ -49,13 +64,15 @@ impl Check {
 /// The routes `/healthz` and `/readyz` for the given checks.
 pub fn router<S: Clone + Send + Sync + 'static>(checks: Vec<Check>) -> Router<S> {
     let checks = Arc::new(checks);
-    Router::new().route("/healthz", get(|| async { Json(json!({"status": "ok"})) })).route(
-        "/readyz",
-        get(move || {
-            let checks = checks.clone();
-            async move { readiness(&checks).await }
-        }),
-    )
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let checks = checks.clone();
+                async move { readiness(&checks).await }
+            }),
+        )
 }
 
 async fn readiness(checks: &[Check]) -> axum::response::Response {
@@ -76,7 +93,11 @@ async fn readiness(checks: &[Check]) -> axum::response::Response {
         }
     }
     if failed.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready", "checks": results}))).into_response()
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "checks": results})),
+        )
+            .into_response()
     } else {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready")
             .detail(format!("failing: {}", failed.join(", ")))

@@ -21,17 +21,27 @@ pub fn with_standard_layers(router: Router, body_limit: usize) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(telemetry::request_span)
                 .on_request(())
-                .on_response(|response: &axum::http::Response<_>, latency: std::time::Duration, span: &tracing::Span| {
-                    span.record("status", response.status().as_u16());
-                    tracing::debug!(latency_ms = latency.as_secs_f64() * 1e3, "response");
-                })
+                .on_response(
+                    |response: &axum::http::Response<_>,
+                     latency: std::time::Duration,
+                     span: &tracing::Span| {
+                        span.record("status", response.status().as_u16());
+                        tracing::debug!(latency_ms = latency.as_secs_f64() * 1e3, "response");
+                    },
+                )
                 .on_failure(()),
         )
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains in-flight requests.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 /// A token cancelled on SIGTERM or ctrl-c.

@@ -100,7 +100,13 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for bad in ["crt_", "crt_short", "crt_ILLEGAL-CHARACTERS-HERE-x", "crt0123456789abcdefghjkmnpqr", ""] {
+        for bad in [
+            "crt_",
+            "crt_short",
+            "crt_ILLEGAL-CHARACTERS-HERE-x",
+            "crt0123456789abcdefghjkmnpqr",
+            "",
+        ] {
             assert!(!is_valid("crt", bad), "{bad}");
         }
     }

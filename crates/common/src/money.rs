@@ -28,7 +28,11 @@ impl FromStr for Currency {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bytes: [u8; 3] = s.as_bytes().try_into().map_err(|_| InvalidCurrency)?;
-        if bytes.iter().all(u8::is_ascii_uppercase) { Ok(Self(bytes)) } else { Err(InvalidCurrency) }
+        if bytes.iter().all(u8::is_ascii_uppercase) {
+            Ok(Self(bytes))
+        } else {
+            Err(InvalidCurrency)
+        }
     }
 }
 
@@ -68,7 +72,9 @@ impl Money {
 
     /// `self * quantity`, or `None` on overflow.
     pub fn times(self, quantity: u32) -> Option<Self> {
-        self.amount.checked_mul(i64::from(quantity)).map(|amount| Self { amount, ..self })
+        self.amount
+            .checked_mul(i64::from(quantity))
+            .map(|amount| Self { amount, ..self })
     }
 
     /// `self + other`, or `None` on overflow or a currency mismatch.
@@ -76,7 +82,9 @@ impl Money {
         if self.currency != other.currency {
             return None;
         }
-        self.amount.checked_add(other.amount).map(|amount| Self { amount, ..self })
+        self.amount
+            .checked_add(other.amount)
+            .map(|amount| Self { amount, ..self })
     }
 }
 

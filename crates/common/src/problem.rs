@@ -25,7 +25,10 @@ pub struct FieldError {
 impl FieldError {
     /// A field error.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -77,8 +80,17 @@ impl Problem {
 
     /// 422 with the invalid fields.
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        let mut problem = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "The request is not valid").detail(detail);
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut problem = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "The request is not valid",
+        )
+        .detail(detail);
         problem.errors = errors;
         problem
     }
@@ -90,13 +102,18 @@ impl Problem {
 
     /// 404 for a resource that does not exist.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(format!("{what} was not found"))
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+            .detail(format!("{what} was not found"))
     }
 
     /// 401: credentials missing.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required")
-            .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+        )
+        .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
     }
 
     /// 403: credentials present but wrong.
@@ -107,9 +124,13 @@ impl Problem {
     /// 503 for a store or upstream that does not answer; the cause is logged, never sent.
     pub fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "{what} unavailable");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service temporarily unavailable")
-            .detail(format!("{what} is not answering; retry shortly"))
-            .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service temporarily unavailable",
+        )
+        .detail(format!("{what} is not answering; retry shortly"))
+        .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 
     /// 500 for an unexpected error: the cause chain is logged here, inside the request's
@@ -123,8 +144,12 @@ impl Problem {
             source = s.source();
         }
         tracing::error!(error = %chain, "unexpected error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
-            .detail("An unexpected error occurred; it has been logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+        )
+        .detail("An unexpected error occurred; it has been logged")
     }
 
     /// The status code.
@@ -161,9 +186,15 @@ impl From<JsonRejection> for Problem {
         match rejection {
             JsonRejection::JsonDataError(e) => {
                 let text = e.body_text();
-                let mut problem = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "The request is not valid");
+                let mut problem = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation",
+                    "The request is not valid",
+                );
                 // axum's text is "<context>: <path>: <serde message>"; the path names the field.
-                let cause = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest);
+                let cause = text
+                    .split_once(": ")
+                    .map_or(text.as_str(), |(_, rest)| rest);
                 if let Some((field, message)) = cause.split_once(": ")
                     && !field.contains(' ')
                 {
@@ -171,19 +202,25 @@ impl From<JsonRejection> for Problem {
                 }
                 problem.detail(cause.to_owned())
             }
-            JsonRejection::JsonSyntaxError(e) => {
-                Self::new(StatusCode::BAD_REQUEST, "malformed-json", "The body is not valid JSON").detail(e.body_text())
-            }
+            JsonRejection::JsonSyntaxError(e) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "The body is not valid JSON",
+            )
+            .detail(e.body_text()),
             JsonRejection::MissingJsonContentType(_) => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Expected a JSON body",
             )
             .detail("Send the body with Content-Type: application/json"),
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "The body is too large")
-            }
-            other => Self::new(other.status(), "bad-request", "The body could not be read").detail(other.body_text()),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The body is too large",
+            ),
+            other => Self::new(other.status(), "bad-request", "The body could not be read")
+                .detail(other.body_text()),
         }
     }
 }
@@ -212,5 +249,9 @@ pub async fn not_found_fallback() -> Problem {
 
 /// Answers a known route called with the wrong method.
 pub async fn method_not_allowed_fallback() -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
 }

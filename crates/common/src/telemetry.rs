@@ -7,7 +7,9 @@ use opentelemetry::{propagation::Extractor, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+use tracing_subscriber::{
+    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
 
 /// Keeps the trace exporter alive; flushes pending spans when dropped.
 #[must_use = "dropping the guard stops trace export"]
@@ -26,32 +28,50 @@ impl Drop for TelemetryGuard {
 /// Installs the global subscriber for `service`. Calling it again (as tests do) is harmless.
 pub fn init(service: &'static str) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let fmt = if json {
-        tracing_subscriber::fmt::layer().json().with_current_span(true).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .boxed()
     } else {
         tracing_subscriber::fmt::layer().compact().boxed()
     };
 
-    let provider = crate::config::var("OTEL_EXPORTER_OTLP_ENDPOINT").and_then(|_| match otlp_provider(service) {
-        Ok(provider) => Some(provider),
-        Err(e) => {
-            eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT is set but the exporter could not start: {e}");
-            None
+    let provider = crate::config::var("OTEL_EXPORTER_OTLP_ENDPOINT").and_then(|_| {
+        match otlp_provider(service) {
+            Ok(provider) => Some(provider),
+            Err(e) => {
+                eprintln!(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT is set but the exporter could not start: {e}"
+                );
+                None
+            }
         }
     });
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)).boxed());
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service))
+            .boxed()
+    });
 
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
     TelemetryGuard(provider)
 }
 
-fn otlp_provider(service: &'static str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+fn otlp_provider(
+    service: &'static str,
+) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
     // The exporter reads the endpoint and headers from the standard OTEL_* variables.
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(Resource::builder().with_service_name(service).build())
@@ -68,7 +88,9 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         status = tracing::field::Empty,
     );
     if request.headers().contains_key("traceparent") {
-        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(request.headers()))
+        });
         let _ = span.set_parent(parent);
     }
     span

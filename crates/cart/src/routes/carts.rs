@@ -25,7 +25,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/carts", post(create))
         .route("/v1/carts/{id}", axum::routing::get(get).delete(delete))
         .route("/v1/carts/{id}/items", post(add_item))
-        .route("/v1/carts/{id}/items/{sku}", put(set_item).delete(remove_item))
+        .route(
+            "/v1/carts/{id}/items/{sku}",
+            put(set_item).delete(remove_item),
+        )
 }
 
 /// Creates an empty cart.
@@ -49,7 +52,8 @@ pub async fn create(State(app): State<AppState>, body: Bytes) -> Result<Response
     };
     let currency = parse_currency(request.currency.as_deref())?;
     let cart = app.store.create(currency).await.map_err(CartError::from)?;
-    let location = HeaderValue::from_str(&format!("/v1/carts/{}", cart.id)).expect("ids are header-safe");
+    let location =
+        HeaderValue::from_str(&format!("/v1/carts/{}", cart.id)).expect("ids are header-safe");
     let view = CartView::price(cart, &app.catalog).await?;
     let mut response = respond(StatusCode::CREATED, view);
     response.headers_mut().insert(header::LOCATION, location);
@@ -67,10 +71,16 @@ pub async fn create(State(app): State<AppState>, body: Bytes) -> Result<Response
     )
 )]
 #[tracing::instrument(skip(app))]
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, CartError> {
+pub async fn get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, CartError> {
     let id = cart_id(&id)?;
     let cart = app.store.get(&id).await?;
-    Ok(respond(StatusCode::OK, CartView::price(cart, &app.catalog).await?))
+    Ok(respond(
+        StatusCode::OK,
+        CartView::price(cart, &app.catalog).await?,
+    ))
 }
 
 /// Deletes a cart.
@@ -85,7 +95,11 @@ pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<
     )
 )]
 #[tracing::instrument(skip(app, headers))]
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, CartError> {
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, CartError> {
     let id = cart_id(&id)?;
     app.store.delete(&id, if_match(&headers)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -116,12 +130,29 @@ pub async fn add_item(
     let id = cart_id(&id)?;
     let (sku, quantity) = match (Sku::parse(&body.sku), Quantity::parse(body.quantity)) {
         (Ok(sku), Ok(q)) => (sku, q),
-        (sku, q) => return Err(CartError::Invalid(sku.err().into_iter().chain(q.err()).collect())),
+        (sku, q) => {
+            return Err(CartError::Invalid(
+                sku.err().into_iter().chain(q.err()).collect(),
+            ));
+        }
     };
     let product = app.catalog.product(sku.as_str()).await?;
-    let product = product.filter(|p| p.active).ok_or_else(|| CartError::field("sku", "unknown or inactive sku"))?;
-    let cart = app.store.change_line(&id, &sku, LineChange::Add(quantity, product.currency), if_match(&headers)).await?;
-    Ok(respond(StatusCode::OK, CartView::price(cart, &app.catalog).await?))
+    let product = product
+        .filter(|p| p.active)
+        .ok_or_else(|| CartError::field("sku", "unknown or inactive sku"))?;
+    let cart = app
+        .store
+        .change_line(
+            &id,
+            &sku,
+            LineChange::Add(quantity, product.currency),
+            if_match(&headers),
+        )
+        .await?;
+    Ok(respond(
+        StatusCode::OK,
+        CartView::price(cart, &app.catalog).await?,
+    ))
 }
 
 /// Sets a line's quantity; 0 removes the line.
@@ -149,18 +180,35 @@ pub async fn set_item(
     let id = cart_id(&id)?;
     let (sku, target) = match (Sku::parse(&sku), LineTarget::parse(body.quantity)) {
         (Ok(sku), Ok(t)) => (sku, t),
-        (sku, t) => return Err(CartError::Invalid(sku.err().into_iter().chain(t.err()).collect())),
+        (sku, t) => {
+            return Err(CartError::Invalid(
+                sku.err().into_iter().chain(t.err()).collect(),
+            ));
+        }
     };
     let currency = match target {
         LineTarget::Remove => None,
         LineTarget::Set(_) => {
             let product = app.catalog.product(sku.as_str()).await?;
-            let product = product.filter(|p| p.active).ok_or_else(|| CartError::field("sku", "unknown or inactive sku"))?;
+            let product = product
+                .filter(|p| p.active)
+                .ok_or_else(|| CartError::field("sku", "unknown or inactive sku"))?;
             Some(product.currency)
         }
     };
-    let cart = app.store.change_line(&id, &sku, LineChange::Set(target, currency), if_match(&headers)).await?;
-    Ok(respond(StatusCode::OK, CartView::price(cart, &app.catalog).await?))
+    let cart = app
+        .store
+        .change_line(
+            &id,
+            &sku,
+            LineChange::Set(target, currency),
+            if_match(&headers),
+        )
+        .await?;
+    Ok(respond(
+        StatusCode::OK,
+        CartView::price(cart, &app.catalog).await?,
+    ))
 }
 
 /// Removes a line; removing a line that is not there changes nothing.
@@ -183,8 +231,14 @@ pub async fn remove_item(
 ) -> Result<Response, CartError> {
     let id = cart_id(&id)?;
     let sku = Sku::parse(&sku).map_err(|e| CartError::Invalid(vec![e]))?;
-    let cart = app.store.change_line(&id, &sku, LineChange::Remove, if_match(&headers)).await?;
-    Ok(respond(StatusCode::OK, CartView::price(cart, &app.catalog).await?))
+    let cart = app
+        .store
+        .change_line(&id, &sku, LineChange::Remove, if_match(&headers))
+        .await?;
+    Ok(respond(
+        StatusCode::OK,
+        CartView::price(cart, &app.catalog).await?,
+    ))
 }
 
 /// A malformed id names no cart: 404, like an unknown one.
@@ -194,7 +248,9 @@ fn cart_id(raw: &str) -> Result<CartId, CartError> {
 
 /// `If-Match` as a precondition; a value that is no version matches nothing.
 fn if_match(headers: &HeaderMap) -> Expected {
-    let Some(value) = headers.get(header::IF_MATCH) else { return Expected::Any };
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Expected::Any;
+    };
     let raw = value.to_str().unwrap_or_default().trim();
     if raw == "*" {
         return Expected::Any;
@@ -207,14 +263,26 @@ fn respond(status: StatusCode, view: CartView) -> Response {
     let tag = etag(view.version);
     let mut response = (status, Json(view)).into_response();
     response.headers_mut().insert(header::ETAG, tag);
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
 fn json_problem(e: serde_json::Error) -> Problem {
     if e.is_data() {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "The request is not valid").detail(e.to_string())
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "The request is not valid",
+        )
+        .detail(e.to_string())
     } else {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "The body is not valid JSON").detail(e.to_string())
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "The body is not valid JSON",
+        )
+        .detail(e.to_string())
     }
 }

@@ -12,8 +12,18 @@ use crate::AppState;
 /// The OpenAPI description of every cart endpoint.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Cart service", description = "Shopping carts in Redis, priced from the catalog."),
-    paths(carts::create, carts::get, carts::delete, carts::add_item, carts::set_item, carts::remove_item),
+    info(
+        title = "Cart service",
+        description = "Shopping carts in Redis, priced from the catalog."
+    ),
+    paths(
+        carts::create,
+        carts::get,
+        carts::delete,
+        carts::add_item,
+        carts::set_item,
+        carts::remove_item
+    ),
     components(schemas(Problem, common::FieldError))
 )]
 pub struct ApiDoc;

@@ -63,7 +63,13 @@ pub struct CartStore {
 
 impl CartStore {
     /// A store writing keys `{prefix}{cart id}`.
-    pub fn new(conn: ConnectionManager, prefix: String, ttl: Duration, timeout: Duration, max_lines: u32) -> Self {
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: String,
+        ttl: Duration,
+        timeout: Duration,
+        max_lines: u32,
+    ) -> Self {
         Self {
             conn,
             prefix,
@@ -88,7 +94,10 @@ impl CartStore {
         self.ttl.as_millis() as u64
     }
 
-    async fn bounded<T>(&self, call: impl Future<Output = Result<T, RedisError>>) -> Result<T, StoreError> {
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result.map_err(StoreError::Redis),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
@@ -102,7 +111,11 @@ impl CartStore {
         let created = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut conn = self.conn.clone();
         let key = self.key(&id);
-        let fields = [("version", "1".to_owned()), ("currency", currency.to_string()), ("created_at", created.to_string())];
+        let fields = [
+            ("version", "1".to_owned()),
+            ("currency", currency.to_string()),
+            ("created_at", created.to_string()),
+        ];
         self.bounded(
             redis::pipe()
                 .atomic()
@@ -113,7 +126,13 @@ impl CartStore {
                 .query_async::<()>(&mut conn),
         )
         .await?;
-        Ok(StoredCart { id, currency, version: 1, lines: Vec::new(), ttl_ms: self.ttl_ms() as i64 })
+        Ok(StoredCart {
+            id,
+            currency,
+            version: 1,
+            lines: Vec::new(),
+            ttl_ms: self.ttl_ms() as i64,
+        })
     }
 
     /// The cart, as stored.
@@ -121,8 +140,15 @@ impl CartStore {
     pub async fn get(&self, id: &CartId) -> Result<StoredCart, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.key(id);
-        let (fields, pttl): (Vec<(String, String)>, i64) =
-            self.bounded(redis::pipe().atomic().hgetall(&key).pttl(&key).query_async(&mut conn)).await?;
+        let (fields, pttl): (Vec<(String, String)>, i64) = self
+            .bounded(
+                redis::pipe()
+                    .atomic()
+                    .hgetall(&key)
+                    .pttl(&key)
+                    .query_async(&mut conn),
+            )
+            .await?;
         if fields.is_empty() {
             return Err(StoreError::Missing);
         }
@@ -157,7 +183,10 @@ impl CartStore {
         let reply: Vec<Value> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         match reply.first().map(as_int) {
             Some(Some(0)) => {
-                let pttl = reply.get(1).and_then(as_int).ok_or(StoreError::Corrupt("ttl"))?;
+                let pttl = reply
+                    .get(1)
+                    .and_then(as_int)
+                    .ok_or(StoreError::Corrupt("ttl"))?;
                 let mut fields = Vec::with_capacity(reply.len() / 2);
                 let mut rest = reply[2..].iter();
                 while let (Some(k), Some(v)) = (rest.next(), rest.next()) {
@@ -166,9 +195,13 @@ impl CartStore {
                 parse_cart(id.clone(), fields.into_iter(), pttl)
             }
             Some(Some(1)) => Err(StoreError::Missing),
-            Some(Some(2)) => Err(StoreError::Stale(reply.get(1).and_then(as_int).unwrap_or_default() as u64)),
+            Some(Some(2)) => Err(StoreError::Stale(
+                reply.get(1).and_then(as_int).unwrap_or_default() as u64,
+            )),
             Some(Some(3)) => Err(StoreError::CurrencyMismatch),
-            Some(Some(4)) => Err(StoreError::QuantityTooLarge(reply.get(1).and_then(as_int).unwrap_or_default() as u32)),
+            Some(Some(4)) => Err(StoreError::QuantityTooLarge(
+                reply.get(1).and_then(as_int).unwrap_or_default() as u32,
+            )),
             Some(Some(5)) => Err(StoreError::TooManyLines),
             _ => Err(StoreError::Corrupt("script reply")),
         }
@@ -206,14 +239,20 @@ fn as_int(value: &Value) -> Option<i64> {
 
 fn as_string(value: &Value) -> Result<String, StoreError> {
     match value {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).map_err(|_| StoreError::Corrupt("utf-8")),
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes.clone()).map_err(|_| StoreError::Corrupt("utf-8"))
+        }
         Value::SimpleString(s) => Ok(s.clone()),
         Value::Int(i) => Ok(i.to_string()),
         _ => Err(StoreError::Corrupt("field")),
     }
 }
 
-fn parse_cart(id: CartId, fields: impl Iterator<Item = (String, String)>, ttl_ms: i64) -> Result<StoredCart, StoreError> {
+fn parse_cart(
+    id: CartId,
+    fields: impl Iterator<Item = (String, String)>,
+    ttl_ms: i64,
+) -> Result<StoredCart, StoreError> {
     let mut currency = None;
     let mut version = None;
     let mut lines = Vec::new();

@@ -1,0 +1,161 @@
+//! Faults: Redis going away and coming back; the catalog cache serving warm reads without
+//! Postgres and picking up a price change once its entries expire.
+
+use std::{process::Stdio, time::Duration};
+
+use tokio::process::{Child, Command};
+
+use crate::support::{eventually, problem, settings, spawn_with};
+
+/// A private redis-server on a free port, so a test can stop and restart it.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let url = self.url();
+        eventually("redis-server answers", || {
+            let url = url.clone();
+            async move {
+                match redis::Client::open(url.as_str())
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                {
+                    Ok(mut c) => redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+#[tokio::test]
+async fn redis_going_away_is_a_fast_503_and_the_service_recovers_by_itself() {
+    let mut redis = OwnRedis::start().await;
+    let mut settings = settings();
+    settings.redis_url = redis.url();
+    let app = spawn_with(settings).await;
+    let sku = app.product("Tee", 100, "USD").await;
+    let cart = app.create_cart("USD").await;
+    assert_eq!(app.add(&cart, &sku, 1).await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    redis.stop().await;
+    let started = std::time::Instant::now();
+    let body = problem(app.get(&format!("/v1/carts/{cart}")).await, 503).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the 503 comes from the bounded timeout, not a hang"
+    );
+    assert!(
+        !body.to_string().contains("redis://"),
+        "internals do not leak: {body}"
+    );
+    problem(app.add(&cart, &sku, 1).await, 503).await;
+    problem(app.post("/v1/carts", serde_json::json!({})).await, 503).await;
+    problem(app.get("/readyz").await, 503).await;
+
+    redis.restart().await;
+    eventually("the service serves carts again", || async {
+        app.post("/v1/carts", serde_json::json!({})).await.status() == 201
+    })
+    .await;
+    eventually("readiness recovers", || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_warm_cache_serves_the_old_price_and_the_new_price_shows_after_the_ttl() {
+    let mut settings = settings();
+    settings.catalog_cache_ttl = Duration::from_millis(300);
+    let app = spawn_with(settings).await;
+    let sku = app.product("Tee", 1000, "USD").await;
+    let cart = app.create_cart("USD").await;
+    app.add(&cart, &sku, 2).await;
+    assert_eq!(app.cart(&cart).await["subtotal"], 2000);
+
+    sqlx::query("UPDATE catalog.products SET unit_price = 1500 WHERE sku = $1")
+        .bind(&sku)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // Within the TTL the cached product answers: proof the read made no Postgres query.
+    let cached = app.cart(&cart).await;
+    if cached["subtotal"] == 2000 {
+        eventually("the new price shows", || async {
+            app.cart(&cart).await["subtotal"] == 3000
+        })
+        .await;
+    } else {
+        panic!("the price changed before the cache entry could have expired: {cached}");
+    }
+}
+
+#[tokio::test]
+async fn warm_reads_need_no_postgres() {
+    let mut settings = settings();
+    settings.catalog_cache_ttl = Duration::from_secs(600);
+    let app = spawn_with(settings).await;
+    let sku = app.product("Tee", 700, "USD").await;
+    let cart = app.create_cart("USD").await;
+    app.add(&cart, &sku, 1).await;
+    app.cart(&cart).await;
+
+    // Take the product out of Postgres entirely: a warm read still prices it.
+    sqlx::query("DELETE FROM catalog.products WHERE sku = $1")
+        .bind(&sku)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let view = app.cart(&cart).await;
+        assert_eq!(view["subtotal"], 700);
+        assert_eq!(view["items"][0]["available"], true);
+    }
+}
