@@ -2,6 +2,7 @@
 //! problem+json errors, prefixed ids, money, health and metrics endpoints, store connections
 //! and the HTTP server with graceful shutdown. A piece lives here only when two services use it.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod health;
@@ -10,6 +11,7 @@ pub mod id;
 pub mod metrics;
 pub mod money;
 pub mod problem;
+pub mod queue;
 pub mod redis;
 pub mod telemetry;
 

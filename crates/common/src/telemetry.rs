@@ -96,6 +96,22 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
     span
 }
 
+/// The current span's W3C `traceparent`, to carry the trace into a queued job or an
+/// outgoing request; `None` when tracing is not exported.
+pub fn current_traceparent() -> Option<String> {
+    let context = Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut carrier));
+    carrier.remove("traceparent")
+}
+
+/// Parents `span` to the trace a `traceparent` value names.
+pub fn follow_traceparent(span: &Span, traceparent: &str) {
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    let _ = span.set_parent(parent);
+}
+
 struct HeaderExtractor<'a>(&'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {

@@ -1,0 +1,295 @@
+//! A durable job queue on Postgres. A job is a row in the owning service's schema, written
+//! in the same transaction as the data that needs it, so neither can exist without the other.
+//! Workers claim jobs with `FOR UPDATE SKIP LOCKED` under a lease; a crashed worker's lease
+//! runs out and another worker takes the job. Failures retry with jittered exponential backoff
+//! that survives restarts (`run_at`); a job out of attempts is kept as a dead letter that an
+//! operator can list and replay.
+
+mod backoff;
+mod worker;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row as _};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+pub use backoff::Backoff;
+pub use worker::{Handler, JobError, Worker, WorkerConfig};
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// What the job does (`process_order`); selects the handler.
+    pub kind: &'static str,
+    /// The job's input.
+    pub payload: serde_json::Value,
+    /// A key that makes enqueueing idempotent: a second job with the same key is not added.
+    pub dedup_key: Option<String>,
+    /// Attempts before the job becomes a dead letter.
+    pub max_attempts: i32,
+    /// Do not run before this delay has passed.
+    pub delay: Duration,
+}
+
+impl NewJob {
+    /// A job of `kind` with `payload`, five attempts, runnable now.
+    pub fn new(kind: &'static str, payload: serde_json::Value) -> Self {
+        Self { kind, payload, dedup_key: None, max_attempts: 5, delay: Duration::ZERO }
+    }
+
+    /// Sets the deduplication key.
+    pub fn dedup(mut self, key: impl Into<String>) -> Self {
+        self.dedup_key = Some(key.into());
+        self
+    }
+
+    /// Sets the number of attempts.
+    pub fn attempts(mut self, max_attempts: i32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// Delays the first run.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A job a worker holds under a lease.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// The job's id.
+    pub id: i64,
+    /// Its kind.
+    pub kind: String,
+    /// Its input.
+    pub payload: serde_json::Value,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// The W3C trace context of the request that enqueued it.
+    pub traceparent: Option<String>,
+}
+
+/// A job out of attempts, as the admin API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeadJob {
+    /// The job's id; replay it with this.
+    pub id: i64,
+    /// Its kind.
+    pub kind: String,
+    /// Its input.
+    pub payload: serde_json::Value,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it died.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// One queue: a table and the channel that wakes its workers.
+#[derive(Clone)]
+pub struct Queue {
+    pool: PgPool,
+    table: &'static str,
+    channel: &'static str,
+}
+
+impl Queue {
+    /// The queue in `table` (`orders.jobs`); enqueues notify `channel`.
+    pub fn new(pool: PgPool, table: &'static str, channel: &'static str) -> Self {
+        Self { pool, table, channel }
+    }
+
+    /// The pool the queue runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Adds a job inside the caller's transaction; answers its id, or `None` when a job with
+    /// the same dedup key exists. Workers are woken when the transaction commits.
+    pub async fn enqueue(&self, conn: &mut PgConnection, job: NewJob) -> Result<Option<i64>, sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO {} (kind, payload, max_attempts, run_at, dedup_key, traceparent)
+             VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond', $5, $6)
+             ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+            self.table
+        );
+        let id: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(job.kind)
+            .bind(&job.payload)
+            .bind(job.max_attempts)
+            .bind(job.delay.as_millis() as i64)
+            .bind(&job.dedup_key)
+            .bind(crate::telemetry::current_traceparent())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if id.is_some() && job.delay.is_zero() {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(self.channel).bind(job.kind).execute(&mut *conn).await?;
+        }
+        Ok(id)
+    }
+
+    /// Claims up to `limit` runnable jobs of `kinds` (pending and due, or running with an
+    /// expired lease) for `worker`, holding each for `lease`.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        kinds: &[&str],
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let sql = format!(
+            "UPDATE {t} SET status = 'running', attempts = attempts + 1, locked_by = $1,
+                 locked_until = now() + $2 * interval '1 millisecond', updated_at = now()
+             WHERE id IN (
+                 SELECT id FROM {t}
+                 WHERE kind = ANY($3)
+                   AND ((status = 'pending' AND run_at <= now()) OR (status = 'running' AND locked_until < now()))
+                 ORDER BY run_at
+                 LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id, kind, payload, attempts, max_attempts, traceparent",
+            t = self.table
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(lease.as_millis() as i64)
+            .bind(kinds)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(ClaimedJob {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    payload: row.try_get("payload")?,
+                    attempt: row.try_get("attempts")?,
+                    max_attempts: row.try_get("max_attempts")?,
+                    traceparent: row.try_get("traceparent")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a job done. Done jobs are removed: the data the job produced is the record.
+    pub async fn complete(&self, job: &ClaimedJob, worker: &str) -> Result<(), sqlx::Error> {
+        let sql = format!("DELETE FROM {} WHERE id = $1 AND locked_by = $2", self.table);
+        sqlx::query(AssertSqlSafe(sql)).bind(job.id).bind(worker).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Schedules another attempt after `delay`.
+    pub async fn retry_later(&self, job: &ClaimedJob, worker: &str, delay: Duration, error: &str) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "UPDATE {} SET status = 'pending', run_at = now() + $3 * interval '1 millisecond',
+                 locked_by = NULL, locked_until = NULL, last_error = $4, updated_at = now()
+             WHERE id = $1 AND locked_by = $2",
+            self.table
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(job.id)
+            .bind(worker)
+            .bind(delay.as_millis() as i64)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps the job as a dead letter.
+    pub async fn bury(&self, job: &ClaimedJob, worker: &str, error: &str) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "UPDATE {} SET status = 'dead', locked_by = NULL, locked_until = NULL, last_error = $3, updated_at = now()
+             WHERE id = $1 AND locked_by = $2",
+            self.table
+        );
+        sqlx::query(AssertSqlSafe(sql)).bind(job.id).bind(worker).bind(error).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Hands a job back unfinished (shutdown): runnable again at once, the attempt not counted.
+    pub async fn release(&self, job: &ClaimedJob, worker: &str) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "UPDATE {} SET status = 'pending', attempts = greatest(attempts - 1, 0), locked_by = NULL,
+                 locked_until = NULL, updated_at = now()
+             WHERE id = $1 AND locked_by = $2",
+            self.table
+        );
+        sqlx::query(AssertSqlSafe(sql)).bind(job.id).bind(worker).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Dead letters, newest first.
+    pub async fn dead(&self, limit: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
+        let sql = format!(
+            "SELECT id, kind, payload, attempts, last_error, created_at, updated_at FROM {}
+             WHERE status = 'dead' ORDER BY updated_at DESC LIMIT $1",
+            self.table
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(DeadJob {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    payload: row.try_get("payload")?,
+                    attempts: row.try_get("attempts")?,
+                    last_error: row.try_get("last_error")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes a dead letter runnable again with fresh attempts; `false` when there is no such
+    /// dead job.
+    pub async fn replay(&self, id: i64) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "UPDATE {} SET status = 'pending', attempts = 0, run_at = now(), last_error = NULL, updated_at = now()
+             WHERE id = $1 AND status = 'dead'",
+            self.table
+        );
+        let replayed = sqlx::query(AssertSqlSafe(sql)).bind(id).execute(&self.pool).await?.rows_affected() == 1;
+        if replayed {
+            sqlx::query("SELECT pg_notify($1, 'replay')").bind(self.channel).execute(&self.pool).await?;
+        }
+        Ok(replayed)
+    }
+
+    /// Jobs by kind and status, for the queue-depth gauges.
+    pub async fn depth(&self) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+        let sql = format!("SELECT kind, status, count(*) FROM {} GROUP BY kind, status", self.table);
+        sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await
+    }
+
+    /// Publishes the queue depth as `queue_jobs{queue, kind, status}` gauges.
+    pub async fn export_depth(&self) -> Result<(), sqlx::Error> {
+        let mut seen = std::collections::HashSet::new();
+        for (kind, status, count) in self.depth().await? {
+            metrics::gauge!("queue_jobs", "queue" => self.table, "kind" => kind.clone(), "status" => status.clone())
+                .set(count as f64);
+            seen.insert((kind, status));
+        }
+        // A status that emptied must read 0, not its last value.
+        for status in ["pending", "running", "dead"] {
+            for kind in seen.iter().map(|(k, _)| k.clone()).collect::<std::collections::HashSet<_>>() {
+                if !seen.contains(&(kind.clone(), status.to_owned())) {
+                    metrics::gauge!("queue_jobs", "queue" => self.table, "kind" => kind, "status" => status).set(0.0);
+                }
+            }
+        }
+        Ok(())
+    }
+}
