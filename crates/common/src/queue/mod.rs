@@ -232,12 +232,21 @@ impl Queue {
 
     /// Dead letters, newest first.
     pub async fn dead(&self, limit: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
+        self.dead_where("TRUE", limit, 0).await
+    }
+
+    /// One dead letter.
+    pub async fn dead_job(&self, id: i64) -> Result<Option<DeadJob>, sqlx::Error> {
+        Ok(self.dead_where("id = $2", 1, id).await?.pop())
+    }
+
+    async fn dead_where(&self, condition: &str, limit: i64, id: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
         let sql = format!(
             "SELECT id, kind, payload, attempts, last_error, created_at, updated_at FROM {}
-             WHERE status = 'dead' ORDER BY updated_at DESC LIMIT $1",
+             WHERE status = 'dead' AND ({condition}) AND $2 = $2 ORDER BY updated_at DESC LIMIT $1",
             self.table
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).bind(id).fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|row| {
                 Ok(DeadJob {

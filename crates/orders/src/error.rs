@@ -1,0 +1,66 @@
+//! The orders service's errors and their one mapping to problem+json.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use common::{FieldError, Problem};
+
+/// Everything an orders request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    /// `Idempotency-Key` is required and was not sent (or is malformed).
+    #[error("Idempotency-Key header missing")]
+    MissingIdempotencyKey,
+    /// The key was used before with another request body.
+    #[error("Idempotency-Key reused with another request")]
+    KeyReused,
+    /// The first request with this key is still being processed.
+    #[error("a request with this Idempotency-Key is in flight")]
+    InFlight,
+    /// Fields break a rule.
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    /// The cart cannot be checked out.
+    #[error("the cart cannot be checked out: {0}")]
+    Cart(String),
+    /// No such resource.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// An upstream service did not answer.
+    #[error("upstream unavailable: {0}")]
+    Upstream(String),
+    /// Postgres failed.
+    #[error("database")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<OrdersError> for Problem {
+    fn from(e: OrdersError) -> Self {
+        match e {
+            OrdersError::MissingIdempotencyKey => {
+                Problem::new(StatusCode::BAD_REQUEST, "idempotency-key-required", "Idempotency-Key required")
+                    .detail("Send an Idempotency-Key header (1 to 255 visible characters) so a retry cannot create a second order")
+            }
+            OrdersError::KeyReused => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused")
+                .detail("This Idempotency-Key was used with a different request body"),
+            OrdersError::InFlight => Problem::new(StatusCode::CONFLICT, "idempotency-key-in-flight", "Request in flight")
+                .detail("The first request with this Idempotency-Key has not finished; retry shortly"),
+            OrdersError::Invalid(errors) => Problem::validation(errors),
+            OrdersError::Cart(why) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "cart-not-orderable", "The cart cannot be checked out")
+                .detail(why),
+            OrdersError::NotFound(what) => Problem::not_found(what),
+            OrdersError::Upstream(what) => Problem::unavailable("An upstream service", &what),
+            OrdersError::Db(e) => match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => Problem::unavailable("The database", &e),
+                e => Problem::internal(&e),
+            },
+        }
+    }
+}
+
+impl IntoResponse for OrdersError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
+}

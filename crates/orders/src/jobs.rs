@@ -1,0 +1,109 @@
+//! The order processor: the queue handler that runs the saga's jobs, and the sweeper that
+//! hands stuck orders back to it.
+
+use std::time::Duration;
+
+use common::queue::{ClaimedJob, Handler, JobError, NewJob};
+use tokio_util::sync::CancellationToken;
+
+use crate::saga::{CLEAR_CART, PAYMENT_TIMEOUT, PROCESS_ORDER, Saga};
+
+/// Runs the orders queue's jobs.
+pub struct OrderJobs(pub Saga);
+
+fn field<'a>(job: &'a ClaimedJob, name: &str) -> Result<&'a str, JobError> {
+    job.payload[name].as_str().ok_or_else(|| JobError::Permanent(format!("job has no {name}")))
+}
+
+impl Handler for OrderJobs {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[PROCESS_ORDER, PAYMENT_TIMEOUT, CLEAR_CART]
+    }
+
+    async fn handle(&self, job: &ClaimedJob) -> Result<(), JobError> {
+        match job.kind.as_str() {
+            PROCESS_ORDER => self.0.advance(field(job, "order_id")?).await,
+            PAYMENT_TIMEOUT => self.0.expire_payment(field(job, "order_id")?).await,
+            CLEAR_CART => self
+                .0
+                .clients
+                .delete_cart(field(job, "cart_id")?)
+                .await
+                .map_err(|e| JobError::Transient(format!("cart: {e}"))),
+            other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
+        }
+    }
+
+    async fn on_dead(&self, job: &ClaimedJob, error: &str) -> Result<(), String> {
+        metrics::counter!("dead_letters_total", "kind" => job.kind.clone()).increment(1);
+        match job.kind.as_str() {
+            PROCESS_ORDER => match job.payload["order_id"].as_str() {
+                Some(order_id) => self.0.abandon(order_id, error).await,
+                None => Ok(()),
+            },
+            // A cart that could not be cleared expires by itself; a timeout check that died
+            // is redone by the sweeper.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Every `interval`: re-enqueue open orders untouched for `stuck_after`, enqueue timeout
+/// checks for overdue payments, forget expired idempotency keys, and export gauges.
+pub async fn sweep(saga: Saga, interval: Duration, stuck_after: Duration, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = sweep_once(&saga, stuck_after).await {
+            tracing::warn!(error = %e, "sweep failed");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// One sweep; answers how many jobs it enqueued.
+pub async fn sweep_once(saga: &Saga, stuck_after: Duration) -> Result<u64, sqlx::Error> {
+    let stuck: Vec<String> = sqlx::query_scalar(
+        "SELECT o.id FROM orders.orders o
+         WHERE o.status IN ('pending', 'reserved', 'paid')
+           AND o.updated_at < now() - $1 * interval '1 millisecond'
+           AND NOT EXISTS (SELECT 1 FROM orders.jobs j
+                           WHERE j.dedup_key = 'process:' || o.id AND j.status <> 'dead')
+         LIMIT 1000",
+    )
+    .bind(stuck_after.as_millis() as i64)
+    .fetch_all(&saga.pool)
+    .await?;
+    let overdue: Vec<String> = sqlx::query_scalar(
+        "SELECT o.id FROM orders.orders o
+         WHERE o.status IN ('reserved', 'awaiting_payment') AND o.payment_due_at < now()
+           AND NOT EXISTS (SELECT 1 FROM orders.jobs j WHERE j.dedup_key = 'timeout:' || o.id AND j.status <> 'dead')
+         LIMIT 1000",
+    )
+    .fetch_all(&saga.pool)
+    .await?;
+    let mut enqueued = 0;
+    let mut tx = saga.pool.begin().await?;
+    for id in &stuck {
+        enqueued += u64::from(saga.queue.enqueue(&mut tx, saga.process_job(id)).await?.is_some());
+    }
+    for id in &overdue {
+        let job = NewJob::new(PAYMENT_TIMEOUT, serde_json::json!({ "order_id": id })).dedup(format!("timeout:{id}"));
+        enqueued += u64::from(saga.queue.enqueue(&mut tx, job).await?.is_some());
+    }
+    tx.commit().await?;
+    if enqueued > 0 {
+        tracing::warn!(enqueued, "sweeper re-enqueued stuck orders");
+        metrics::counter!("orders_swept_total").increment(enqueued);
+    }
+    crate::store::idempotency::purge_expired(&saga.pool).await?;
+    saga.queue.export_depth().await?;
+    let by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM orders.orders GROUP BY status").fetch_all(&saga.pool).await?;
+    for status in crate::domain::Status::ALL {
+        let count = by_status.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, c)| *c);
+        metrics::gauge!("orders", "status" => status.as_str()).set(count as f64);
+    }
+    Ok(enqueued)
+}

@@ -1,0 +1,158 @@
+//! The orders service: checkout (`POST /v1/orders` answers at once) and the order processor,
+//! a queue-driven saga that reserves stock, creates the payment and settles the order — never
+//! losing, duplicating or overselling one. One crate, two roles: the API and the worker.
+
+pub mod clients;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod jobs;
+pub mod ratelimit;
+pub mod routes;
+pub mod saga;
+pub mod store;
+pub mod view;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use common::{
+    Secret,
+    health::Check,
+    queue::{Queue, Worker, WorkerConfig},
+};
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::{net::TcpListener, sync::broadcast};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Settings;
+
+/// The queue's table and NOTIFY channel.
+pub const QUEUE_TABLE: &str = "orders.jobs";
+const QUEUE_CHANNEL: &str = "orders_jobs";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Postgres.
+    pub pool: PgPool,
+    /// The saga (queue, clients).
+    pub saga: saga::Saga,
+    /// Order ids whose status changed, for the event streams.
+    pub events: broadcast::Sender<String>,
+    /// How long idempotency keys live.
+    pub idempotency_ttl: std::time::Duration,
+    /// Bearer for `/internal`.
+    pub internal_token: Secret,
+    /// Bearer for `/admin`.
+    pub admin_token: Secret,
+}
+
+/// The connected stores and the saga, shared by the API and the worker.
+pub struct Core {
+    /// Postgres.
+    pub pool: PgPool,
+    /// The saga.
+    pub saga: saga::Saga,
+    redis: redis::aio::ConnectionManager,
+}
+
+/// Connects the stores and applies migrations when configured.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
+    let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
+        .await
+        .with_context(|| format!("connecting to DATABASE_URL {}", common::db::redact_url(&settings.database_url)))?;
+    if settings.migrate_on_start {
+        common::db::migrate(&pool).await.context("applying migrations")?;
+    }
+    let redis = common::redis::connect(&settings.redis_url, std::time::Duration::from_secs(2))
+        .with_context(|| format!("REDIS_URL {} is not a Redis URL", common::db::redact_url(&settings.redis_url)))?;
+    let limiter = ratelimit::PaymentLimiter::new(
+        settings.payments_rate_limit_per_worker,
+        settings.payments_rate_limit,
+        redis.clone(),
+        "orders:ratelimit:payments".to_owned(),
+    );
+    let saga = saga::Saga {
+        pool: pool.clone(),
+        queue: Queue::new(pool.clone(), QUEUE_TABLE, QUEUE_CHANNEL),
+        clients: clients::Clients::new(
+            &settings.cart_url,
+            &settings.payments_url,
+            settings.internal_token.clone(),
+            settings.upstream_timeout,
+        ),
+        limiter: Arc::new(limiter),
+        payment_timeout: settings.payment_timeout,
+        max_attempts: settings.job_max_attempts,
+    };
+    Ok(Core { pool, saga, redis })
+}
+
+/// The HTTP app; its event-stream feed stops with `shutdown`.
+pub fn app(core: &Core, settings: &Settings, shutdown: CancellationToken) -> Router {
+    let (events, _) = broadcast::channel(1024);
+    tokio::spawn(feed_events(core.pool.clone(), events.clone(), shutdown));
+    let state = AppState {
+        pool: core.pool.clone(),
+        saga: core.saga.clone(),
+        events,
+        idempotency_ttl: settings.idempotency_ttl,
+        internal_token: settings.internal_token.clone(),
+        admin_token: settings.admin_token.clone(),
+    };
+    let checks = vec![Check::postgres(core.pool.clone()), Check::redis(core.redis.clone())];
+    common::http::with_standard_layers(routes::router(state, checks), settings.max_body_bytes)
+}
+
+/// The worker: the queue consumer plus the sweeper, until `shutdown`.
+pub async fn work(core: &Core, settings: &Settings, shutdown: CancellationToken) {
+    let mut config = WorkerConfig::new(format!("orders-{}", common::id::new_id("w")));
+    config.concurrency = settings.worker_concurrency;
+    config.job_timeout = settings.job_timeout;
+    config.backoff = settings.backoff;
+    config.poll_interval = settings.job_poll;
+    let worker = Worker::new(core.saga.queue.clone(), Arc::new(jobs::OrderJobs(core.saga.clone())), config);
+    let sweeper = jobs::sweep(core.saga.clone(), settings.sweep_interval, settings.stuck_after, shutdown.clone());
+    tokio::join!(worker.run(shutdown), sweeper);
+}
+
+/// Serves the API until `shutdown`.
+pub async fn serve(core: &Core, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(settings.listen_addr)
+        .await
+        .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "orders API listening");
+    common::http::serve(listener, app(core, settings, shutdown.clone()), shutdown).await?;
+    Ok(())
+}
+
+/// Turns the orders' NOTIFY channel into a broadcast of changed order ids.
+async fn feed_events(pool: PgPool, events: broadcast::Sender<String>, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "order events: cannot listen; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if let Err(e) = listener.listen(store::orders::EVENTS_CHANNEL).await {
+            tracing::warn!(error = %e, "order events: LISTEN failed");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = listener.recv() => match received {
+                    Ok(n) => { let _ = events.send(n.payload().to_owned()); }
+                    Err(e) => { tracing::warn!(error = %e, "order events: connection lost"); break; }
+                },
+            }
+        }
+    }
+}

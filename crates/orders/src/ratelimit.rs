@@ -1,0 +1,115 @@
+//! The cap on calls to the payment provider. Each call takes the next free slot of a GCRA
+//! schedule (slots `1/N` s apart) and waits for it: once in this process, once in a schedule
+//! shared by every worker through Redis. Slots are spaced, so the cap holds over any sliding
+//! one-second window, not only aligned ones, and a backlog drains at the provider's pace.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use redis::{Script, aio::ConnectionManager};
+
+/// Slots are spaced this much wider than `1/N`, so network jitter between a worker and the
+/// provider cannot pull an extra call into a one-second window.
+const SPACING_MARGIN: f64 = 1.02;
+
+/// A limiter that is off, local, shared, or both.
+pub struct PaymentLimiter {
+    local: Option<LocalSchedule>,
+    shared: Option<SharedSchedule>,
+}
+
+impl PaymentLimiter {
+    /// Caps of `per_worker` and `global` calls per second; 0 turns a cap off.
+    pub fn new(per_worker: u32, global: u32, redis: ConnectionManager, key: String) -> Self {
+        Self {
+            local: (per_worker > 0).then(|| LocalSchedule::new(interval(per_worker))),
+            shared: (global > 0).then(|| SharedSchedule::new(interval(global), redis, key)),
+        }
+    }
+
+    /// Waits for this process's slot, then the shared one.
+    pub async fn acquire(&self) -> Result<(), redis::RedisError> {
+        if let Some(local) = &self.local {
+            tokio::time::sleep(local.reserve()).await;
+        }
+        if let Some(shared) = &self.shared {
+            let wait = shared.reserve().await?;
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+}
+
+fn interval(per_second: u32) -> Duration {
+    Duration::from_secs_f64(SPACING_MARGIN / f64::from(per_second))
+}
+
+/// GCRA in memory: the theoretical arrival time of the next slot.
+struct LocalSchedule {
+    interval: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl LocalSchedule {
+    fn new(interval: Duration) -> Self {
+        Self { interval, next: Mutex::new(None) }
+    }
+
+    /// Books the next slot; answers how long to wait for it.
+    fn reserve(&self) -> Duration {
+        let now = Instant::now();
+        let mut next = self.next.lock().expect("the schedule lock is never poisoned");
+        let slot = next.map_or(now, |n| n.max(now));
+        *next = Some(slot + self.interval);
+        slot - now
+    }
+}
+
+/// GCRA in Redis: one key holds the next free slot in microseconds of Redis's clock, so all
+/// workers share one schedule and one clock.
+struct SharedSchedule {
+    interval_us: u64,
+    redis: ConnectionManager,
+    key: String,
+    script: Script,
+}
+
+const RESERVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local next = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], next, 'PX', math.floor((next - now) / 1000) + 1000)
+return slot - now
+";
+
+impl SharedSchedule {
+    fn new(interval: Duration, redis: ConnectionManager, key: String) -> Self {
+        Self { interval_us: interval.as_micros() as u64, redis, key, script: Script::new(RESERVE) }
+    }
+
+    async fn reserve(&self) -> Result<Duration, redis::RedisError> {
+        let mut conn = self.redis.clone();
+        let wait_us: i64 = self.script.key(&self.key).arg(self.interval_us).invoke_async(&mut conn).await?;
+        Ok(Duration::from_micros(wait_us.max(0) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_slots_are_spaced_by_the_interval() {
+        let schedule = LocalSchedule::new(Duration::from_millis(10));
+        let waits: Vec<Duration> = (0..5).map(|_| schedule.reserve()).collect();
+        assert_eq!(waits[0], Duration::ZERO);
+        for pair in waits.windows(2) {
+            let gap = pair[1].saturating_sub(pair[0]);
+            assert!(gap <= Duration::from_millis(10) && gap >= Duration::from_millis(9), "{gap:?}");
+        }
+    }
+}

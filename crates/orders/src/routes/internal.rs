@@ -1,0 +1,67 @@
+//! `/internal/v1/orders/{id}/payment-events`: the payments service tells orders how a payment
+//! ended. Safe to call any number of times, in any order: the order moves at most once.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::post,
+};
+use common::{ApiJson, Problem};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::{AppState, error::OrdersError, store::orders};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/internal/v1/orders/{id}/payment-events", post(payment_event))
+}
+
+/// A payment's new status.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PaymentEvent {
+    /// `pay_…`.
+    pub payment_id: String,
+    /// The payment's status: `succeeded`, `failed`, `canceled`, or an intermediate one.
+    pub status: String,
+    /// Why it failed, for `failed`.
+    pub reason: Option<String>,
+    /// The provider event that caused it, for the logs.
+    pub event_id: Option<String>,
+}
+
+/// Applies a payment outcome to its order.
+#[utoipa::path(
+    post, path = "/internal/v1/orders/{id}/payment-events", tag = "internal",
+    params(("id" = String, Path, description = "The order's id")),
+    request_body = PaymentEvent,
+    responses(
+        (status = 200, description = "Applied (or already applied); the order's status", body = Object),
+        (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The event names another payment than the order's", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip(app, event), fields(payment = %event.payment_id, status = %event.status, event = ?event.event_id))]
+pub async fn payment_event(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(event): ApiJson<PaymentEvent>,
+) -> Result<Json<Value>, Problem> {
+    let mut tx = app.pool.begin().await.map_err(OrdersError::from)?;
+    let mut order = orders::lock(&mut tx, &id).await.map_err(OrdersError::from)?.ok_or(OrdersError::NotFound("The order"))?;
+    if order.payment_id.as_deref().is_some_and(|p| p != event.payment_id) {
+        return Err(Problem::invalid_field("payment_id", "the order has another payment"));
+    }
+    app.saga
+        .apply_payment(&mut tx, &mut order, &event.payment_id, &event.status, event.reason.as_deref())
+        .await
+        .map_err(|e| match e {
+            orders::StoreError::Db(e) => Problem::from(OrdersError::Db(e)),
+            e => Problem::internal(&e),
+        })?;
+    tx.commit().await.map_err(OrdersError::from)?;
+    Ok(Json(json!({"order_id": order.id, "status": order.status})))
+}

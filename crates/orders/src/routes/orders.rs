@@ -1,0 +1,210 @@
+//! `/v1/orders`: checkout, read an order, follow it as server-sent events. Checkout answers
+//! at once: the order, its lines and its `ProcessOrder` job are written in one transaction,
+//! and the saga runs in the worker.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+    routing::{get, post},
+};
+use common::{ApiJson, Problem};
+use futures_util::Stream;
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    AppState,
+    domain::{Checkout, CheckoutRequest, OrderId, Status},
+    error::OrdersError,
+    store::{
+        idempotency,
+        orders::{self, Line, Order},
+    },
+    view::OrderView,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orders", post(create))
+        .route("/v1/orders/{id}", get(read))
+        .route("/v1/orders/{id}/events", get(events))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, OrdersError> {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(OrdersError::MissingIdempotencyKey);
+    }
+    Ok(key.to_owned())
+}
+
+/// Places an order from a cart.
+#[utoipa::path(
+    post, path = "/v1/orders", tag = "orders",
+    params(("Idempotency-Key" = String, Header, description = "Required; a retry with the same key and body replays the first answer")),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 202, description = "Accepted; follow it at Location", body = OrderView,
+            headers(("Location" = String, description = "The order's URL"), ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The first request with this key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, empty or missing cart, or the key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cart service or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn create(State(app): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<CheckoutRequest>) -> Result<Response, OrdersError> {
+    let key = idempotency_key(&headers)?;
+    let checkout = Checkout::try_from(body).map_err(OrdersError::Invalid)?;
+    let request = json!({"cart_id": checkout.cart_id, "email": checkout.email, "payment_method": checkout.payment_method}).to_string();
+    if let Some(stored) = idempotency::find(&app.pool, &key).await? {
+        return replay(stored, &request);
+    }
+
+    let cart = app.saga.clients.cart(&checkout.cart_id).await.map_err(|e| match e {
+        crate::clients::UpstreamError::Transient(e) => OrdersError::Upstream(format!("cart: {e}")),
+        crate::clients::UpstreamError::Rejected { status, .. } => OrdersError::Upstream(format!("cart answered {status}")),
+    })?;
+    let cart = cart.ok_or_else(|| OrdersError::Cart("the cart does not exist or has expired".into()))?;
+    if cart.items.is_empty() {
+        return Err(OrdersError::Cart("the cart is empty".into()));
+    }
+    if let Some(line) = cart.items.iter().find(|l| !l.available) {
+        return Err(OrdersError::Cart(format!("{} is no longer sold; remove it from the cart", line.sku)));
+    }
+    let lines: Vec<Line> = cart
+        .items
+        .iter()
+        .map(|l| Line { sku: l.sku.clone(), name: l.name.clone(), quantity: l.quantity, unit_price: l.unit_price, line_total: l.line_total })
+        .collect();
+    let order = Order {
+        id: OrderId::new().to_string(),
+        status: Status::Pending,
+        stock: "none".into(),
+        cart_id: checkout.cart_id,
+        email: checkout.email,
+        currency: cart.currency,
+        total: cart.subtotal,
+        payment_method: checkout.payment_method,
+        payment_id: None,
+        payment_status: None,
+        client_secret: None,
+        failure_reason: None,
+        payment_due_at: None,
+        created_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc()),
+    };
+
+    let mut tx = app.pool.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
+    match idempotency::claim(&mut tx, &key, &request, app.idempotency_ttl).await {
+        Ok(true) => {}
+        Ok(false) => {
+            // Another request with this key committed while we read the cart.
+            tx.rollback().await?;
+            let stored = idempotency::find(&app.pool, &key).await?.ok_or(OrdersError::InFlight)?;
+            return replay(stored, &request);
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => return Err(OrdersError::InFlight),
+        Err(e) => return Err(e.into()),
+    }
+    orders::insert(&mut tx, &order, &lines).await?;
+    app.saga.queue.enqueue(&mut tx, app.saga.process_job(&order.id)).await?;
+    let view = serde_json::to_value(OrderView::new(&order, &lines)).expect("an order serialises");
+    idempotency::complete(&mut tx, &key, &order.id, 202, &view).await?;
+    tx.commit().await?;
+    metrics::counter!("orders_accepted_total").increment(1);
+    Ok(accepted(&order.id, view, false))
+}
+
+fn replay(stored: idempotency::Stored, request: &str) -> Result<Response, OrdersError> {
+    if stored.request != request {
+        return Err(OrdersError::KeyReused);
+    }
+    let id = stored.response["id"].as_str().unwrap_or_default().to_owned();
+    Ok(accepted(&id, stored.response, true))
+}
+
+fn accepted(id: &str, body: serde_json::Value, replayed: bool) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/orders/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Reads an order.
+#[utoipa::path(
+    get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip(app))]
+pub async fn read(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<OrderView>, OrdersError> {
+    Ok(Json(load_view(&app, &id).await?.ok_or(OrdersError::NotFound("The order"))?))
+}
+
+async fn load_view(app: &AppState, id: &str) -> Result<Option<OrderView>, sqlx::Error> {
+    if !common::id::is_valid(OrderId::PREFIX, id) {
+        return Ok(None);
+    }
+    let Some(order) = orders::find(&app.pool, id).await? else { return Ok(None) };
+    let lines = orders::lines(&app.pool, id).await?;
+    Ok(Some(OrderView::new(&order, &lines)))
+}
+
+/// Follows an order: its current state at once, then every change; the stream ends at a
+/// final state.
+#[utoipa::path(
+    get, path = "/v1/orders/{id}/events", tag = "orders",
+    params(("id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "`text/event-stream` of `order` events, each an OrderView", content_type = "text/event-stream", body = OrderView),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip(app))]
+pub async fn events(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, OrdersError> {
+    // Subscribe before reading, so no change between the two is missed.
+    let changes = app.events.subscribe();
+    let first = load_view(&app, &id).await?.ok_or(OrdersError::NotFound("The order"))?;
+    let start = (app, id, changes, Some(first), None::<String>, false);
+    let stream = futures_util::stream::unfold(start, |(app, id, mut changes, mut next, mut last, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            if let Some(view) = next.take()
+                && last.as_deref() != Some(view.status.as_str())
+            {
+                let finished = view.status.parse::<Status>().is_ok_and(Status::is_final);
+                last = Some(view.status.clone());
+                let event = Event::default().event("order").id(view.status.clone()).json_data(&view).expect("an order serialises");
+                return Some((Ok(event), (app, id, changes, None, last, finished)));
+            }
+            match changes.recv().await {
+                Ok(changed) if changed != id => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => next = load_view(&app, &id).await.ok().flatten(),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,246 @@
+//! The checkout saga's steps. Each step locks the order, checks where it is, acts, and
+//! commits — so running a step twice (a retried job, a duplicate webhook) finds the work done
+//! and does nothing. Compensation (release stock, end the order) lives here too, next to the
+//! steps it undoes.
+
+use std::sync::Arc;
+
+use common::queue::{JobError, NewJob, Queue};
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::{
+    clients::{Clients, UpstreamError},
+    domain::Status,
+    ratelimit::PaymentLimiter,
+    store::orders::{self, Order, StoreError},
+};
+
+/// Job kinds.
+pub const PROCESS_ORDER: &str = "process_order";
+/// Cancels an order whose payment did not settle in time.
+pub const PAYMENT_TIMEOUT: &str = "payment_timeout";
+/// Deletes a confirmed order's cart.
+pub const CLEAR_CART: &str = "clear_cart";
+
+/// What the saga needs.
+#[derive(Clone)]
+pub struct Saga {
+    /// Postgres.
+    pub pool: PgPool,
+    /// The orders queue.
+    pub queue: Queue,
+    /// Cart and payments.
+    pub clients: Clients,
+    /// The cap on payment creations.
+    pub limiter: Arc<PaymentLimiter>,
+    /// How long a payment may stay unsettled.
+    pub payment_timeout: std::time::Duration,
+    /// Attempts for follow-up jobs.
+    pub max_attempts: i32,
+}
+
+/// A payment outcome, from the payments service's status names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    /// Money captured.
+    Succeeded,
+    /// Declined or failed.
+    Failed,
+    /// Canceled at the provider.
+    Canceled,
+    /// Anything else (requires_action, processing, refunded…): recorded, no move.
+    Pending,
+}
+
+impl PaymentOutcome {
+    /// Sorts a payment status.
+    pub fn of(status: &str) -> Self {
+        match status {
+            "succeeded" => Self::Succeeded,
+            "failed" | "payment_failed" => Self::Failed,
+            "canceled" | "cancelled" => Self::Canceled,
+            _ => Self::Pending,
+        }
+    }
+}
+
+fn db(e: impl std::fmt::Display) -> JobError {
+    JobError::Transient(format!("database: {e}"))
+}
+
+impl Saga {
+    /// The job that starts or resumes an order's saga.
+    pub fn process_job(&self, order_id: &str) -> NewJob {
+        NewJob::new(PROCESS_ORDER, serde_json::json!({ "order_id": order_id }))
+            .dedup(format!("process:{order_id}"))
+            .attempts(self.max_attempts)
+    }
+
+    /// Runs the saga as far as it can go now: up to awaiting the payment, or a final state.
+    pub async fn advance(&self, order_id: &str) -> Result<(), JobError> {
+        loop {
+            let order = orders::find(&self.pool, order_id).await.map_err(db)?;
+            let Some(order) = order else { return Err(JobError::Permanent(format!("no order {order_id}"))) };
+            match order.status {
+                Status::Pending => self.reserve(order_id).await?,
+                Status::Reserved => self.create_payment(order).await?,
+                Status::Paid => {
+                    let mut tx = self.pool.begin().await.map_err(db)?;
+                    if let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? {
+                        self.confirm(&mut tx, &mut order).await.map_err(db)?;
+                    }
+                    tx.commit().await.map_err(db)?;
+                }
+                Status::AwaitingPayment | Status::Confirmed | Status::Failed | Status::Cancelled => return Ok(()),
+            }
+        }
+    }
+
+    async fn reserve(&self, order_id: &str) -> Result<(), JobError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else { return Ok(()) };
+        if order.status != Status::Pending {
+            return Ok(());
+        }
+        if orders::reserve(&mut tx, &mut order).await.map_err(db)? {
+            orders::transition(&mut tx, &mut order, Status::Reserved, None).await.map_err(db)?;
+        } else {
+            orders::transition(&mut tx, &mut order, Status::Failed, Some("out_of_stock")).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn create_payment(&self, order: Order) -> Result<(), JobError> {
+        self.limiter.acquire().await.map_err(|e| JobError::Transient(format!("rate limiter: {e}")))?;
+        let payment = self
+            .clients
+            .create_payment(&order.id, order.total, &order.currency, order.payment_method.as_deref())
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Transient(e) => JobError::Transient(format!("payments: {e}")),
+                UpstreamError::Rejected { status, detail } => {
+                    JobError::Permanent(format!("payments refused the payment ({status}): {detail}"))
+                }
+            })?;
+
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let Some(mut order) = orders::lock(&mut tx, &order.id).await.map_err(db)? else { return Ok(()) };
+        if order.status == Status::Reserved {
+            let due = OffsetDateTime::now_utc() + self.payment_timeout;
+            orders::record_payment(&mut tx, &mut order, &payment.id, &payment.status, payment.client_secret.as_deref(), Some(due))
+                .await
+                .map_err(db)?;
+            orders::transition(&mut tx, &mut order, Status::AwaitingPayment, None).await.map_err(db)?;
+            let timeout = NewJob::new(PAYMENT_TIMEOUT, serde_json::json!({ "order_id": order.id }))
+                .dedup(format!("timeout:{}", order.id))
+                .attempts(self.max_attempts)
+                .delay(self.payment_timeout);
+            self.queue.enqueue(&mut tx, timeout).await.map_err(db)?;
+        }
+        // A server-side confirmation may already have settled the payment.
+        self.apply_payment(&mut tx, &mut order, &payment.id, &payment.status, None).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// Applies a payment's status to a locked order: success confirms it, failure or
+    /// cancellation compensates. A stale or repeated status changes nothing.
+    pub async fn apply_payment(
+        &self,
+        conn: &mut PgConnection,
+        order: &mut Order,
+        payment_id: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if order.status.is_final() {
+            if PaymentOutcome::of(status) == PaymentOutcome::Succeeded && order.status != Status::Confirmed {
+                // Paid after the order was given up on: the money must go back.
+                metrics::counter!("orders_paid_after_close_total").increment(1);
+                tracing::error!(order = %order.id, payment = payment_id, "payment succeeded for a closed order; refund it");
+            }
+            return Ok(());
+        }
+        if order.payment_id.as_deref() != Some(payment_id) || order.payment_status.as_deref() != Some(status) {
+            orders::record_payment(conn, order, payment_id, status, None, None).await?;
+        }
+        match PaymentOutcome::of(status) {
+            PaymentOutcome::Succeeded => {
+                orders::transition(conn, order, Status::Paid, None).await?;
+                self.confirm(conn, order).await?;
+            }
+            PaymentOutcome::Failed => {
+                let why = format!("payment_declined{}", reason.map(|r| format!(": {r}")).unwrap_or_default());
+                compensate(conn, order, Status::Failed, &why).await?;
+            }
+            PaymentOutcome::Canceled => compensate(conn, order, Status::Cancelled, "payment_canceled").await?,
+            PaymentOutcome::Pending => {}
+        }
+        Ok(())
+    }
+
+    async fn confirm(&self, conn: &mut PgConnection, order: &mut Order) -> Result<(), StoreError> {
+        if order.status != Status::Paid {
+            return Ok(());
+        }
+        orders::sell(conn, order).await?;
+        orders::transition(conn, order, Status::Confirmed, None).await?;
+        let clear = NewJob::new(CLEAR_CART, serde_json::json!({ "cart_id": order.cart_id }))
+            .dedup(format!("clear:{}", order.id))
+            .attempts(self.max_attempts);
+        self.queue.enqueue(conn, clear).await?;
+        Ok(())
+    }
+
+    /// Cancels the order if its payment is overdue.
+    pub async fn expire_payment(&self, order_id: &str) -> Result<(), JobError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else { return Ok(()) };
+        let overdue = order.payment_due_at.is_some_and(|due| due <= OffsetDateTime::now_utc());
+        if matches!(order.status, Status::Reserved | Status::AwaitingPayment) && overdue {
+            compensate(&mut tx, &mut order, Status::Cancelled, "payment_timeout").await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    /// Ends an order whose saga ran out of attempts.
+    pub async fn abandon(&self, order_id: &str, error: &str) -> Result<(), String> {
+        let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+        if let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(|e| e.to_string())?
+            && !order.status.is_final()
+        {
+            let why = format!("processing_failed: {}", error.chars().take(200).collect::<String>());
+            compensate(&mut tx, &mut order, Status::Failed, &why).await.map_err(|e| e.to_string())?;
+        }
+        tx.commit().await.map_err(|e| e.to_string())
+    }
+
+    /// Reopens an order that was abandoned by a dead job, for a replay; `false` when the
+    /// order ended for another reason (it then stays as it is).
+    pub async fn reopen(&self, order_id: &str) -> Result<bool, sqlx::Error> {
+        let reopened = sqlx::query(
+            "UPDATE orders.orders SET status = 'pending', stock = 'none', failure_reason = NULL, updated_at = now()
+             WHERE id = $1 AND status = 'failed' AND failure_reason LIKE 'processing_failed%' AND stock <> 'reserved'",
+        )
+        .bind(order_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if reopened {
+            sqlx::query("INSERT INTO orders.order_events (order_id, from_status, to_status, reason) VALUES ($1, 'failed', 'pending', 'replayed')")
+                .bind(order_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(reopened)
+    }
+}
+
+/// Releases the order's stock and ends it.
+pub async fn compensate(conn: &mut PgConnection, order: &mut Order, to: Status, reason: &str) -> Result<(), StoreError> {
+    orders::release(conn, order).await?;
+    orders::transition(conn, order, to, Some(reason)).await?;
+    metrics::counter!("order_compensations_total", "step" => "end_order", "to" => to.as_str()).increment(1);
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Everything orders keeps in Postgres (schema `orders`).
+
+pub mod idempotency;
+pub mod inventory;
+pub mod orders;

@@ -1,0 +1,274 @@
+//! Orders, their lines and their stock. Status changes go through `transition`, which checks
+//! the state machine, records the change in `order_events` and notifies the event streams, all
+//! in the caller's transaction. Stock moves (`reserve`, `release`, `sell`) are conditional on
+//! the order's `stock` column, so each happens at most once per order.
+
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::domain::Status;
+
+/// NOTIFY channel carrying the id of every order whose status changed.
+pub const EVENTS_CHANNEL: &str = "orders_order_events";
+
+/// An order row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Order {
+    /// `ord_…`.
+    pub id: String,
+    /// Where it is.
+    #[sqlx(try_from = "String")]
+    pub status: Status,
+    /// Where its stock is (`none`, `reserved`, `released`, `sold`).
+    pub stock: String,
+    /// The cart it came from.
+    pub cart_id: String,
+    /// The customer's email.
+    pub email: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// Minor units.
+    pub total: i64,
+    /// Payment method to confirm server-side.
+    pub payment_method: Option<String>,
+    /// The payment at the payments service.
+    pub payment_id: Option<String>,
+    /// Its last known status.
+    pub payment_status: Option<String>,
+    /// For Stripe.js.
+    pub client_secret: Option<String>,
+    /// Why it failed or was cancelled.
+    pub failure_reason: Option<String>,
+    /// When an unpaid order is cancelled.
+    pub payment_due_at: Option<OffsetDateTime>,
+    /// Accepted at.
+    pub created_at: OffsetDateTime,
+}
+
+/// A line's price snapshot.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Line {
+    /// The product.
+    pub sku: String,
+    /// Its name when ordered.
+    pub name: String,
+    /// Units.
+    pub quantity: i32,
+    /// Unit price when ordered.
+    pub unit_price: i64,
+    /// `unit_price * quantity`.
+    pub line_total: i64,
+}
+
+/// A move the state machine forbids; a bug in the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The transition is not in the state machine.
+    #[error("illegal transition {from} -> {to}")]
+    IllegalTransition {
+        /// Current status.
+        from: Status,
+        /// Requested status.
+        to: Status,
+    },
+    /// Postgres failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+const COLUMNS: &str = "id, status, stock, cart_id, email, currency, total, payment_method, payment_id, \
+                       payment_status, client_secret, failure_reason, payment_due_at, created_at";
+
+/// Inserts a new `pending` order and its lines.
+pub async fn insert(conn: &mut PgConnection, order: &Order, lines: &[Line]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO orders.orders (id, status, cart_id, email, currency, total, payment_method, created_at)
+         VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&order.id)
+    .bind(&order.cart_id)
+    .bind(&order.email)
+    .bind(&order.currency)
+    .bind(order.total)
+    .bind(&order.payment_method)
+    .bind(order.created_at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO orders.order_lines (order_id, sku, name, quantity, unit_price, line_total)
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])",
+    )
+    .bind(&order.id)
+    .bind(lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.unit_price).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.line_total).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO orders.order_events (order_id, to_status) VALUES ($1, 'pending')")
+        .bind(&order.id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The order, without locking it.
+pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Order>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM orders.orders WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The order's lines, by sku.
+pub async fn lines(pool: &PgPool, id: &str) -> Result<Vec<Line>, sqlx::Error> {
+    sqlx::query_as("SELECT sku, name, quantity, unit_price, line_total FROM orders.order_lines WHERE order_id = $1 ORDER BY sku")
+        .bind(id)
+        .fetch_all(pool)
+        .await
+}
+
+/// The order, locked until the transaction ends: every saga step and event handler starts
+/// here, so two of them never act on the same order at once.
+pub async fn lock(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM orders.orders WHERE id = $1 FOR UPDATE")))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Moves a locked order to `to`, if the state machine allows it.
+pub async fn transition(conn: &mut PgConnection, order: &mut Order, to: Status, reason: Option<&str>) -> Result<(), StoreError> {
+    if !Status::can_move(order.status, to) {
+        return Err(StoreError::IllegalTransition { from: order.status, to });
+    }
+    sqlx::query(
+        "UPDATE orders.orders SET status = $2, failure_reason = coalesce($3, failure_reason), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(&order.id)
+    .bind(to.as_str())
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO orders.order_events (order_id, from_status, to_status, reason) VALUES ($1, $2, $3, $4)")
+        .bind(&order.id)
+        .bind(order.status.as_str())
+        .bind(to.as_str())
+        .bind(reason)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)").bind(EVENTS_CHANNEL).bind(&order.id).execute(&mut *conn).await?;
+    metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
+    tracing::info!(order = %order.id, from = %order.status, to = %to, reason, "order moved");
+    order.status = to;
+    if reason.is_some() {
+        order.failure_reason = reason.map(str::to_owned);
+    }
+    Ok(())
+}
+
+/// Holds stock for every line, or for none: answers `false` when any line is short.
+/// Rows are locked in sku order, so concurrent reservations never deadlock.
+pub async fn reserve(conn: &mut PgConnection, order: &mut Order) -> Result<bool, sqlx::Error> {
+    if order.stock != "none" {
+        return Ok(order.stock == "reserved");
+    }
+    let lines: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.order_lines WHERE order_id = $1")
+        .bind(&order.id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let stock: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "SELECT l.quantity, i.on_hand, i.reserved
+         FROM orders.order_lines l JOIN orders.inventory i ON i.sku = l.sku
+         WHERE l.order_id = $1 ORDER BY l.sku FOR UPDATE OF i",
+    )
+    .bind(&order.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let enough = stock.iter().all(|(wanted, on_hand, reserved)| on_hand - reserved >= i64::from(*wanted));
+    if lines == 0 || stock.len() as i64 != lines || !enough {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE orders.inventory i SET reserved = i.reserved + l.quantity, updated_at = now()
+         FROM orders.order_lines l WHERE l.order_id = $1 AND l.sku = i.sku",
+    )
+    .bind(&order.id)
+    .execute(&mut *conn)
+    .await?;
+    set_stock(conn, order, "reserved").await?;
+    Ok(true)
+}
+
+/// Hands reserved stock back; does nothing if the order holds none.
+pub async fn release(conn: &mut PgConnection, order: &mut Order) -> Result<(), sqlx::Error> {
+    if order.stock != "reserved" {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE orders.inventory i SET reserved = i.reserved - l.quantity, updated_at = now()
+         FROM orders.order_lines l WHERE l.order_id = $1 AND l.sku = i.sku",
+    )
+    .bind(&order.id)
+    .execute(&mut *conn)
+    .await?;
+    metrics::counter!("order_compensations_total", "step" => "release_stock").increment(1);
+    set_stock(conn, order, "released").await
+}
+
+/// Turns the reservation into a sale: `on_hand` and `reserved` both drop.
+pub async fn sell(conn: &mut PgConnection, order: &mut Order) -> Result<(), sqlx::Error> {
+    if order.stock != "reserved" {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE orders.inventory i SET reserved = i.reserved - l.quantity, on_hand = i.on_hand - l.quantity,
+             updated_at = now()
+         FROM orders.order_lines l WHERE l.order_id = $1 AND l.sku = i.sku",
+    )
+    .bind(&order.id)
+    .execute(&mut *conn)
+    .await?;
+    set_stock(conn, order, "sold").await
+}
+
+async fn set_stock(conn: &mut PgConnection, order: &mut Order, stock: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders.orders SET stock = $2, updated_at = now() WHERE id = $1")
+        .bind(&order.id)
+        .bind(stock)
+        .execute(conn)
+        .await?;
+    order.stock = stock.to_owned();
+    Ok(())
+}
+
+/// Records what the payments service said about the order's payment.
+pub async fn record_payment(
+    conn: &mut PgConnection,
+    order: &mut Order,
+    payment_id: &str,
+    payment_status: &str,
+    client_secret: Option<&str>,
+    due_at: Option<OffsetDateTime>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders.orders SET payment_id = $2, payment_status = $3, client_secret = coalesce($4, client_secret),
+             payment_due_at = coalesce($5, payment_due_at), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(&order.id)
+    .bind(payment_id)
+    .bind(payment_status)
+    .bind(client_secret)
+    .bind(due_at)
+    .execute(conn)
+    .await?;
+    order.payment_id = Some(payment_id.to_owned());
+    order.payment_status = Some(payment_status.to_owned());
+    if client_secret.is_some() {
+        order.client_secret = client_secret.map(str::to_owned);
+    }
+    Ok(())
+}
