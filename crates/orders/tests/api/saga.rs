@@ -1,0 +1,154 @@
+//! The order processor: the saga's outcomes, stock accounting, and payment events.
+
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use crate::support::{settings, spawn, spawn_with};
+
+#[tokio::test]
+async fn a_visa_payment_confirms_the_order_sells_the_stock_and_clears_the_cart() {
+    let app = spawn().await;
+    let sku = app.product(2500, 10).await;
+    let cart = app.cart_with(&sku, 3).await;
+    let order = app.order(&cart, Some("pm_card_visa")).await;
+    let confirmed = app.wait_for(&order, "confirmed").await;
+    assert!(confirmed["payment"]["id"].as_str().unwrap().starts_with("pay_"));
+    assert_eq!(app.stock(&sku).await, json!({"sku": sku, "on_hand": 7, "reserved": 0, "available": 7}));
+    crate::support::eventually("the cart is deleted", || async {
+        app.http.get(format!("{}/v1/carts/{cart}", app.cart_url)).send().await.unwrap().status() == 404
+    })
+    .await;
+    for status in ["reserved", "awaiting_payment", "paid", "confirmed"] {
+        assert_eq!(app.transitions_to(&order, status).await, 1, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn a_decline_fails_the_order_and_returns_the_stock() {
+    let app = spawn().await;
+    let sku = app.product(2500, 10).await;
+    let cart = app.cart_with(&sku, 4).await;
+    let order = app.order(&cart, Some("pm_card_chargeDeclined")).await;
+    let failed = app.wait_for(&order, "failed").await;
+    assert!(failed["failure_reason"].as_str().unwrap().starts_with("payment_declined"), "{failed}");
+    assert_eq!(app.stock(&sku).await["available"], 10);
+    assert_eq!(app.stock(&sku).await["reserved"], 0);
+}
+
+#[tokio::test]
+async fn an_unpaid_order_is_cancelled_at_the_payment_timeout_and_its_stock_returned() {
+    let mut settings = settings().await;
+    settings.payment_timeout = std::time::Duration::from_millis(500);
+    let app = spawn_with(settings, true).await;
+    let sku = app.product(100, 5).await;
+    let cart = app.cart_with(&sku, 2).await;
+    let order = app.order(&cart, None).await;
+    let waiting = app.wait_for(&order, "awaiting_payment").await;
+    assert_eq!(waiting["payment"]["client_secret"], "pi_x_secret_y", "without a method the client secret is exposed");
+    assert_eq!(app.stock(&sku).await["reserved"], 2);
+    let cancelled = app.wait_for(&order, "cancelled").await;
+    assert_eq!(cancelled["failure_reason"], "payment_timeout");
+    assert_eq!(app.stock(&sku).await["reserved"], 0);
+    assert_eq!(app.stock(&sku).await["on_hand"], 5);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_checkouts_of_fifty_units_confirm_exactly_fifty() {
+    let app = spawn().await;
+    let sku = app.product(100, 50).await;
+    let mut carts = Vec::new();
+    for _ in 0..200 {
+        carts.push(app.cart_with(&sku, 1).await);
+    }
+    let mut checkouts = JoinSet::new();
+    for (i, cart) in carts.into_iter().enumerate() {
+        let (http, url) = (app.http.clone(), format!("{}/v1/orders", app.url));
+        checkouts.spawn(async move {
+            let body = json!({"cart_id": cart, "email": "a@example.com", "payment_method": "pm_card_visa"});
+            let response = http.post(url).header("idempotency-key", format!("k{i}")).json(&body).send().await.unwrap();
+            assert_eq!(response.status(), 202);
+            response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        });
+    }
+    let orders = checkouts.join_all().await;
+    crate::support::eventually("every order is final", || async {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status NOT IN ('confirmed', 'failed', 'cancelled')")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        open == 0
+    })
+    .await;
+    let counts: Vec<(String, Option<String>, i64)> =
+        sqlx::query_as("SELECT status, failure_reason, count(*) FROM orders.orders GROUP BY 1, 2 ORDER BY 1").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![("confirmed".to_owned(), None, 50), ("failed".to_owned(), Some("out_of_stock".to_owned()), 150)],
+        "{} orders",
+        orders.len()
+    );
+    assert_eq!(app.stock(&sku).await, json!({"sku": sku, "on_hand": 0, "reserved": 0, "available": 0}));
+}
+
+#[tokio::test]
+async fn duplicate_and_out_of_order_payment_events_move_the_order_once() {
+    let app = spawn().await;
+    let sku = app.product(100, 5).await;
+    let cart = app.cart_with(&sku, 1).await;
+    let order = app.order(&cart, None).await;
+    let waiting = app.wait_for(&order, "awaiting_payment").await;
+    let payment = waiting["payment"]["id"].as_str().unwrap().to_owned();
+
+    let mut events = JoinSet::new();
+    for _ in 0..5 {
+        let (http, url, payment) =
+            (app.http.clone(), format!("{}/internal/v1/orders/{order}/payment-events", app.url), payment.clone());
+        events.spawn(async move {
+            http.post(url).bearer_auth("test-internal").json(&json!({"payment_id": payment, "status": "succeeded"})).send().await.unwrap().status()
+        });
+    }
+    assert!(events.join_all().await.iter().all(|s| *s == 200));
+    // A stale failure arriving after the success changes nothing.
+    let late = app.payment_event(&order, json!({"payment_id": payment, "status": "failed", "reason": "card_declined"})).await;
+    assert_eq!(late.status(), 200);
+
+    assert_eq!(app.get_order(&order).await["status"], "confirmed");
+    assert_eq!(app.transitions_to(&order, "paid").await, 1);
+    assert_eq!(app.transitions_to(&order, "confirmed").await, 1);
+    assert_eq!(app.transitions_to(&order, "failed").await, 0);
+    assert_eq!(app.stock(&sku).await["on_hand"], 4);
+}
+
+#[tokio::test]
+async fn payment_events_need_the_internal_token_and_the_orders_payment() {
+    let app = spawn().await;
+    let sku = app.product(100, 5).await;
+    let cart = app.cart_with(&sku, 1).await;
+    let order = app.order(&cart, None).await;
+    app.wait_for(&order, "awaiting_payment").await;
+    let url = format!("{}/internal/v1/orders/{order}/payment-events", app.url);
+    let body = json!({"payment_id": "pay_other", "status": "succeeded"});
+    assert_eq!(app.http.post(&url).json(&body).send().await.unwrap().status(), 401);
+    assert_eq!(app.http.post(&url).bearer_auth("wrong").json(&body).send().await.unwrap().status(), 403);
+    assert_eq!(app.payment_event(&order, body).await.status(), 422);
+    assert_eq!(app.get_order(&order).await["status"], "awaiting_payment");
+}
+
+#[tokio::test]
+async fn the_event_stream_sends_the_current_state_then_each_change_and_ends() {
+    let app = spawn().await;
+    let sku = app.product(100, 5).await;
+    let cart = app.cart_with(&sku, 1).await;
+    let order = app.order(&cart, None).await;
+    let waiting = app.wait_for(&order, "awaiting_payment").await;
+    let response = app.http.get(format!("{}/v1/orders/{order}/events", app.url)).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let payment = waiting["payment"]["id"].as_str().unwrap().to_owned();
+    let event = app.payment_event(&order, json!({"payment_id": payment, "status": "succeeded"}));
+    let (body, posted) = tokio::join!(response.text(), event);
+    let body = body.unwrap();
+    assert_eq!(posted.status(), 200);
+    let statuses: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    assert_eq!(statuses.first(), Some(&"awaiting_payment"), "{body}");
+    assert_eq!(statuses.last(), Some(&"confirmed"), "the stream ends at the final state: {body}");
+}

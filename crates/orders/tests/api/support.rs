@@ -1,0 +1,392 @@
+//! Test harness: a fresh database per binary, the cart app and a payments stand-in on random
+//! ports, the orders API and worker in-process.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use axum::{Json, Router, extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse, routing::post};
+use orders::Settings;
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection, PgPool};
+use tokio::{sync::Notify, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+static TEMPLATE: OnceLock<String> = OnceLock::new();
+
+fn server_url() -> String {
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/checkout".into());
+    base.rsplit_once('/').map(|(s, _)| s.to_owned()).expect("DATABASE_URL names a database")
+}
+
+/// Runs `f` on a thread with its own runtime (each test has its own runtime; the template
+/// outlives them).
+fn blocking<F: Future<Output = ()> + Send + 'static>(f: F) {
+    std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(f)).join().unwrap();
+}
+
+/// A fresh database for one test, copied from a migrated template made once per binary
+/// (the workers of parallel tests must not share a queue).
+pub async fn database_url() -> String {
+    let server = server_url();
+    let template = TEMPLATE
+        .get_or_init(|| {
+            let server = server_url();
+            blocking(async move {
+                let mut admin = PgConnection::connect(&format!("{server}/postgres")).await.expect("Postgres answers at DATABASE_URL");
+                let stale: Vec<String> =
+                    sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'checkout_test_orders%'")
+                        .fetch_all(&mut admin)
+                        .await
+                        .unwrap();
+                for name in stale {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+                }
+                sqlx::query("CREATE DATABASE checkout_test_orders").execute(&mut admin).await.unwrap();
+                let pool = PgPool::connect(&format!("{server}/checkout_test_orders")).await.unwrap();
+                common::db::migrate(&pool).await.unwrap();
+                pool.close().await;
+            });
+            "checkout_test_orders".to_owned()
+        })
+        .clone();
+    let name = format!("checkout_test_orders_{}", &common::id::new_id("d")[2..14]);
+    let mut admin = PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
+    let sql = format!("CREATE DATABASE {name} TEMPLATE {template}");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+    format!("{server}/{name}")
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// How the payments stand-in answers a payment creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// By payment method: `pm_card_visa` succeeds, `pm_card_chargeDeclined` fails, none pends.
+    Normal,
+    /// 500 for the next N calls, then normal.
+    FailTimes(u32),
+    /// Always 500.
+    AlwaysFail,
+    /// 422: the payment is refused for good.
+    Reject,
+}
+
+/// One call the stand-in received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// When it arrived.
+    pub at: Instant,
+    /// Its Idempotency-Key.
+    pub key: String,
+}
+
+#[derive(Default)]
+struct StubState {
+    mode: Option<Mode>,
+    calls: Vec<Call>,
+    payments: HashMap<String, Value>,
+    gate: Option<Arc<Notify>>,
+    entered: Option<Arc<Notify>>,
+}
+
+/// A stand-in for the payments service's internal API.
+#[derive(Clone, Default)]
+pub struct PaymentsStub(Arc<Mutex<StubState>>);
+
+impl PaymentsStub {
+    /// Sets how calls are answered.
+    pub fn set_mode(&self, mode: Mode) {
+        self.0.lock().unwrap().mode = Some(mode);
+    }
+
+    /// Makes every call wait for `gate`, announcing its arrival on `entered`.
+    pub fn hold(&self, gate: Arc<Notify>, entered: Arc<Notify>) {
+        let mut state = self.0.lock().unwrap();
+        state.gate = Some(gate);
+        state.entered = Some(entered);
+    }
+
+    /// Calls received so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().calls.clone()
+    }
+
+    /// Distinct payments created.
+    pub fn payments(&self) -> usize {
+        self.0.lock().unwrap().payments.len()
+    }
+
+    async fn serve(self) -> String {
+        let app = Router::new().route("/internal/v1/payments", post(create_payment)).with_state(self);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+}
+
+async fn create_payment(State(stub): State<PaymentsStub>, headers: HeaderMap, Json(body): Json<Value>) -> impl IntoResponse {
+    assert_eq!(headers["authorization"], "Bearer test-internal", "orders sends the internal token");
+    let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+    let (gate, entered) = {
+        let mut state = stub.0.lock().unwrap();
+        state.calls.push(Call { at: Instant::now(), key: key.clone() });
+        (state.gate.clone(), state.entered.clone())
+    };
+    if let (Some(gate), Some(entered)) = (gate, entered) {
+        entered.notify_one();
+        gate.notified().await;
+    }
+    let mut state = stub.0.lock().unwrap();
+    let mode = state.mode.unwrap_or(Mode::Normal);
+    match mode {
+        Mode::AlwaysFail => return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"title": "boom"}))),
+        Mode::FailTimes(n) if n > 0 => {
+            state.mode = Some(Mode::FailTimes(n - 1));
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"title": "boom"})));
+        }
+        Mode::Reject => return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"title": "refused"}))),
+        _ => {}
+    }
+    let count = state.payments.len();
+    let payment = state
+        .payments
+        .entry(key)
+        .or_insert_with(|| {
+            let status = match body["payment_method"].as_str() {
+                Some("pm_card_visa") => "succeeded",
+                Some("pm_card_chargeDeclined") => "failed",
+                _ => "requires_payment_method",
+            };
+            json!({"id": format!("pay_{count:026}"), "status": status, "client_secret": "pi_x_secret_y", "provider_id": "pi_x"})
+        })
+        .clone();
+    (StatusCode::CREATED, Json(payment))
+}
+
+/// The whole orders setup of one test.
+pub struct TestApp {
+    /// The orders API.
+    pub url: String,
+    /// The cart API.
+    pub cart_url: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// Postgres.
+    pub pool: PgPool,
+    /// The payments stand-in.
+    pub payments: PaymentsStub,
+    /// The connected orders core.
+    pub core: Arc<orders::Core>,
+    /// The settings the app runs with.
+    pub settings: Settings,
+    worker: Option<(JoinHandle<()>, CancellationToken)>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some((handle, token)) = self.worker.take() {
+            token.cancel();
+            handle.abort();
+        }
+    }
+}
+
+/// Settings pointing at the test stores, with fast retries.
+pub async fn settings() -> Settings {
+    let mut s = Settings::from_env().expect("valid test settings");
+    s.database_url = database_url().await;
+    s.redis_url = redis_url();
+    s.internal_token = common::Secret::new("test-internal");
+    s.admin_token = common::Secret::new("test-admin");
+    s.job_max_attempts = 3;
+    s.backoff = common::queue::Backoff { base: Duration::from_millis(20), max: Duration::from_millis(100) };
+    s.job_poll = Duration::from_millis(50);
+    s.sweep_interval = Duration::from_secs(3600);
+    s
+}
+
+/// Starts cart, the stand-in, the orders API and a worker.
+pub async fn spawn() -> TestApp {
+    spawn_with(settings().await, true).await
+}
+
+/// Starts everything with `settings`; the worker only when `worker` is set.
+pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let shutdown = CancellationToken::new();
+
+    let mut cart_settings = cart::Settings::from_env().unwrap();
+    cart_settings.database_url = settings.database_url.clone();
+    cart_settings.migrate_on_start = false;
+    cart_settings.redis_url = redis_url();
+    cart_settings.key_prefix = format!("test:{}:", common::id::new_id("t"));
+    cart_settings.db_max_connections = 4;
+    let cart_app = cart::build(&cart_settings).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cart_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(common::http::serve(listener, cart_app, shutdown.clone()));
+
+    let payments = PaymentsStub::default();
+    settings.cart_url = cart_url.clone();
+    settings.payments_url = payments.clone().serve().await;
+    settings.db_max_connections = 10;
+    settings.migrate_on_start = false;
+
+    let core = Arc::new(orders::connect(&settings).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(common::http::serve(listener, orders::app(&core, &settings, shutdown.clone()), shutdown.clone()));
+
+    let pool = PgPool::connect(&settings.database_url).await.unwrap();
+    let mut app = TestApp { url, cart_url, http: reqwest::Client::new(), pool, payments, core, settings, worker: None, shutdown };
+    if worker {
+        app.start_worker();
+    }
+    app
+}
+
+impl TestApp {
+    /// Starts a worker (another one if one runs).
+    pub fn start_worker(&mut self) {
+        let (core, settings, token) = (self.core.clone(), self.settings.clone(), CancellationToken::new());
+        let stop = token.clone();
+        let handle = tokio::spawn(async move { orders::work(&core, &settings, stop).await });
+        if let Some((old, old_token)) = self.worker.replace((handle, token)) {
+            old_token.cancel();
+            old.abort();
+        }
+    }
+
+    /// Kills the worker mid-job, as a crash would: no draining, no cleanup.
+    pub fn kill_worker(&mut self) {
+        if let Some((handle, _)) = self.worker.take() {
+            handle.abort();
+        }
+    }
+
+    /// A product in the catalog with `stock` units; answers its sku.
+    pub async fn product(&self, price: i64, stock: i64) -> String {
+        let sku = format!("SKU-{}", &common::id::new_id("p")[2..14]).to_uppercase();
+        sqlx::query("INSERT INTO catalog.products (sku, name, unit_price, currency) VALUES ($1, $1, $2, 'USD')")
+            .bind(&sku)
+            .bind(price)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        let response = self.admin_put(&format!("/admin/inventory/{sku}"), json!({"on_hand": stock})).await;
+        assert_eq!(response.status(), 200);
+        sku
+    }
+
+    /// A cart holding `quantity` of `sku`.
+    pub async fn cart_with(&self, sku: &str, quantity: i64) -> String {
+        let cart: Value = self.http.post(format!("{}/v1/carts", self.cart_url)).send().await.unwrap().json().await.unwrap();
+        let id = cart["id"].as_str().unwrap().to_owned();
+        let added = self
+            .http
+            .post(format!("{}/v1/carts/{id}/items", self.cart_url))
+            .json(&json!({"sku": sku, "quantity": quantity}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(added.status(), 200);
+        id
+    }
+
+    /// `POST /v1/orders` with an Idempotency-Key.
+    pub async fn checkout(&self, key: &str, body: Value) -> reqwest::Response {
+        self.http.post(format!("{}/v1/orders", self.url)).header("idempotency-key", key).json(&body).send().await.unwrap()
+    }
+
+    /// Checks out `cart` with `payment_method`; answers the order id.
+    pub async fn order(&self, cart: &str, payment_method: Option<&str>) -> String {
+        let body = json!({"cart_id": cart, "email": "shopper@example.com", "payment_method": payment_method});
+        let response = self.checkout(&common::id::new_id("key"), body).await;
+        assert_eq!(response.status(), 202);
+        response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /v1/orders/{id}`.
+    pub async fn get_order(&self, id: &str) -> Value {
+        self.http.get(format!("{}/v1/orders/{id}", self.url)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until the order is in `status`; answers it.
+    pub async fn wait_for(&self, id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            last = self.get_order(id).await;
+            if last["status"] == status {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("order {id} never reached {status}; last seen {last}");
+    }
+
+    /// A sku's stock through the admin API.
+    pub async fn stock(&self, sku: &str) -> Value {
+        self.http
+            .get(format!("{}/admin/inventory/{sku}", self.url))
+            .bearer_auth("test-admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `PUT` on an admin route.
+    pub async fn admin_put(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http.put(format!("{}{path}", self.url)).bearer_auth("test-admin").json(&body).send().await.unwrap()
+    }
+
+    /// Posts a payment event as the payments service would.
+    pub async fn payment_event(&self, order: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/internal/v1/orders/{order}/payment-events", self.url))
+            .bearer_auth("test-internal")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// How many times the order entered `status`.
+    pub async fn transitions_to(&self, order: &str, status: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM orders.order_events WHERE order_id = $1 AND to_status = $2")
+            .bind(order)
+            .bind(status)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// Polls `check` until it holds, failing after a generous deadline.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what} did not happen within 30 s");
+}
