@@ -32,23 +32,48 @@ pub struct Call {
     method: Method,
     path: String,
     body: Option<Bytes>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Call {
-    fn get(path: String) -> Self {
+    /// A GET.
+    pub fn get(path: String) -> Self {
         Self {
             method: Method::GET,
             path,
             body: None,
+            headers: Vec::new(),
         }
     }
 
-    fn post(path: String, body: serde_json::Value) -> Self {
+    /// A POST of a JSON body.
+    pub fn post(path: String, body: serde_json::Value) -> Self {
         Self {
             method: Method::POST,
             path,
             body: Some(Bytes::from(body.to_string())),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a request header.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn into_request(self, addr: &str) -> anyhow::Result<Request<Full<Bytes>>> {
+        let mut request = Request::builder()
+            .method(self.method)
+            .uri(self.path)
+            .header(header::HOST, addr);
+        if self.body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in self.headers {
+            request = request.header(name, value);
+        }
+        Ok(request.body(Full::new(self.body.unwrap_or_default()))?)
     }
 }
 
@@ -62,7 +87,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn percentile(&self, p: f64) -> f64 {
+    /// The `p`-quantile latency in milliseconds.
+    pub fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
         }
@@ -70,23 +96,28 @@ impl Report {
         f64::from(self.latencies_us[i]) / 1000.0
     }
 
-    fn print(&self) {
-        let total = self.ok + self.failed;
+    /// Requests per second over the run.
+    pub fn rate(&self) -> f64 {
+        (self.ok + self.failed) as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Prints one line of figures.
+    pub fn print(&self) {
         println!(
             "{:<34} {:>9.0} req/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} requests, {} non-2xx)",
             self.name,
-            total as f64 / self.elapsed.as_secs_f64(),
+            self.rate(),
             self.percentile(0.50),
             self.percentile(0.90),
             self.percentile(0.99),
             self.percentile(1.0),
-            total,
+            self.ok + self.failed,
             self.failed,
         );
     }
 }
 
-fn setting(name: &str, default: u64) -> anyhow::Result<u64> {
+pub fn setting(name: &str, default: u64) -> anyhow::Result<u64> {
     std::env::var(name).map_or(Ok(default), |v| {
         v.parse()
             .with_context(|| format!("{name}={v:?} is not a number"))
@@ -121,14 +152,7 @@ where
             while Instant::now() < deadline {
                 let call = make(user, n);
                 n += 1;
-                let mut request = Request::builder()
-                    .method(call.method)
-                    .uri(call.path)
-                    .header(header::HOST, &addr);
-                if call.body.is_some() {
-                    request = request.header(header::CONTENT_TYPE, "application/json");
-                }
-                let request = request.body(Full::new(call.body.unwrap_or_default()))?;
+                let request = call.into_request(&addr)?;
                 let sent = Instant::now();
                 let response = sender.send_request(request).await?;
                 let status = response.status();
@@ -167,16 +191,7 @@ pub async fn request(addr: &str, call: Call) -> anyhow::Result<(u16, Bytes)> {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(call.method)
-        .uri(call.path)
-        .header(header::HOST, addr);
-    if call.body.is_some() {
-        request = request.header(header::CONTENT_TYPE, "application/json");
-    }
-    let response = sender
-        .send_request(request.body(Full::new(call.body.unwrap_or_default()))?)
-        .await?;
+    let response = sender.send_request(call.into_request(addr)?).await?;
     let status = response.status().as_u16();
     Ok((status, response.into_body().collect().await?.to_bytes()))
 }

@@ -73,8 +73,7 @@ async fn up() -> anyhow::Result<ExitCode> {
         stack.redis_url
     );
     println!(
-        "\nTry:\n  curl -s -X POST {}/v1/carts\n\nctrl-c stops everything.",
-        running.services[0].url
+        "\nTry the checkout in README.md, or:\n  curl -s -X POST http://127.0.0.1:8081/v1/carts\n\nctrl-c stops everything."
     );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => println!("\nstopping"),

@@ -1,4 +1,5 @@
-//! The demo catalog: a handful of products so a fresh stack has something to put in a cart.
+//! The demo catalog and its stock: a handful of products so a fresh stack has something to
+//! put in a cart and check out.
 
 use anyhow::Context as _;
 
@@ -31,7 +32,29 @@ pub async fn seed(database_url: &str) -> anyhow::Result<()> {
             .map(|(sku, name, price)| (sku.to_string(), name.to_string(), *price)),
     )
     .await?;
-    println!("xtask: seeded {} products", PRODUCTS.len());
+    let skus: Vec<String> = PRODUCTS.iter().map(|(sku, _, _)| sku.to_string()).collect();
+    stock(&pool, &skus, DEMO_STOCK).await?;
+    println!(
+        "xtask: seeded {} products with {DEMO_STOCK} units each",
+        PRODUCTS.len()
+    );
+    Ok(())
+}
+
+/// Units on hand of each demo product.
+pub const DEMO_STOCK: i64 = 1000;
+
+/// Sets `on_hand` of each sku (reservations of open orders are kept).
+pub async fn stock(pool: &sqlx::PgPool, skus: &[String], on_hand: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO orders.inventory (sku, on_hand) SELECT sku, $2 FROM UNNEST($1::text[]) AS t(sku)
+         ON CONFLICT (sku) DO UPDATE SET on_hand = greatest(EXCLUDED.on_hand, orders.inventory.reserved), updated_at = now()",
+    )
+    .bind(skus)
+    .bind(on_hand)
+    .execute(pool)
+    .await
+    .context("seeding orders.inventory")?;
     Ok(())
 }
 

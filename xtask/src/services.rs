@@ -28,16 +28,48 @@ impl Profile {
     }
 }
 
-/// One service of the platform: its binary, default port and extra settings.
-struct Spec {
-    name: &'static str,
-    port: u16,
+/// One service of the platform: its binary, default port and settings of its own.
+pub struct Spec {
+    /// The binary.
+    pub name: &'static str,
+    /// Its port in a local stack.
+    pub port: u16,
+    /// Extra environment.
+    pub env: &'static [(&'static str, &'static str)],
 }
 
-const SERVICES: &[Spec] = &[Spec {
-    name: "cart",
-    port: 8081,
-}];
+/// The shared secrets of a local stack.
+const INTERNAL_TOKEN: &str = "dev-internal-token";
+const WEBHOOK_SECRET: &str = "whsec_sim_local";
+
+/// Every service, in start order.
+pub const SERVICES: &[Spec] = &[
+    Spec {
+        name: "stripe-sim",
+        port: 12111,
+        env: &[
+            (
+                "SIM_WEBHOOK_URLS",
+                "http://127.0.0.1:8083/v1/webhooks/stripe",
+            ),
+            ("SIM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+    },
+    Spec {
+        name: "cart",
+        port: 8081,
+        env: &[],
+    },
+    Spec {
+        name: "orders",
+        port: 8082,
+        env: &[
+            ("CART_URL", "http://127.0.0.1:8081"),
+            ("PAYMENTS_URL", "http://127.0.0.1:8083"),
+            ("INTERNAL_TOKEN", INTERNAL_TOKEN),
+        ],
+    },
+];
 
 /// A started service.
 pub struct Service {
@@ -108,7 +140,7 @@ pub async fn start_all(stack: &Stack, profile: Profile) -> anyhow::Result<Runnin
     for spec in SERVICES {
         running
             .services
-            .push(start(stack, profile, spec.name, spec.port, &[])?);
+            .push(start(stack, profile, spec.name, spec.port, spec.env)?);
     }
     for s in &running.services {
         wait_ready(s).await?;
