@@ -23,7 +23,8 @@ use crate::{
 pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     match args.first().map(String::as_str) {
         Some("cart") => cart().await.map(|()| ExitCode::SUCCESS),
-        other => bail!("unknown benchmark {other:?}; available: cart"),
+        Some("orders") => crate::bench_orders::orders().await.map(|()| ExitCode::SUCCESS),
+        other => bail!("unknown benchmark {other:?}; available: cart, orders"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! answer, or are started as throw-away instances under `target/stack/`.
 
 mod bench;
+mod bench_orders;
 mod seed;
 mod services;
 mod stack;
@@ -19,6 +20,7 @@ commands:
   test [ARGS...]   start Postgres/Redis if needed, then run the whole test suite
   seed             fill the demo catalog
   bench cart       throughput and latency of the cart service (release build)
+  bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
 
 environment:
   DATABASE_URL, REDIS_URL   used when they answer; otherwise local throw-away instances start

@@ -117,13 +117,18 @@ impl Drop for Service {
 
 /// Builds every service binary.
 pub fn build(profile: Profile) -> anyhow::Result<()> {
+    build_only(profile, &SERVICES.iter().map(|s| s.name).collect::<Vec<_>>())
+}
+
+/// Builds the named binaries.
+pub fn build_only(profile: Profile, names: &[&str]) -> anyhow::Result<()> {
     let mut cargo = Command::new(env!("CARGO"));
     cargo.current_dir(workspace_root()).arg("build");
     if profile == Profile::Release {
         cargo.arg("--release");
     }
-    for spec in SERVICES {
-        cargo.args(["--bin", spec.name]);
+    for name in names {
+        cargo.args(["--bin", name]);
     }
     let status = cargo.status().context("running cargo build")?;
     if !status.success() {
@@ -156,6 +161,18 @@ pub fn start(
     port: u16,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Service> {
+    start_role(stack, profile, name, &[], port, env)
+}
+
+/// Starts one service binary with arguments (`orders work`).
+pub fn start_role(
+    stack: &Stack,
+    profile: Profile,
+    name: &'static str,
+    args: &[&str],
+    port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Service> {
     let binary = workspace_root()
         .join("target")
         .join(profile.dir())
@@ -163,6 +180,7 @@ pub fn start(
     let addr = format!("127.0.0.1:{port}");
     let mut command = Command::new(&binary);
     command
+        .args(args)
         .env("LISTEN_ADDR", &addr)
         .env("DATABASE_URL", &stack.database_url)
         .env("REDIS_URL", &stack.redis_url)

@@ -1,0 +1,211 @@
+//! `cargo xtask bench orders`: (1) checkout throughput and latency at 64 connections, with
+//! the API alone; (2) the time the order processor takes to drain a 10,000-order backlog
+//! through payments and stripe-sim at zero latency with no rate cap; (3) the time from 202 to
+//! `confirmed` at a steady 100 orders/s. Release builds, everything on this machine.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use sqlx::PgPool;
+
+use crate::{
+    bench::{Call, load, request, setting},
+    seed,
+    services::{self, Profile, Service},
+    stack::{Stack, free_port},
+};
+
+const SKU: &str = "BENCH-ORDER";
+const BACKLOG: i64 = 10_000;
+
+/// Runs the three orders scenarios.
+pub async fn orders() -> anyhow::Result<()> {
+    let seconds = setting("BENCH_SECONDS", 10)?;
+    let conns = setting("BENCH_CONNECTIONS", 64)? as usize;
+    let stack = Stack::ensure().await?;
+    seed::seed(&stack.database_url).await?;
+    let pool = common::db::connect(&stack.database_url, 4).await?;
+    seed::upsert_products(&pool, std::iter::once((SKU.to_owned(), "Bench order product".to_owned(), 1999))).await?;
+    seed::stock(&pool, &[SKU.to_owned()], 1_000_000_000).await?;
+    // Start from an empty orders schema so the figures describe this run only.
+    sqlx::query("TRUNCATE orders.orders, orders.order_lines, orders.order_events, orders.jobs, orders.idempotency_keys")
+        .execute(&pool)
+        .await?;
+    services::build_only(Profile::Release, &["cart", "orders", "payments", "stripe-sim"])?;
+
+    let ports = Ports { cart: free_port()?, orders: free_port()?, payments: free_port()?, sim: free_port()? };
+    let urls = ports.urls();
+    let prefix = format!("bench:{}:", std::process::id());
+    let cart = services::start(&stack, Profile::Release, "cart", ports.cart, &[("CART_KEY_PREFIX", &prefix), ("RUST_LOG", "warn")])?;
+    let orders_env = [
+        ("CART_URL", urls.cart.as_str()),
+        ("PAYMENTS_URL", urls.payments.as_str()),
+        ("INTERNAL_TOKEN", "bench-internal"),
+        ("DB_MAX_CONNECTIONS", "32"),
+        ("RUST_LOG", "warn"),
+    ];
+    let api = services::start_role(&stack, Profile::Release, "orders", &["serve"], ports.orders, &orders_env)?;
+    services::wait_ready(&cart).await?;
+    services::wait_ready(&api).await?;
+    let cart_addr = format!("127.0.0.1:{}", ports.cart);
+    let orders_addr = format!("127.0.0.1:{}", ports.orders);
+
+    let mut carts = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let (status, body) = request(&cart_addr, Call::post("/v1/carts".into(), serde_json::json!({}))).await?;
+        if status != 201 {
+            bail!("creating a cart answered {status}");
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&body)?["id"].as_str().context("cart id")?.to_owned();
+        request(&cart_addr, Call::post(format!("/v1/carts/{id}/items"), serde_json::json!({"sku": SKU, "quantity": 1}))).await?;
+        carts.push(id);
+    }
+    let carts = Arc::new(carts);
+    println!("\norders, release build, {conns} connections, load generator on the same machine\n");
+
+    // (1) Checkout alone: the worker is not running, so every accepted order stays pending.
+    let run = std::process::id();
+    let checkout = |tag: &'static str| {
+        let carts = carts.clone();
+        move |user: usize, n: u64| {
+            let body = serde_json::json!({"cart_id": carts[user], "email": "bench@example.com", "payment_method": "pm_card_visa"});
+            Call::post("/v1/orders".into(), body).header("idempotency-key", format!("{run}-{tag}-{user}-{n}"))
+        }
+    };
+    let report = load("POST /v1/orders", &orders_addr, conns, Duration::from_secs(seconds), checkout("a")).await?;
+    report.print();
+
+    // (2) Top the backlog up to 10,000, then drain it.
+    let mut round = 0;
+    while pending(&pool).await? < BACKLOG {
+        round += 1;
+        let tag: &'static str = Box::leak(format!("top{round}").into_boxed_str());
+        load("(backlog top-up)", &orders_addr, conns, Duration::from_secs(1), checkout(tag)).await?;
+    }
+    let backlog = pending(&pool).await?;
+    let sim = services::start(&stack, Profile::Release, "stripe-sim", ports.sim, &[
+        ("SIM_WEBHOOK_URLS", &format!("{}/v1/webhooks/stripe", urls.payments)),
+        ("SIM_WEBHOOK_SECRET", "whsec_bench"),
+        ("RUST_LOG", "warn"),
+    ])?;
+    let payments = services::start(&stack, Profile::Release, "payments", ports.payments, &[
+        ("STRIPE_API_BASE", urls.sim.as_str()),
+        ("STRIPE_WEBHOOK_SECRETS", "whsec_bench"),
+        ("ORDERS_URL", urls.orders.as_str()),
+        ("INTERNAL_TOKEN", "bench-internal"),
+        ("DB_MAX_CONNECTIONS", "32"),
+        ("RUST_LOG", "warn"),
+    ])?;
+    services::wait_ready(&payments).await?;
+    let started = Instant::now();
+    let worker = start_worker(&stack, &orders_env)?;
+    wait_until_settled(&pool, Duration::from_secs(600)).await?;
+    let drained = started.elapsed();
+    let confirmed: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'").fetch_one(&pool).await?;
+    println!(
+        "{:<34} {:>9.0} orders/s  {backlog} orders in {:.1} s ({confirmed} confirmed)",
+        "drain backlog (no cap, sim 0 ms)",
+        backlog as f64 / drained.as_secs_f64(),
+        drained.as_secs_f64()
+    );
+
+    // (3) A steady 100 orders/s: accepted-to-confirmed latency, measured by the database.
+    let since: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(&pool).await?;
+    steady(&orders_addr, &carts, 100, Duration::from_secs(seconds)).await?;
+    wait_until_settled(&pool, Duration::from_secs(120)).await?;
+    let (count, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT count(*),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
+                max(ms)
+         FROM (SELECT extract(epoch FROM e.at - o.created_at) * 1000 AS ms
+               FROM orders.orders o JOIN orders.order_events e ON e.order_id = o.id AND e.to_status = 'confirmed'
+               WHERE o.created_at >= $1) t",
+    )
+    .bind(since)
+    .fetch_one(&pool)
+    .await?;
+    println!(
+        "{:<34} p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms  ({count} orders)",
+        "202 -> confirmed at 100 orders/s",
+        p50.unwrap_or_default(),
+        p99.unwrap_or_default(),
+        max.unwrap_or_default()
+    );
+    drop((worker, api, payments, sim, cart));
+    Ok(())
+}
+
+struct Ports {
+    cart: u16,
+    orders: u16,
+    payments: u16,
+    sim: u16,
+}
+
+struct Urls {
+    cart: String,
+    orders: String,
+    payments: String,
+    sim: String,
+}
+
+impl Ports {
+    fn urls(&self) -> Urls {
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        Urls { cart: url(self.cart), orders: url(self.orders), payments: url(self.payments), sim: url(self.sim) }
+    }
+}
+
+fn start_worker(stack: &Stack, env: &[(&str, &str)]) -> anyhow::Result<Service> {
+    let mut env = env.to_vec();
+    env.push(("WORKER_CONCURRENCY", "64"));
+    env.push(("JOB_POLL_MS", "100"));
+    // The worker serves no API; it still needs a free port to satisfy LISTEN_ADDR parsing.
+    services::start_role(stack, Profile::Release, "orders", &["work"], free_port()?, &env)
+}
+
+async fn pending(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'pending'").fetch_one(pool).await?)
+}
+
+async fn wait_until_settled(pool: &PgPool, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM orders.orders WHERE status IN ('pending', 'reserved', 'awaiting_payment', 'paid')",
+        )
+        .fetch_one(pool)
+        .await?;
+        if open == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("orders were still open after {limit:?}")
+}
+
+/// Sends `rate` checkouts per second for `duration`, each on its own schedule (open loop).
+async fn steady(addr: &str, carts: &Arc<Vec<String>>, rate: u32, duration: Duration) -> anyhow::Result<()> {
+    let interval = Duration::from_secs(1) / rate;
+    let mut ticker = tokio::time::interval(interval);
+    let total = (duration.as_secs_f64() * f64::from(rate)) as usize;
+    let mut sent = tokio::task::JoinSet::new();
+    for n in 0..total {
+        ticker.tick().await;
+        let body = serde_json::json!({"cart_id": carts[n % carts.len()], "email": "bench@example.com", "payment_method": "pm_card_visa"});
+        let call = Call::post("/v1/orders".into(), body).header("idempotency-key", format!("{}-steady-{n}", std::process::id()));
+        let addr = addr.to_owned();
+        sent.spawn(async move { request(&addr, call).await });
+    }
+    for result in sent.join_all().await {
+        let (status, _) = result?;
+        if status != 202 {
+            bail!("a steady-rate checkout answered {status}");
+        }
+    }
+    Ok(())
+}
