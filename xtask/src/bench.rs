@@ -23,7 +23,9 @@ use crate::{
 pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     match args.first().map(String::as_str) {
         Some("cart") => cart().await.map(|()| ExitCode::SUCCESS),
-        Some("orders") => crate::bench_orders::orders().await.map(|()| ExitCode::SUCCESS),
+        Some("orders") => crate::bench_orders::orders()
+            .await
+            .map(|()| ExitCode::SUCCESS),
         other => bail!("unknown benchmark {other:?}; available: cart, orders"),
     }
 }

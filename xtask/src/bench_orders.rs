@@ -28,18 +28,36 @@ pub async fn orders() -> anyhow::Result<()> {
     let stack = Stack::ensure().await?;
     seed::seed(&stack.database_url).await?;
     let pool = common::db::connect(&stack.database_url, 4).await?;
-    seed::upsert_products(&pool, std::iter::once((SKU.to_owned(), "Bench order product".to_owned(), 1999))).await?;
+    seed::upsert_products(
+        &pool,
+        std::iter::once((SKU.to_owned(), "Bench order product".to_owned(), 1999)),
+    )
+    .await?;
     seed::stock(&pool, &[SKU.to_owned()], 1_000_000_000).await?;
     // Start from an empty orders schema so the figures describe this run only.
     sqlx::query("TRUNCATE orders.orders, orders.order_lines, orders.order_events, orders.jobs, orders.idempotency_keys")
         .execute(&pool)
         .await?;
-    services::build_only(Profile::Release, &["cart", "orders", "payments", "stripe-sim"])?;
+    services::build_only(
+        Profile::Release,
+        &["cart", "orders", "payments", "stripe-sim"],
+    )?;
 
-    let ports = Ports { cart: free_port()?, orders: free_port()?, payments: free_port()?, sim: free_port()? };
+    let ports = Ports {
+        cart: free_port()?,
+        orders: free_port()?,
+        payments: free_port()?,
+        sim: free_port()?,
+    };
     let urls = ports.urls();
     let prefix = format!("bench:{}:", std::process::id());
-    let cart = services::start(&stack, Profile::Release, "cart", ports.cart, &[("CART_KEY_PREFIX", &prefix), ("RUST_LOG", "warn")])?;
+    let cart = services::start(
+        &stack,
+        Profile::Release,
+        "cart",
+        ports.cart,
+        &[("CART_KEY_PREFIX", &prefix), ("RUST_LOG", "warn")],
+    )?;
     let orders_env = [
         ("CART_URL", urls.cart.as_str()),
         ("PAYMENTS_URL", urls.payments.as_str()),
@@ -47,7 +65,14 @@ pub async fn orders() -> anyhow::Result<()> {
         ("DB_MAX_CONNECTIONS", "32"),
         ("RUST_LOG", "warn"),
     ];
-    let api = services::start_role(&stack, Profile::Release, "orders", &["serve"], ports.orders, &orders_env)?;
+    let api = services::start_role(
+        &stack,
+        Profile::Release,
+        "orders",
+        &["serve"],
+        ports.orders,
+        &orders_env,
+    )?;
     services::wait_ready(&cart).await?;
     services::wait_ready(&api).await?;
     let cart_addr = format!("127.0.0.1:{}", ports.cart);
@@ -55,12 +80,26 @@ pub async fn orders() -> anyhow::Result<()> {
 
     let mut carts = Vec::with_capacity(conns);
     for _ in 0..conns {
-        let (status, body) = request(&cart_addr, Call::post("/v1/carts".into(), serde_json::json!({}))).await?;
+        let (status, body) = request(
+            &cart_addr,
+            Call::post("/v1/carts".into(), serde_json::json!({})),
+        )
+        .await?;
         if status != 201 {
             bail!("creating a cart answered {status}");
         }
-        let id = serde_json::from_slice::<serde_json::Value>(&body)?["id"].as_str().context("cart id")?.to_owned();
-        request(&cart_addr, Call::post(format!("/v1/carts/{id}/items"), serde_json::json!({"sku": SKU, "quantity": 1}))).await?;
+        let id = serde_json::from_slice::<serde_json::Value>(&body)?["id"]
+            .as_str()
+            .context("cart id")?
+            .to_owned();
+        request(
+            &cart_addr,
+            Call::post(
+                format!("/v1/carts/{id}/items"),
+                serde_json::json!({"sku": SKU, "quantity": 1}),
+            ),
+        )
+        .await?;
         carts.push(id);
     }
     let carts = Arc::new(carts);
@@ -72,10 +111,18 @@ pub async fn orders() -> anyhow::Result<()> {
         let carts = carts.clone();
         move |user: usize, n: u64| {
             let body = serde_json::json!({"cart_id": carts[user], "email": "bench@example.com", "payment_method": "pm_card_visa"});
-            Call::post("/v1/orders".into(), body).header("idempotency-key", format!("{run}-{tag}-{user}-{n}"))
+            Call::post("/v1/orders".into(), body)
+                .header("idempotency-key", format!("{run}-{tag}-{user}-{n}"))
         }
     };
-    let report = load("POST /v1/orders", &orders_addr, conns, Duration::from_secs(seconds), checkout("a")).await?;
+    let report = load(
+        "POST /v1/orders",
+        &orders_addr,
+        conns,
+        Duration::from_secs(seconds),
+        checkout("a"),
+    )
+    .await?;
     report.print();
 
     // (2) Top the backlog up to 10,000, then drain it.
@@ -83,28 +130,53 @@ pub async fn orders() -> anyhow::Result<()> {
     while pending(&pool).await? < BACKLOG {
         round += 1;
         let tag: &'static str = Box::leak(format!("top{round}").into_boxed_str());
-        load("(backlog top-up)", &orders_addr, conns, Duration::from_secs(1), checkout(tag)).await?;
+        load(
+            "(backlog top-up)",
+            &orders_addr,
+            conns,
+            Duration::from_secs(1),
+            checkout(tag),
+        )
+        .await?;
     }
     let backlog = pending(&pool).await?;
-    let sim = services::start(&stack, Profile::Release, "stripe-sim", ports.sim, &[
-        ("SIM_WEBHOOK_URLS", &format!("{}/v1/webhooks/stripe", urls.payments)),
-        ("SIM_WEBHOOK_SECRET", "whsec_bench"),
-        ("RUST_LOG", "warn"),
-    ])?;
-    let payments = services::start(&stack, Profile::Release, "payments", ports.payments, &[
-        ("STRIPE_API_BASE", urls.sim.as_str()),
-        ("STRIPE_WEBHOOK_SECRETS", "whsec_bench"),
-        ("ORDERS_URL", urls.orders.as_str()),
-        ("INTERNAL_TOKEN", "bench-internal"),
-        ("DB_MAX_CONNECTIONS", "32"),
-        ("RUST_LOG", "warn"),
-    ])?;
+    let sim = services::start(
+        &stack,
+        Profile::Release,
+        "stripe-sim",
+        ports.sim,
+        &[
+            (
+                "SIM_WEBHOOK_URLS",
+                &format!("{}/v1/webhooks/stripe", urls.payments),
+            ),
+            ("SIM_WEBHOOK_SECRET", "whsec_bench"),
+            ("RUST_LOG", "warn"),
+        ],
+    )?;
+    let payments = services::start(
+        &stack,
+        Profile::Release,
+        "payments",
+        ports.payments,
+        &[
+            ("STRIPE_API_BASE", urls.sim.as_str()),
+            ("STRIPE_WEBHOOK_SECRETS", "whsec_bench"),
+            ("ORDERS_URL", urls.orders.as_str()),
+            ("INTERNAL_TOKEN", "bench-internal"),
+            ("DB_MAX_CONNECTIONS", "32"),
+            ("RUST_LOG", "warn"),
+        ],
+    )?;
     services::wait_ready(&payments).await?;
     let started = Instant::now();
     let worker = start_worker(&stack, &orders_env)?;
     wait_until_settled(&pool, Duration::from_secs(600)).await?;
     let drained = started.elapsed();
-    let confirmed: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'").fetch_one(&pool).await?;
+    let confirmed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'")
+            .fetch_one(&pool)
+            .await?;
     println!(
         "{:<34} {:>9.0} orders/s  {backlog} orders in {:.1} s ({confirmed} confirmed)",
         "drain backlog (no cap, sim 0 ms)",
@@ -156,7 +228,12 @@ struct Urls {
 impl Ports {
     fn urls(&self) -> Urls {
         let url = |port: u16| format!("http://127.0.0.1:{port}");
-        Urls { cart: url(self.cart), orders: url(self.orders), payments: url(self.payments), sim: url(self.sim) }
+        Urls {
+            cart: url(self.cart),
+            orders: url(self.orders),
+            payments: url(self.payments),
+            sim: url(self.sim),
+        }
     }
 }
 
@@ -165,11 +242,22 @@ fn start_worker(stack: &Stack, env: &[(&str, &str)]) -> anyhow::Result<Service> 
     env.push(("WORKER_CONCURRENCY", "64"));
     env.push(("JOB_POLL_MS", "100"));
     // The worker serves no API; it still needs a free port to satisfy LISTEN_ADDR parsing.
-    services::start_role(stack, Profile::Release, "orders", &["work"], free_port()?, &env)
+    services::start_role(
+        stack,
+        Profile::Release,
+        "orders",
+        &["work"],
+        free_port()?,
+        &env,
+    )
 }
 
 async fn pending(pool: &PgPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'pending'").fetch_one(pool).await?)
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 async fn wait_until_settled(pool: &PgPool, limit: Duration) -> anyhow::Result<()> {
@@ -189,7 +277,12 @@ async fn wait_until_settled(pool: &PgPool, limit: Duration) -> anyhow::Result<()
 }
 
 /// Sends `rate` checkouts per second for `duration`, each on its own schedule (open loop).
-async fn steady(addr: &str, carts: &Arc<Vec<String>>, rate: u32, duration: Duration) -> anyhow::Result<()> {
+async fn steady(
+    addr: &str,
+    carts: &Arc<Vec<String>>,
+    rate: u32,
+    duration: Duration,
+) -> anyhow::Result<()> {
     let interval = Duration::from_secs(1) / rate;
     let mut ticker = tokio::time::interval(interval);
     let total = (duration.as_secs_f64() * f64::from(rate)) as usize;
@@ -197,7 +290,10 @@ async fn steady(addr: &str, carts: &Arc<Vec<String>>, rate: u32, duration: Durat
     for n in 0..total {
         ticker.tick().await;
         let body = serde_json::json!({"cart_id": carts[n % carts.len()], "email": "bench@example.com", "payment_method": "pm_card_visa"});
-        let call = Call::post("/v1/orders".into(), body).header("idempotency-key", format!("{}-steady-{n}", std::process::id()));
+        let call = Call::post("/v1/orders".into(), body).header(
+            "idempotency-key",
+            format!("{}-steady-{n}", std::process::id()),
+        );
         let addr = addr.to_owned();
         sent.spawn(async move { request(&addr, call).await });
     }

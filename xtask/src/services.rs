@@ -117,7 +117,10 @@ impl Drop for Service {
 
 /// Builds every service binary.
 pub fn build(profile: Profile) -> anyhow::Result<()> {
-    build_only(profile, &SERVICES.iter().map(|s| s.name).collect::<Vec<_>>())
+    build_only(
+        profile,
+        &SERVICES.iter().map(|s| s.name).collect::<Vec<_>>(),
+    )
 }
 
 /// Builds the named binaries.

@@ -36,7 +36,7 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings; an unparsable value names its variable.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
+        Self {
             listen_addr: config::parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
             database_url: config::string(
                 "DATABASE_URL",
@@ -53,7 +53,7 @@ impl Settings {
             max_lines: config::parse("CART_MAX_LINES", 100)?,
             max_body_bytes: config::parse("MAX_BODY_BYTES", 16 * 1024)?,
         }
-        .checked()?)
+        .checked()
     }
 
     fn checked(self) -> Result<Self, ConfigError> {

@@ -18,7 +18,9 @@ pub fn check_bearer(request: &Request, expected: &Secret) -> Result<(), Problem>
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(Problem::unauthorized)?;
-    if constant_time_eq(presented.trim().as_bytes(), expected.expose().as_bytes()) && !expected.expose().is_empty() {
+    if constant_time_eq(presented.trim().as_bytes(), expected.expose().as_bytes())
+        && !expected.expose().is_empty()
+    {
         Ok(())
     } else {
         Err(Problem::forbidden())

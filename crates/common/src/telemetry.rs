@@ -107,7 +107,8 @@ pub fn current_traceparent() -> Option<String> {
 
 /// Parents `span` to the trace a `traceparent` value names.
 pub fn follow_traceparent(span: &Span, traceparent: &str) {
-    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
     let _ = span.set_parent(parent);
 }

@@ -94,7 +94,12 @@ pub struct Clients {
 
 impl Clients {
     /// Clients with a per-call timeout.
-    pub fn new(cart_url: &str, payments_url: &str, internal_token: Secret, timeout: Duration) -> Self {
+    pub fn new(
+        cart_url: &str,
+        payments_url: &str,
+        internal_token: Secret,
+        timeout: Duration,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
@@ -112,7 +117,12 @@ impl Clients {
     /// The cart, or `None` when it does not exist.
     #[tracing::instrument(skip(self))]
     pub async fn cart(&self, cart_id: &str) -> Result<Option<Cart>, UpstreamError> {
-        let response = self.http.get(format!("{}/v1/carts/{cart_id}", self.cart_url)).send().await.map_err(classify)?;
+        let response = self
+            .http
+            .get(format!("{}/v1/carts/{cart_id}", self.cart_url))
+            .send()
+            .await
+            .map_err(classify)?;
         match response.status().as_u16() {
             200 => response.json().await.map(Some).map_err(classify),
             404 => Ok(None),
@@ -123,7 +133,12 @@ impl Clients {
     /// Deletes the cart; one that is already gone counts as deleted.
     #[tracing::instrument(skip(self))]
     pub async fn delete_cart(&self, cart_id: &str) -> Result<(), UpstreamError> {
-        let response = self.http.delete(format!("{}/v1/carts/{cart_id}", self.cart_url)).send().await.map_err(classify)?;
+        let response = self
+            .http
+            .delete(format!("{}/v1/carts/{cart_id}", self.cart_url))
+            .send()
+            .await
+            .map_err(classify)?;
         match response.status().as_u16() {
             200..=299 | 404 => Ok(()),
             _ => Err(rejected(response).await),

@@ -59,7 +59,10 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let settings = Self {
             listen_addr: config::parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8082)))?,
-            database_url: config::string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/checkout"),
+            database_url: config::string(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/checkout",
+            ),
             db_max_connections: config::parse("DB_MAX_CONNECTIONS", 20)?,
             migrate_on_start: config::flag("MIGRATE_ON_START", true)?,
             redis_url: config::string("REDIS_URL", "redis://127.0.0.1:6379"),
@@ -90,9 +93,15 @@ impl Settings {
         if settings.job_max_attempts < 1 {
             return Err(ConfigError::new("JOB_MAX_ATTEMPTS", "must be at least 1"));
         }
-        for (name, url) in [("CART_URL", &settings.cart_url), ("PAYMENTS_URL", &settings.payments_url)] {
+        for (name, url) in [
+            ("CART_URL", &settings.cart_url),
+            ("PAYMENTS_URL", &settings.payments_url),
+        ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::new(name, format!("{url:?} is not an http(s) URL")));
+                return Err(ConfigError::new(
+                    name,
+                    format!("{url:?} is not an http(s) URL"),
+                ));
             }
         }
         Ok(settings)

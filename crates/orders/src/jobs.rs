@@ -12,7 +12,9 @@ use crate::saga::{CLEAR_CART, PAYMENT_TIMEOUT, PROCESS_ORDER, Saga};
 pub struct OrderJobs(pub Saga);
 
 fn field<'a>(job: &'a ClaimedJob, name: &str) -> Result<&'a str, JobError> {
-    job.payload[name].as_str().ok_or_else(|| JobError::Permanent(format!("job has no {name}")))
+    job.payload[name]
+        .as_str()
+        .ok_or_else(|| JobError::Permanent(format!("job has no {name}")))
 }
 
 impl Handler for OrderJobs {
@@ -50,7 +52,12 @@ impl Handler for OrderJobs {
 
 /// Every `interval`: re-enqueue open orders untouched for `stuck_after`, enqueue timeout
 /// checks for overdue payments, forget expired idempotency keys, and export gauges.
-pub async fn sweep(saga: Saga, interval: Duration, stuck_after: Duration, shutdown: CancellationToken) {
+pub async fn sweep(
+    saga: Saga,
+    interval: Duration,
+    stuck_after: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         if let Err(e) = sweep_once(&saga, stuck_after).await {
             tracing::warn!(error = %e, "sweep failed");
@@ -86,10 +93,16 @@ pub async fn sweep_once(saga: &Saga, stuck_after: Duration) -> Result<u64, sqlx:
     let mut enqueued = 0;
     let mut tx = saga.pool.begin().await?;
     for id in &stuck {
-        enqueued += u64::from(saga.queue.enqueue(&mut tx, saga.process_job(id)).await?.is_some());
+        enqueued += u64::from(
+            saga.queue
+                .enqueue(&mut tx, saga.process_job(id))
+                .await?
+                .is_some(),
+        );
     }
     for id in &overdue {
-        let job = NewJob::new(PAYMENT_TIMEOUT, serde_json::json!({ "order_id": id })).dedup(format!("timeout:{id}"));
+        let job = NewJob::new(PAYMENT_TIMEOUT, serde_json::json!({ "order_id": id }))
+            .dedup(format!("timeout:{id}"));
         enqueued += u64::from(saga.queue.enqueue(&mut tx, job).await?.is_some());
     }
     tx.commit().await?;
@@ -100,9 +113,14 @@ pub async fn sweep_once(saga: &Saga, stuck_after: Duration) -> Result<u64, sqlx:
     crate::store::idempotency::purge_expired(&saga.pool).await?;
     saga.queue.export_depth().await?;
     let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM orders.orders GROUP BY status").fetch_all(&saga.pool).await?;
+        sqlx::query_as("SELECT status, count(*) FROM orders.orders GROUP BY status")
+            .fetch_all(&saga.pool)
+            .await?;
     for status in crate::domain::Status::ALL {
-        let count = by_status.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, c)| *c);
+        let count = by_status
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, c)| *c);
         metrics::gauge!("orders", "status" => status.as_str()).set(count as f64);
     }
     Ok(enqueued)

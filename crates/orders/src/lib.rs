@@ -62,12 +62,24 @@ pub struct Core {
 pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
     let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
         .await
-        .with_context(|| format!("connecting to DATABASE_URL {}", common::db::redact_url(&settings.database_url)))?;
+        .with_context(|| {
+            format!(
+                "connecting to DATABASE_URL {}",
+                common::db::redact_url(&settings.database_url)
+            )
+        })?;
     if settings.migrate_on_start {
-        common::db::migrate(&pool).await.context("applying migrations")?;
+        common::db::migrate(&pool)
+            .await
+            .context("applying migrations")?;
     }
     let redis = common::redis::connect(&settings.redis_url, std::time::Duration::from_secs(2))
-        .with_context(|| format!("REDIS_URL {} is not a Redis URL", common::db::redact_url(&settings.redis_url)))?;
+        .with_context(|| {
+            format!(
+                "REDIS_URL {} is not a Redis URL",
+                common::db::redact_url(&settings.redis_url)
+            )
+        })?;
     let limiter = ratelimit::PaymentLimiter::new(
         settings.payments_rate_limit_per_worker,
         settings.payments_rate_limit,
@@ -102,7 +114,10 @@ pub fn app(core: &Core, settings: &Settings, shutdown: CancellationToken) -> Rou
         internal_token: settings.internal_token.clone(),
         admin_token: settings.admin_token.clone(),
     };
-    let checks = vec![Check::postgres(core.pool.clone()), Check::redis(core.redis.clone())];
+    let checks = vec![
+        Check::postgres(core.pool.clone()),
+        Check::redis(core.redis.clone()),
+    ];
     common::http::with_standard_layers(routes::router(state, checks), settings.max_body_bytes)
 }
 
@@ -113,13 +128,26 @@ pub async fn work(core: &Core, settings: &Settings, shutdown: CancellationToken)
     config.job_timeout = settings.job_timeout;
     config.backoff = settings.backoff;
     config.poll_interval = settings.job_poll;
-    let worker = Worker::new(core.saga.queue.clone(), Arc::new(jobs::OrderJobs(core.saga.clone())), config);
-    let sweeper = jobs::sweep(core.saga.clone(), settings.sweep_interval, settings.stuck_after, shutdown.clone());
+    let worker = Worker::new(
+        core.saga.queue.clone(),
+        Arc::new(jobs::OrderJobs(core.saga.clone())),
+        config,
+    );
+    let sweeper = jobs::sweep(
+        core.saga.clone(),
+        settings.sweep_interval,
+        settings.stuck_after,
+        shutdown.clone(),
+    );
     tokio::join!(worker.run(shutdown), sweeper);
 }
 
 /// Serves the API until `shutdown`.
-pub async fn serve(core: &Core, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    core: &Core,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen_addr)
         .await
         .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;

@@ -29,8 +29,10 @@ async fn main() -> ExitCode {
                 Ok(())
             }
             _ => {
-                let (served, ()) =
-                    tokio::join!(orders::serve(&core, &settings, shutdown.clone()), orders::work(&core, &settings, shutdown));
+                let (served, ()) = tokio::join!(
+                    orders::serve(&core, &settings, shutdown.clone()),
+                    orders::work(&core, &settings, shutdown)
+                );
                 served
             }
         }

@@ -54,13 +54,19 @@ struct LocalSchedule {
 
 impl LocalSchedule {
     fn new(interval: Duration) -> Self {
-        Self { interval, next: Mutex::new(None) }
+        Self {
+            interval,
+            next: Mutex::new(None),
+        }
     }
 
     /// Books the next slot; answers how long to wait for it.
     fn reserve(&self) -> Duration {
         let now = Instant::now();
-        let mut next = self.next.lock().expect("the schedule lock is never poisoned");
+        let mut next = self
+            .next
+            .lock()
+            .expect("the schedule lock is never poisoned");
         let slot = next.map_or(now, |n| n.max(now));
         *next = Some(slot + self.interval);
         slot - now
@@ -88,12 +94,22 @@ return slot - now
 
 impl SharedSchedule {
     fn new(interval: Duration, redis: ConnectionManager, key: String) -> Self {
-        Self { interval_us: interval.as_micros() as u64, redis, key, script: Script::new(RESERVE) }
+        Self {
+            interval_us: interval.as_micros() as u64,
+            redis,
+            key,
+            script: Script::new(RESERVE),
+        }
     }
 
     async fn reserve(&self) -> Result<Duration, redis::RedisError> {
         let mut conn = self.redis.clone();
-        let wait_us: i64 = self.script.key(&self.key).arg(self.interval_us).invoke_async(&mut conn).await?;
+        let wait_us: i64 = self
+            .script
+            .key(&self.key)
+            .arg(self.interval_us)
+            .invoke_async(&mut conn)
+            .await?;
         Ok(Duration::from_micros(wait_us.max(0) as u64))
     }
 }
@@ -109,7 +125,10 @@ mod tests {
         assert_eq!(waits[0], Duration::ZERO);
         for pair in waits.windows(2) {
             let gap = pair[1].saturating_sub(pair[0]);
-            assert!(gap <= Duration::from_millis(10) && gap >= Duration::from_millis(9), "{gap:?}");
+            assert!(
+                gap <= Duration::from_millis(10) && gap >= Duration::from_millis(9),
+                "{gap:?}"
+            );
         }
     }
 }

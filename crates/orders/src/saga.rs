@@ -81,7 +81,9 @@ impl Saga {
     pub async fn advance(&self, order_id: &str) -> Result<(), JobError> {
         loop {
             let order = orders::find(&self.pool, order_id).await.map_err(db)?;
-            let Some(order) = order else { return Err(JobError::Permanent(format!("no order {order_id}"))) };
+            let Some(order) = order else {
+                return Err(JobError::Permanent(format!("no order {order_id}")));
+            };
             match order.status {
                 Status::Pending => self.reserve(order_id).await?,
                 Status::Reserved => self.create_payment(order).await?,
@@ -92,46 +94,74 @@ impl Saga {
                     }
                     tx.commit().await.map_err(db)?;
                 }
-                Status::AwaitingPayment | Status::Confirmed | Status::Failed | Status::Cancelled => return Ok(()),
+                Status::AwaitingPayment
+                | Status::Confirmed
+                | Status::Failed
+                | Status::Cancelled => return Ok(()),
             }
         }
     }
 
     async fn reserve(&self, order_id: &str) -> Result<(), JobError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else { return Ok(()) };
+        let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else {
+            return Ok(());
+        };
         if order.status != Status::Pending {
             return Ok(());
         }
         if orders::reserve(&mut tx, &mut order).await.map_err(db)? {
-            orders::transition(&mut tx, &mut order, Status::Reserved, None).await.map_err(db)?;
+            orders::transition(&mut tx, &mut order, Status::Reserved, None)
+                .await
+                .map_err(db)?;
         } else {
-            orders::transition(&mut tx, &mut order, Status::Failed, Some("out_of_stock")).await.map_err(db)?;
+            orders::transition(&mut tx, &mut order, Status::Failed, Some("out_of_stock"))
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }
 
     async fn create_payment(&self, order: Order) -> Result<(), JobError> {
-        self.limiter.acquire().await.map_err(|e| JobError::Transient(format!("rate limiter: {e}")))?;
+        self.limiter
+            .acquire()
+            .await
+            .map_err(|e| JobError::Transient(format!("rate limiter: {e}")))?;
         let payment = self
             .clients
-            .create_payment(&order.id, order.total, &order.currency, order.payment_method.as_deref())
+            .create_payment(
+                &order.id,
+                order.total,
+                &order.currency,
+                order.payment_method.as_deref(),
+            )
             .await
             .map_err(|e| match e {
                 UpstreamError::Transient(e) => JobError::Transient(format!("payments: {e}")),
-                UpstreamError::Rejected { status, detail } => {
-                    JobError::Permanent(format!("payments refused the payment ({status}): {detail}"))
-                }
+                UpstreamError::Rejected { status, detail } => JobError::Permanent(format!(
+                    "payments refused the payment ({status}): {detail}"
+                )),
             })?;
 
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let Some(mut order) = orders::lock(&mut tx, &order.id).await.map_err(db)? else { return Ok(()) };
+        let Some(mut order) = orders::lock(&mut tx, &order.id).await.map_err(db)? else {
+            return Ok(());
+        };
         if order.status == Status::Reserved {
             let due = OffsetDateTime::now_utc() + self.payment_timeout;
-            orders::record_payment(&mut tx, &mut order, &payment.id, &payment.status, payment.client_secret.as_deref(), Some(due))
+            orders::record_payment(
+                &mut tx,
+                &mut order,
+                &payment.id,
+                &payment.status,
+                payment.client_secret.as_deref(),
+                Some(due),
+            )
+            .await
+            .map_err(db)?;
+            orders::transition(&mut tx, &mut order, Status::AwaitingPayment, None)
                 .await
                 .map_err(db)?;
-            orders::transition(&mut tx, &mut order, Status::AwaitingPayment, None).await.map_err(db)?;
             let timeout = NewJob::new(PAYMENT_TIMEOUT, serde_json::json!({ "order_id": order.id }))
                 .dedup(format!("timeout:{}", order.id))
                 .attempts(self.max_attempts)
@@ -139,7 +169,9 @@ impl Saga {
             self.queue.enqueue(&mut tx, timeout).await.map_err(db)?;
         }
         // A server-side confirmation may already have settled the payment.
-        self.apply_payment(&mut tx, &mut order, &payment.id, &payment.status, None).await.map_err(db)?;
+        self.apply_payment(&mut tx, &mut order, &payment.id, &payment.status, None)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
@@ -154,14 +186,18 @@ impl Saga {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         if order.status.is_final() {
-            if PaymentOutcome::of(status) == PaymentOutcome::Succeeded && order.status != Status::Confirmed {
+            if PaymentOutcome::of(status) == PaymentOutcome::Succeeded
+                && order.status != Status::Confirmed
+            {
                 // Paid after the order was given up on: the money must go back.
                 metrics::counter!("orders_paid_after_close_total").increment(1);
                 tracing::error!(order = %order.id, payment = payment_id, "payment succeeded for a closed order; refund it");
             }
             return Ok(());
         }
-        if order.payment_id.as_deref() != Some(payment_id) || order.payment_status.as_deref() != Some(status) {
+        if order.payment_id.as_deref() != Some(payment_id)
+            || order.payment_status.as_deref() != Some(status)
+        {
             orders::record_payment(conn, order, payment_id, status, None, None).await?;
         }
         match PaymentOutcome::of(status) {
@@ -170,10 +206,15 @@ impl Saga {
                 self.confirm(conn, order).await?;
             }
             PaymentOutcome::Failed => {
-                let why = format!("payment_declined{}", reason.map(|r| format!(": {r}")).unwrap_or_default());
+                let why = format!(
+                    "payment_declined{}",
+                    reason.map(|r| format!(": {r}")).unwrap_or_default()
+                );
                 compensate(conn, order, Status::Failed, &why).await?;
             }
-            PaymentOutcome::Canceled => compensate(conn, order, Status::Cancelled, "payment_canceled").await?,
+            PaymentOutcome::Canceled => {
+                compensate(conn, order, Status::Cancelled, "payment_canceled").await?
+            }
             PaymentOutcome::Pending => {}
         }
         Ok(())
@@ -195,10 +236,16 @@ impl Saga {
     /// Cancels the order if its payment is overdue.
     pub async fn expire_payment(&self, order_id: &str) -> Result<(), JobError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else { return Ok(()) };
-        let overdue = order.payment_due_at.is_some_and(|due| due <= OffsetDateTime::now_utc());
+        let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else {
+            return Ok(());
+        };
+        let overdue = order
+            .payment_due_at
+            .is_some_and(|due| due <= OffsetDateTime::now_utc());
         if matches!(order.status, Status::Reserved | Status::AwaitingPayment) && overdue {
-            compensate(&mut tx, &mut order, Status::Cancelled, "payment_timeout").await.map_err(db)?;
+            compensate(&mut tx, &mut order, Status::Cancelled, "payment_timeout")
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }
@@ -206,11 +253,18 @@ impl Saga {
     /// Ends an order whose saga ran out of attempts.
     pub async fn abandon(&self, order_id: &str, error: &str) -> Result<(), String> {
         let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
-        if let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(|e| e.to_string())?
+        if let Some(mut order) = orders::lock(&mut tx, order_id)
+            .await
+            .map_err(|e| e.to_string())?
             && !order.status.is_final()
         {
-            let why = format!("processing_failed: {}", error.chars().take(200).collect::<String>());
-            compensate(&mut tx, &mut order, Status::Failed, &why).await.map_err(|e| e.to_string())?;
+            let why = format!(
+                "processing_failed: {}",
+                error.chars().take(200).collect::<String>()
+            );
+            compensate(&mut tx, &mut order, Status::Failed, &why)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         tx.commit().await.map_err(|e| e.to_string())
     }
@@ -238,9 +292,15 @@ impl Saga {
 }
 
 /// Releases the order's stock and ends it.
-pub async fn compensate(conn: &mut PgConnection, order: &mut Order, to: Status, reason: &str) -> Result<(), StoreError> {
+pub async fn compensate(
+    conn: &mut PgConnection,
+    order: &mut Order,
+    to: Status,
+    reason: &str,
+) -> Result<(), StoreError> {
     orders::release(conn, order).await?;
     orders::transition(conn, order, to, Some(reason)).await?;
-    metrics::counter!("order_compensations_total", "step" => "end_order", "to" => to.as_str()).increment(1);
+    metrics::counter!("order_compensations_total", "step" => "end_order", "to" => to.as_str())
+        .increment(1);
     Ok(())
 }

@@ -36,7 +36,13 @@ pub struct NewJob {
 impl NewJob {
     /// A job of `kind` with `payload`, five attempts, runnable now.
     pub fn new(kind: &'static str, payload: serde_json::Value) -> Self {
-        Self { kind, payload, dedup_key: None, max_attempts: 5, delay: Duration::ZERO }
+        Self {
+            kind,
+            payload,
+            dedup_key: None,
+            max_attempts: 5,
+            delay: Duration::ZERO,
+        }
     }
 
     /// Sets the deduplication key.
@@ -107,7 +113,11 @@ pub struct Queue {
 impl Queue {
     /// The queue in `table` (`orders.jobs`); enqueues notify `channel`.
     pub fn new(pool: PgPool, table: &'static str, channel: &'static str) -> Self {
-        Self { pool, table, channel }
+        Self {
+            pool,
+            table,
+            channel,
+        }
     }
 
     /// The pool the queue runs on.
@@ -117,7 +127,11 @@ impl Queue {
 
     /// Adds a job inside the caller's transaction; answers its id, or `None` when a job with
     /// the same dedup key exists. Workers are woken when the transaction commits.
-    pub async fn enqueue(&self, conn: &mut PgConnection, job: NewJob) -> Result<Option<i64>, sqlx::Error> {
+    pub async fn enqueue(
+        &self,
+        conn: &mut PgConnection,
+        job: NewJob,
+    ) -> Result<Option<i64>, sqlx::Error> {
         let sql = format!(
             "INSERT INTO {} (kind, payload, max_attempts, run_at, dedup_key, traceparent)
              VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond', $5, $6)
@@ -134,7 +148,11 @@ impl Queue {
             .fetch_optional(&mut *conn)
             .await?;
         if id.is_some() && job.delay.is_zero() {
-            sqlx::query("SELECT pg_notify($1, $2)").bind(self.channel).bind(job.kind).execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(self.channel)
+                .bind(job.kind)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(id)
     }
@@ -184,13 +202,26 @@ impl Queue {
 
     /// Marks a job done. Done jobs are removed: the data the job produced is the record.
     pub async fn complete(&self, job: &ClaimedJob, worker: &str) -> Result<(), sqlx::Error> {
-        let sql = format!("DELETE FROM {} WHERE id = $1 AND locked_by = $2", self.table);
-        sqlx::query(AssertSqlSafe(sql)).bind(job.id).bind(worker).execute(&self.pool).await?;
+        let sql = format!(
+            "DELETE FROM {} WHERE id = $1 AND locked_by = $2",
+            self.table
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(job.id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Schedules another attempt after `delay`.
-    pub async fn retry_later(&self, job: &ClaimedJob, worker: &str, delay: Duration, error: &str) -> Result<(), sqlx::Error> {
+    pub async fn retry_later(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
         let sql = format!(
             "UPDATE {} SET status = 'pending', run_at = now() + $3 * interval '1 millisecond',
                  locked_by = NULL, locked_until = NULL, last_error = $4, updated_at = now()
@@ -208,13 +239,23 @@ impl Queue {
     }
 
     /// Keeps the job as a dead letter.
-    pub async fn bury(&self, job: &ClaimedJob, worker: &str, error: &str) -> Result<(), sqlx::Error> {
+    pub async fn bury(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
         let sql = format!(
             "UPDATE {} SET status = 'dead', locked_by = NULL, locked_until = NULL, last_error = $3, updated_at = now()
              WHERE id = $1 AND locked_by = $2",
             self.table
         );
-        sqlx::query(AssertSqlSafe(sql)).bind(job.id).bind(worker).bind(error).execute(&self.pool).await?;
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(job.id)
+            .bind(worker)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -226,7 +267,11 @@ impl Queue {
              WHERE id = $1 AND locked_by = $2",
             self.table
         );
-        sqlx::query(AssertSqlSafe(sql)).bind(job.id).bind(worker).execute(&self.pool).await?;
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(job.id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -240,13 +285,22 @@ impl Queue {
         Ok(self.dead_where("id = $2", 1, id).await?.pop())
     }
 
-    async fn dead_where(&self, condition: &str, limit: i64, id: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
+    async fn dead_where(
+        &self,
+        condition: &str,
+        limit: i64,
+        id: i64,
+    ) -> Result<Vec<DeadJob>, sqlx::Error> {
         let sql = format!(
             "SELECT id, kind, payload, attempts, last_error, created_at, updated_at FROM {}
              WHERE status = 'dead' AND ({condition}) AND $2 = $2 ORDER BY updated_at DESC LIMIT $1",
             self.table
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).bind(id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(limit)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|row| {
                 Ok(DeadJob {
@@ -270,17 +324,30 @@ impl Queue {
              WHERE id = $1 AND status = 'dead'",
             self.table
         );
-        let replayed = sqlx::query(AssertSqlSafe(sql)).bind(id).execute(&self.pool).await?.rows_affected() == 1;
+        let replayed = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1;
         if replayed {
-            sqlx::query("SELECT pg_notify($1, 'replay')").bind(self.channel).execute(&self.pool).await?;
+            sqlx::query("SELECT pg_notify($1, 'replay')")
+                .bind(self.channel)
+                .execute(&self.pool)
+                .await?;
         }
         Ok(replayed)
     }
 
     /// Jobs by kind and status, for the queue-depth gauges.
     pub async fn depth(&self) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-        let sql = format!("SELECT kind, status, count(*) FROM {} GROUP BY kind, status", self.table);
-        sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await
+        let sql = format!(
+            "SELECT kind, status, count(*) FROM {} GROUP BY kind, status",
+            self.table
+        );
+        sqlx::query_as(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
     }
 
     /// Publishes the queue depth as `queue_jobs{queue, kind, status}` gauges.
@@ -293,7 +360,11 @@ impl Queue {
         }
         // A status that emptied must read 0, not its last value.
         for status in ["pending", "running", "dead"] {
-            for kind in seen.iter().map(|(k, _)| k.clone()).collect::<std::collections::HashSet<_>>() {
+            for kind in seen
+                .iter()
+                .map(|(k, _)| k.clone())
+                .collect::<std::collections::HashSet<_>>()
+            {
                 if !seen.contains(&(kind.clone(), status.to_owned())) {
                     metrics::gauge!("queue_jobs", "queue" => self.table, "kind" => kind, "status" => status).set(0.0);
                 }

@@ -2,7 +2,11 @@
 //! settles it (done, retry later, or dead letter with compensation). It wakes on the queue's
 //! NOTIFY channel, so a new job starts at once, and polls as a fallback.
 
-use std::{future::Future, sync::Arc, time::{Duration, Instant}};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sqlx::postgres::PgListener;
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -32,7 +36,11 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Called when a job runs out of attempts, before it is kept as a dead letter: undo what
     /// the job's saga did. An error here leaves the job to be tried again later.
-    fn on_dead(&self, job: &ClaimedJob, error: &str) -> impl Future<Output = Result<(), String>> + Send {
+    fn on_dead(
+        &self,
+        job: &ClaimedJob,
+        error: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send {
         let _ = (job, error);
         async { Ok(()) }
     }
@@ -79,7 +87,11 @@ pub struct Worker<H> {
 impl<H: Handler> Worker<H> {
     /// A worker taking `handler`'s kinds from `queue`.
     pub fn new(queue: Queue, handler: Arc<H>, config: WorkerConfig) -> Self {
-        Self { queue, handler, config: Arc::new(config) }
+        Self {
+            queue,
+            handler,
+            config: Arc::new(config),
+        }
     }
 
     /// Runs until `shutdown`, then drains running jobs for up to the drain timeout; jobs
@@ -107,12 +119,24 @@ impl<H: Handler> Worker<H> {
             let mut claimed_all = false;
             if free > 0 {
                 let lease = self.config.job_timeout * 2;
-                match self.queue.claim(&self.config.name, kinds, free as i64, lease).await {
+                match self
+                    .queue
+                    .claim(&self.config.name, kinds, free as i64, lease)
+                    .await
+                {
                     Ok(jobs) => {
                         claimed_all = jobs.len() == free;
                         for job in jobs {
-                            let permit = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-                            let (queue, handler, config) = (self.queue.clone(), self.handler.clone(), self.config.clone());
+                            let permit = slots
+                                .clone()
+                                .acquire_owned()
+                                .await
+                                .expect("the semaphore is never closed");
+                            let (queue, handler, config) = (
+                                self.queue.clone(),
+                                self.handler.clone(),
+                                self.config.clone(),
+                            );
                             running.spawn(async move {
                                 settle(&queue, handler.as_ref(), &config, job).await;
                                 drop(permit);
@@ -140,8 +164,14 @@ impl<H: Handler> Worker<H> {
         let deadline = Instant::now() + self.config.drain_timeout;
         while !running.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            if tokio::time::timeout(left, running.join_next()).await.is_err() {
-                tracing::warn!(jobs = running.len(), "jobs still running at shutdown; their leases will hand them on");
+            if tokio::time::timeout(left, running.join_next())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    jobs = running.len(),
+                    "jobs still running at shutdown; their leases will hand them on"
+                );
                 running.abort_all();
                 break;
             }

@@ -47,15 +47,28 @@ impl TryFrom<CheckoutRequest> for Checkout {
         }
         let email = r.email.trim().to_owned();
         let valid_email = email.len() <= 254
-            && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+            })
             && !email.chars().any(char::is_whitespace);
         if !valid_email {
             errors.push(FieldError::new("email", "not an email address"));
         }
         let payment_method = r.payment_method.filter(|p| !p.trim().is_empty());
-        if payment_method.as_ref().is_some_and(|p| p.len() > 255 || !p.bytes().all(|b| b.is_ascii_graphic())) {
+        if payment_method
+            .as_ref()
+            .is_some_and(|p| p.len() > 255 || !p.bytes().all(|b| b.is_ascii_graphic()))
+        {
             errors.push(FieldError::new("payment_method", "not a payment method id"));
         }
-        if errors.is_empty() { Ok(Self { cart_id: r.cart_id, email, payment_method }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self {
+                cart_id: r.cart_id,
+                email,
+                payment_method,
+            })
+        } else {
+            Err(errors)
+        }
     }
 }

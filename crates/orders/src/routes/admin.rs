@@ -38,8 +38,15 @@ pub struct SetStock {
     params(("sku" = String, Path, description = "The product")),
     responses((status = 200, body = Stock), (status = 404, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_stock(State(app): State<AppState>, Path(sku): Path<String>) -> Result<Json<Stock>, OrdersError> {
-    Ok(Json(inventory::get(&app.pool, &sku).await?.ok_or(OrdersError::NotFound("The sku"))?))
+pub async fn get_stock(
+    State(app): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Json<Stock>, OrdersError> {
+    Ok(Json(
+        inventory::get(&app.pool, &sku)
+            .await?
+            .ok_or(OrdersError::NotFound("The sku"))?,
+    ))
 }
 
 /// Sets a sku's units on hand.
@@ -48,16 +55,26 @@ pub async fn get_stock(State(app): State<AppState>, Path(sku): Path<String>) -> 
     request_body = SetStock,
     responses((status = 200, body = Stock), (status = 422, description = "Negative, or below what is reserved", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn put_stock(State(app): State<AppState>, Path(sku): Path<String>, ApiJson(body): ApiJson<SetStock>) -> Result<Json<Stock>, Problem> {
+pub async fn put_stock(
+    State(app): State<AppState>,
+    Path(sku): Path<String>,
+    ApiJson(body): ApiJson<SetStock>,
+) -> Result<Json<Stock>, Problem> {
     if sku.is_empty() || sku.len() > 64 {
         return Err(Problem::invalid_field("sku", "1 to 64 characters"));
     }
     if body.on_hand < 0 {
         return Err(Problem::invalid_field("on_hand", "must not be negative"));
     }
-    match inventory::set_on_hand(&app.pool, &sku, body.on_hand).await.map_err(OrdersError::from)? {
+    match inventory::set_on_hand(&app.pool, &sku, body.on_hand)
+        .await
+        .map_err(OrdersError::from)?
+    {
         Some(stock) => Ok(Json(stock)),
-        None => Err(Problem::invalid_field("on_hand", "below the units reserved for open orders")),
+        None => Err(Problem::invalid_field(
+            "on_hand",
+            "below the units reserved for open orders",
+        )),
     }
 }
 
@@ -73,8 +90,16 @@ pub async fn dead_jobs(State(app): State<AppState>) -> Result<Json<Vec<DeadJob>>
     params(("id" = i64, Path, description = "The dead job's id")),
     responses((status = 202, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn replay(State(app): State<AppState>, Path(id): Path<i64>) -> Result<(StatusCode, Json<Value>), OrdersError> {
-    let job = app.saga.queue.dead_job(id).await?.ok_or(OrdersError::NotFound("The dead job"))?;
+pub async fn replay(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<Value>), OrdersError> {
+    let job = app
+        .saga
+        .queue
+        .dead_job(id)
+        .await?
+        .ok_or(OrdersError::NotFound("The dead job"))?;
     let mut reopened = false;
     if job.kind == PROCESS_ORDER
         && let Some(order_id) = job.payload["order_id"].as_str()
@@ -84,5 +109,8 @@ pub async fn replay(State(app): State<AppState>, Path(id): Path<i64>) -> Result<
     if !app.saga.queue.replay(id).await? {
         return Err(OrdersError::NotFound("The dead job"));
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id, "order_reopened": reopened}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": id, "order_reopened": reopened})),
+    ))
 }

@@ -14,7 +14,10 @@ use utoipa::ToSchema;
 use crate::{AppState, error::OrdersError, store::orders};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/internal/v1/orders/{id}/payment-events", post(payment_event))
+    Router::new().route(
+        "/internal/v1/orders/{id}/payment-events",
+        post(payment_event),
+    )
 }
 
 /// A payment's new status.
@@ -51,12 +54,28 @@ pub async fn payment_event(
     ApiJson(event): ApiJson<PaymentEvent>,
 ) -> Result<Json<Value>, Problem> {
     let mut tx = app.pool.begin().await.map_err(OrdersError::from)?;
-    let mut order = orders::lock(&mut tx, &id).await.map_err(OrdersError::from)?.ok_or(OrdersError::NotFound("The order"))?;
-    if order.payment_id.as_deref().is_some_and(|p| p != event.payment_id) {
-        return Err(Problem::invalid_field("payment_id", "the order has another payment"));
+    let mut order = orders::lock(&mut tx, &id)
+        .await
+        .map_err(OrdersError::from)?
+        .ok_or(OrdersError::NotFound("The order"))?;
+    if order
+        .payment_id
+        .as_deref()
+        .is_some_and(|p| p != event.payment_id)
+    {
+        return Err(Problem::invalid_field(
+            "payment_id",
+            "the order has another payment",
+        ));
     }
     app.saga
-        .apply_payment(&mut tx, &mut order, &event.payment_id, &event.status, event.reason.as_deref())
+        .apply_payment(
+            &mut tx,
+            &mut order,
+            &event.payment_id,
+            &event.status,
+            event.reason.as_deref(),
+        )
         .await
         .map_err(|e| match e {
             orders::StoreError::Db(e) => Problem::from(OrdersError::Db(e)),

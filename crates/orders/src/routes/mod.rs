@@ -14,10 +14,19 @@ use crate::AppState;
 /// The OpenAPI description of every orders endpoint.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Orders service", description = "Checkout and the order processor."),
+    info(
+        title = "Orders service",
+        description = "Checkout and the order processor."
+    ),
     paths(
-        orders::create, orders::read, orders::events, internal::payment_event,
-        admin::get_stock, admin::put_stock, admin::dead_jobs, admin::replay
+        orders::create,
+        orders::read,
+        orders::events,
+        internal::payment_event,
+        admin::get_stock,
+        admin::put_stock,
+        admin::dead_jobs,
+        admin::replay
     ),
     components(schemas(Problem, common::FieldError))
 )]
@@ -25,9 +34,14 @@ pub struct ApiDoc;
 
 /// All routes of the service.
 pub fn router(state: AppState, checks: Vec<Check>) -> Router {
-    let internal = internal::router()
-        .route_layer(middleware::from_fn_with_state(state.internal_token.clone(), require_bearer));
-    let admin = admin::router().route_layer(middleware::from_fn_with_state(state.admin_token.clone(), require_bearer));
+    let internal = internal::router().route_layer(middleware::from_fn_with_state(
+        state.internal_token.clone(),
+        require_bearer,
+    ));
+    let admin = admin::router().route_layer(middleware::from_fn_with_state(
+        state.admin_token.clone(),
+        require_bearer,
+    ));
     Router::new()
         .merge(orders::router())
         .merge(internal)

@@ -39,7 +39,11 @@ pub fn router() -> Router<AppState> {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, OrdersError> {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or_default();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or_default();
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(OrdersError::MissingIdempotencyKey);
     }
@@ -61,7 +65,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, OrdersError> {
     )
 )]
 #[tracing::instrument(skip_all)]
-pub async fn create(State(app): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<CheckoutRequest>) -> Result<Response, OrdersError> {
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CheckoutRequest>,
+) -> Result<Response, OrdersError> {
     let key = idempotency_key(&headers)?;
     let checkout = Checkout::try_from(body).map_err(OrdersError::Invalid)?;
     let request = json!({"cart_id": checkout.cart_id, "email": checkout.email, "payment_method": checkout.payment_method}).to_string();
@@ -69,21 +77,40 @@ pub async fn create(State(app): State<AppState>, headers: HeaderMap, ApiJson(bod
         return replay(stored, &request);
     }
 
-    let cart = app.saga.clients.cart(&checkout.cart_id).await.map_err(|e| match e {
-        crate::clients::UpstreamError::Transient(e) => OrdersError::Upstream(format!("cart: {e}")),
-        crate::clients::UpstreamError::Rejected { status, .. } => OrdersError::Upstream(format!("cart answered {status}")),
-    })?;
-    let cart = cart.ok_or_else(|| OrdersError::Cart("the cart does not exist or has expired".into()))?;
+    let cart = app
+        .saga
+        .clients
+        .cart(&checkout.cart_id)
+        .await
+        .map_err(|e| match e {
+            crate::clients::UpstreamError::Transient(e) => {
+                OrdersError::Upstream(format!("cart: {e}"))
+            }
+            crate::clients::UpstreamError::Rejected { status, .. } => {
+                OrdersError::Upstream(format!("cart answered {status}"))
+            }
+        })?;
+    let cart =
+        cart.ok_or_else(|| OrdersError::Cart("the cart does not exist or has expired".into()))?;
     if cart.items.is_empty() {
         return Err(OrdersError::Cart("the cart is empty".into()));
     }
     if let Some(line) = cart.items.iter().find(|l| !l.available) {
-        return Err(OrdersError::Cart(format!("{} is no longer sold; remove it from the cart", line.sku)));
+        return Err(OrdersError::Cart(format!(
+            "{} is no longer sold; remove it from the cart",
+            line.sku
+        )));
     }
     let lines: Vec<Line> = cart
         .items
         .iter()
-        .map(|l| Line { sku: l.sku.clone(), name: l.name.clone(), quantity: l.quantity, unit_price: l.unit_price, line_total: l.line_total })
+        .map(|l| Line {
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            line_total: l.line_total,
+        })
         .collect();
     let order = Order {
         id: OrderId::new().to_string(),
@@ -99,24 +126,35 @@ pub async fn create(State(app): State<AppState>, headers: HeaderMap, ApiJson(bod
         client_secret: None,
         failure_reason: None,
         payment_due_at: None,
-        created_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc()),
+        created_at: OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc()),
     };
 
     let mut tx = app.pool.begin().await?;
-    sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *tx)
+        .await?;
     match idempotency::claim(&mut tx, &key, &request, app.idempotency_ttl).await {
         Ok(true) => {}
         Ok(false) => {
             // Another request with this key committed while we read the cart.
             tx.rollback().await?;
-            let stored = idempotency::find(&app.pool, &key).await?.ok_or(OrdersError::InFlight)?;
+            let stored = idempotency::find(&app.pool, &key)
+                .await?
+                .ok_or(OrdersError::InFlight)?;
             return replay(stored, &request);
         }
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => return Err(OrdersError::InFlight),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+            return Err(OrdersError::InFlight);
+        }
         Err(e) => return Err(e.into()),
     }
     orders::insert(&mut tx, &order, &lines).await?;
-    app.saga.queue.enqueue(&mut tx, app.saga.process_job(&order.id)).await?;
+    app.saga
+        .queue
+        .enqueue(&mut tx, app.saga.process_job(&order.id))
+        .await?;
     let view = serde_json::to_value(OrderView::new(&order, &lines)).expect("an order serialises");
     idempotency::complete(&mut tx, &key, &order.id, 202, &view).await?;
     tx.commit().await?;
@@ -128,7 +166,10 @@ fn replay(stored: idempotency::Stored, request: &str) -> Result<Response, Orders
     if stored.request != request {
         return Err(OrdersError::KeyReused);
     }
-    let id = stored.response["id"].as_str().unwrap_or_default().to_owned();
+    let id = stored.response["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     Ok(accepted(&id, stored.response, true))
 }
 
@@ -154,15 +195,24 @@ fn accepted(id: &str, body: serde_json::Value, replayed: bool) -> Response {
     )
 )]
 #[tracing::instrument(skip(app))]
-pub async fn read(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<OrderView>, OrdersError> {
-    Ok(Json(load_view(&app, &id).await?.ok_or(OrdersError::NotFound("The order"))?))
+pub async fn read(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, OrdersError> {
+    Ok(Json(
+        load_view(&app, &id)
+            .await?
+            .ok_or(OrdersError::NotFound("The order"))?,
+    ))
 }
 
 async fn load_view(app: &AppState, id: &str) -> Result<Option<OrderView>, sqlx::Error> {
     if !common::id::is_valid(OrderId::PREFIX, id) {
         return Ok(None);
     }
-    let Some(order) = orders::find(&app.pool, id).await? else { return Ok(None) };
+    let Some(order) = orders::find(&app.pool, id).await? else {
+        return Ok(None);
+    };
     let lines = orders::lines(&app.pool, id).await?;
     Ok(Some(OrderView::new(&order, &lines)))
 }
@@ -184,27 +234,38 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, OrdersError> {
     // Subscribe before reading, so no change between the two is missed.
     let changes = app.events.subscribe();
-    let first = load_view(&app, &id).await?.ok_or(OrdersError::NotFound("The order"))?;
+    let first = load_view(&app, &id)
+        .await?
+        .ok_or(OrdersError::NotFound("The order"))?;
     let start = (app, id, changes, Some(first), None::<String>, false);
-    let stream = futures_util::stream::unfold(start, |(app, id, mut changes, mut next, mut last, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            if let Some(view) = next.take()
-                && last.as_deref() != Some(view.status.as_str())
-            {
-                let finished = view.status.parse::<Status>().is_ok_and(Status::is_final);
-                last = Some(view.status.clone());
-                let event = Event::default().event("order").id(view.status.clone()).json_data(&view).expect("an order serialises");
-                return Some((Ok(event), (app, id, changes, None, last, finished)));
+    let stream = futures_util::stream::unfold(
+        start,
+        |(app, id, mut changes, mut next, mut last, done)| async move {
+            if done {
+                return None;
             }
-            match changes.recv().await {
-                Ok(changed) if changed != id => continue,
-                Ok(_) | Err(RecvError::Lagged(_)) => next = load_view(&app, &id).await.ok().flatten(),
-                Err(RecvError::Closed) => return None,
+            loop {
+                if let Some(view) = next.take()
+                    && last.as_deref() != Some(view.status.as_str())
+                {
+                    let finished = view.status.parse::<Status>().is_ok_and(Status::is_final);
+                    last = Some(view.status.clone());
+                    let event = Event::default()
+                        .event("order")
+                        .id(view.status.clone())
+                        .json_data(&view)
+                        .expect("an order serialises");
+                    return Some((Ok(event), (app, id, changes, None, last, finished)));
+                }
+                match changes.recv().await {
+                    Ok(changed) if changed != id => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        next = load_view(&app, &id).await.ok().flatten()
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

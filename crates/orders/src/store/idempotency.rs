@@ -29,7 +29,12 @@ pub async fn find(pool: &PgPool, key: &str) -> Result<Option<Stored>, sqlx::Erro
 
 /// Claims `key` for `request` inside the caller's transaction; `false` when another request
 /// holds it (that request's transaction has committed by the time this returns).
-pub async fn claim(conn: &mut PgConnection, key: &str, request: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+pub async fn claim(
+    conn: &mut PgConnection,
+    key: &str,
+    request: &str,
+    ttl: Duration,
+) -> Result<bool, sqlx::Error> {
     sqlx::query("DELETE FROM orders.idempotency_keys WHERE key = $1 AND expires_at <= now()")
         .bind(key)
         .execute(&mut *conn)
@@ -68,5 +73,10 @@ pub async fn complete(
 
 /// Forgets expired keys.
 pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM orders.idempotency_keys WHERE expires_at <= now()").execute(pool).await?.rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM orders.idempotency_keys WHERE expires_at <= now()")
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
 }

@@ -26,7 +26,11 @@ pub async fn get(pool: &PgPool, sku: &str) -> Result<Option<Stock>, sqlx::Error>
 }
 
 /// Sets `on_hand`; answers `None` when it would fall below what is reserved.
-pub async fn set_on_hand(pool: &PgPool, sku: &str, on_hand: i64) -> Result<Option<Stock>, sqlx::Error> {
+pub async fn set_on_hand(
+    pool: &PgPool,
+    sku: &str,
+    on_hand: i64,
+) -> Result<Option<Stock>, sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO orders.inventory (sku, on_hand) VALUES ($1, $2)
          ON CONFLICT (sku) DO UPDATE SET on_hand = EXCLUDED.on_hand, updated_at = now()

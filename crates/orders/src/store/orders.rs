@@ -80,7 +80,11 @@ const COLUMNS: &str = "id, status, stock, cart_id, email, currency, total, payme
                        payment_status, client_secret, failure_reason, payment_due_at, created_at";
 
 /// Inserts a new `pending` order and its lines.
-pub async fn insert(conn: &mut PgConnection, order: &Order, lines: &[Line]) -> Result<(), sqlx::Error> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    order: &Order,
+    lines: &[Line],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO orders.orders (id, status, cart_id, email, currency, total, payment_method, created_at)
          VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7)",
@@ -115,10 +119,12 @@ pub async fn insert(conn: &mut PgConnection, order: &Order, lines: &[Line]) -> R
 
 /// The order, without locking it.
 pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Order>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM orders.orders WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders.orders WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// The order's lines, by sku.
@@ -132,16 +138,26 @@ pub async fn lines(pool: &PgPool, id: &str) -> Result<Vec<Line>, sqlx::Error> {
 /// The order, locked until the transaction ends: every saga step and event handler starts
 /// here, so two of them never act on the same order at once.
 pub async fn lock(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM orders.orders WHERE id = $1 FOR UPDATE")))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders.orders WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Moves a locked order to `to`, if the state machine allows it.
-pub async fn transition(conn: &mut PgConnection, order: &mut Order, to: Status, reason: Option<&str>) -> Result<(), StoreError> {
+pub async fn transition(
+    conn: &mut PgConnection,
+    order: &mut Order,
+    to: Status,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
     if !Status::can_move(order.status, to) {
-        return Err(StoreError::IllegalTransition { from: order.status, to });
+        return Err(StoreError::IllegalTransition {
+            from: order.status,
+            to,
+        });
     }
     sqlx::query(
         "UPDATE orders.orders SET status = $2, failure_reason = coalesce($3, failure_reason), updated_at = now()
@@ -159,7 +175,11 @@ pub async fn transition(conn: &mut PgConnection, order: &mut Order, to: Status, 
         .bind(reason)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("SELECT pg_notify($1, $2)").bind(EVENTS_CHANNEL).bind(&order.id).execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(EVENTS_CHANNEL)
+        .bind(&order.id)
+        .execute(&mut *conn)
+        .await?;
     metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
     tracing::info!(order = %order.id, from = %order.status, to = %to, reason, "order moved");
     order.status = to;
@@ -175,10 +195,11 @@ pub async fn reserve(conn: &mut PgConnection, order: &mut Order) -> Result<bool,
     if order.stock != "none" {
         return Ok(order.stock == "reserved");
     }
-    let lines: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.order_lines WHERE order_id = $1")
-        .bind(&order.id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let lines: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders.order_lines WHERE order_id = $1")
+            .bind(&order.id)
+            .fetch_one(&mut *conn)
+            .await?;
     let stock: Vec<(i32, i64, i64)> = sqlx::query_as(
         "SELECT l.quantity, i.on_hand, i.reserved
          FROM orders.order_lines l JOIN orders.inventory i ON i.sku = l.sku
@@ -187,7 +208,9 @@ pub async fn reserve(conn: &mut PgConnection, order: &mut Order) -> Result<bool,
     .bind(&order.id)
     .fetch_all(&mut *conn)
     .await?;
-    let enough = stock.iter().all(|(wanted, on_hand, reserved)| on_hand - reserved >= i64::from(*wanted));
+    let enough = stock
+        .iter()
+        .all(|(wanted, on_hand, reserved)| on_hand - reserved >= i64::from(*wanted));
     if lines == 0 || stock.len() as i64 != lines || !enough {
         return Ok(false);
     }
@@ -234,7 +257,11 @@ pub async fn sell(conn: &mut PgConnection, order: &mut Order) -> Result<(), sqlx
     set_stock(conn, order, "sold").await
 }
 
-async fn set_stock(conn: &mut PgConnection, order: &mut Order, stock: &str) -> Result<(), sqlx::Error> {
+async fn set_stock(
+    conn: &mut PgConnection,
+    order: &mut Order,
+    stock: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE orders.orders SET stock = $2, updated_at = now() WHERE id = $1")
         .bind(&order.id)
         .bind(stock)

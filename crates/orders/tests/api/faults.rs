@@ -17,8 +17,13 @@ async fn payments_failing_twice_then_answering_makes_one_payment_and_confirms() 
     app.wait_for(&order, "confirmed").await;
     assert_eq!(app.payments.calls().len(), 3);
     assert_eq!(app.payments.payments(), 1);
-    let keys: std::collections::HashSet<String> = app.payments.calls().into_iter().map(|c| c.key).collect();
-    assert_eq!(keys.len(), 1, "every retry carries the same idempotency key");
+    let keys: std::collections::HashSet<String> =
+        app.payments.calls().into_iter().map(|c| c.key).collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "every retry carries the same idempotency key"
+    );
 }
 
 #[tokio::test]
@@ -30,12 +35,30 @@ async fn payments_always_failing_dead_letters_the_job_compensates_and_a_replay_c
     let order = app.order(&cart, Some("pm_card_visa")).await;
 
     let failed = app.wait_for(&order, "failed").await;
-    assert!(failed["failure_reason"].as_str().unwrap().starts_with("processing_failed"), "{failed}");
-    assert_eq!(app.stock(&sku).await["reserved"], 0, "the reservation is released");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("processing_failed"),
+        "{failed}"
+    );
+    assert_eq!(
+        app.stock(&sku).await["reserved"],
+        0,
+        "the reservation is released"
+    );
     assert_eq!(app.payments.calls().len(), 3, "bounded attempts");
 
-    let dead: Vec<Value> =
-        app.http.get(format!("{}/admin/jobs/dead", app.url)).bearer_auth("test-admin").send().await.unwrap().json().await.unwrap();
+    let dead: Vec<Value> = app
+        .http
+        .get(format!("{}/admin/jobs/dead", app.url))
+        .bearer_auth("test-admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["kind"], "process_order");
     assert_eq!(dead[0]["payload"]["order_id"], order);
@@ -43,16 +66,30 @@ async fn payments_always_failing_dead_letters_the_job_compensates_and_a_replay_c
     app.payments.set_mode(Mode::Normal);
     let replay = app
         .http
-        .post(format!("{}/admin/jobs/dead/{}/replay", app.url, dead[0]["id"]))
+        .post(format!(
+            "{}/admin/jobs/dead/{}/replay",
+            app.url, dead[0]["id"]
+        ))
         .bearer_auth("test-admin")
         .send()
         .await
         .unwrap();
     assert_eq!(replay.status(), 202);
     app.wait_for(&order, "confirmed").await;
-    assert_eq!(app.stock(&sku).await, json!({"sku": sku, "on_hand": 3, "reserved": 0, "available": 3}));
-    let dead: Vec<Value> =
-        app.http.get(format!("{}/admin/jobs/dead", app.url)).bearer_auth("test-admin").send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        app.stock(&sku).await,
+        json!({"sku": sku, "on_hand": 3, "reserved": 0, "available": 3})
+    );
+    let dead: Vec<Value> = app
+        .http
+        .get(format!("{}/admin/jobs/dead", app.url))
+        .bearer_auth("test-admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(dead.is_empty());
 }
 
@@ -87,7 +124,11 @@ async fn a_worker_killed_mid_saga_is_replaced_and_the_order_completes_exactly_on
     gate.notify_waiters();
     app.wait_for(&order, "confirmed").await;
 
-    assert_eq!(app.payments.payments(), 1, "one payment, whatever the number of calls");
+    assert_eq!(
+        app.payments.payments(),
+        1,
+        "one payment, whatever the number of calls"
+    );
     assert_eq!(app.transitions_to(&order, "confirmed").await, 1);
     assert_eq!(app.stock(&sku).await["on_hand"], 4);
 }
@@ -100,9 +141,14 @@ async fn the_sweeper_hands_an_order_whose_job_was_lost_back_to_the_saga() {
     let sku = app.product(100, 5).await;
     let cart = app.cart_with(&sku, 1).await;
     let order = app.order(&cart, Some("pm_card_visa")).await;
-    sqlx::query("DELETE FROM orders.jobs").execute(&app.pool).await.unwrap();
+    sqlx::query("DELETE FROM orders.jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
 
-    let enqueued = orders::jobs::sweep_once(&app.core.saga, Duration::ZERO).await.unwrap();
+    let enqueued = orders::jobs::sweep_once(&app.core.saga, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(enqueued, 1);
     let mut app = app;
     app.start_worker();
@@ -127,12 +173,18 @@ async fn a_backlog_never_exceeds_the_payment_rate_cap_in_any_second() {
     let second = {
         let (core, settings) = (app.core.clone(), app.settings.clone());
         let stop = tokio_util::sync::CancellationToken::new();
-        (tokio::spawn({
-            let stop = stop.clone();
-            async move { orders::work(&core, &settings, stop).await }
-        }), stop)
+        (
+            tokio::spawn({
+                let stop = stop.clone();
+                async move { orders::work(&core, &settings, stop).await }
+            }),
+            stop,
+        )
     };
-    eventually("the backlog drains", || async { app.payments.calls().len() >= ORDERS }).await;
+    eventually("the backlog drains", || async {
+        app.payments.calls().len() >= ORDERS
+    })
+    .await;
     second.1.cancel();
     let _ = second.0.await;
 
@@ -146,8 +198,17 @@ async fn a_backlog_never_exceeds_the_payment_rate_cap_in_any_second() {
         }
         worst = worst.max(end - start + 1);
     }
-    println!("payment calls: {}, most in any one-second window: {worst} (cap {CAP})", times.len());
-    assert!(worst <= CAP as usize, "{worst} calls in one second, cap {CAP}");
-    assert!(worst >= (CAP as usize) * 9 / 10, "the backlog drains at the cap, not far below: {worst}");
+    println!(
+        "payment calls: {}, most in any one-second window: {worst} (cap {CAP})",
+        times.len()
+    );
+    assert!(
+        worst <= CAP as usize,
+        "{worst} calls in one second, cap {CAP}"
+    );
+    assert!(
+        worst >= (CAP as usize) * 9 / 10,
+        "the backlog drains at the cap, not far below: {worst}"
+    );
     app.kill_worker();
 }

@@ -9,31 +9,97 @@ async fn the_admin_api_needs_the_admin_token() {
     let app = spawn().await;
     let url = format!("{}/admin/inventory/ANY", app.url);
     assert_eq!(app.http.get(&url).send().await.unwrap().status(), 401);
-    assert_eq!(app.http.get(&url).bearer_auth("test-internal").send().await.unwrap().status(), 403);
-    assert_eq!(app.http.get(&url).bearer_auth("test-admin").send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.http
+            .get(&url)
+            .bearer_auth("test-internal")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.http
+            .get(&url)
+            .bearer_auth("test-admin")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn stock_cannot_go_negative_or_below_what_is_reserved() {
     let app = spawn().await;
     let sku = app.product(100, 5).await;
-    assert_eq!(app.admin_put(&format!("/admin/inventory/{sku}"), json!({"on_hand": -1})).await.status(), 422);
+    assert_eq!(
+        app.admin_put(&format!("/admin/inventory/{sku}"), json!({"on_hand": -1}))
+            .await
+            .status(),
+        422
+    );
     let cart = app.cart_with(&sku, 3).await;
     let order = app.order(&cart, None).await;
     app.wait_for(&order, "awaiting_payment").await;
-    assert_eq!(app.admin_put(&format!("/admin/inventory/{sku}"), json!({"on_hand": 2})).await.status(), 422);
-    let raised: Value = app.admin_put(&format!("/admin/inventory/{sku}"), json!({"on_hand": 10})).await.json().await.unwrap();
-    assert_eq!(raised, json!({"sku": sku, "on_hand": 10, "reserved": 3, "available": 7}));
+    assert_eq!(
+        app.admin_put(&format!("/admin/inventory/{sku}"), json!({"on_hand": 2}))
+            .await
+            .status(),
+        422
+    );
+    let raised: Value = app
+        .admin_put(&format!("/admin/inventory/{sku}"), json!({"on_hand": 10}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        raised,
+        json!({"sku": sku, "on_hand": 10, "reserved": 3, "available": 7})
+    );
 }
 
 #[tokio::test]
 async fn health_metrics_and_openapi_answer() {
     let app = spawn().await;
-    assert_eq!(app.http.get(format!("{}/readyz", app.url)).send().await.unwrap().status(), 200);
-    let doc: Value = app.http.get(format!("{}/openapi.json", app.url)).send().await.unwrap().json().await.unwrap();
-    for path in ["/v1/orders", "/v1/orders/{id}", "/v1/orders/{id}/events", "/internal/v1/orders/{id}/payment-events", "/admin/jobs/dead"] {
+    assert_eq!(
+        app.http
+            .get(format!("{}/readyz", app.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let doc: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/orders",
+        "/v1/orders/{id}",
+        "/v1/orders/{id}/events",
+        "/internal/v1/orders/{id}/payment-events",
+        "/admin/jobs/dead",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
-    let metrics = app.http.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("http_requests_total"));
 }

@@ -12,10 +12,24 @@ async fn a_visa_payment_confirms_the_order_sells_the_stock_and_clears_the_cart()
     let cart = app.cart_with(&sku, 3).await;
     let order = app.order(&cart, Some("pm_card_visa")).await;
     let confirmed = app.wait_for(&order, "confirmed").await;
-    assert!(confirmed["payment"]["id"].as_str().unwrap().starts_with("pay_"));
-    assert_eq!(app.stock(&sku).await, json!({"sku": sku, "on_hand": 7, "reserved": 0, "available": 7}));
+    assert!(
+        confirmed["payment"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pay_")
+    );
+    assert_eq!(
+        app.stock(&sku).await,
+        json!({"sku": sku, "on_hand": 7, "reserved": 0, "available": 7})
+    );
     crate::support::eventually("the cart is deleted", || async {
-        app.http.get(format!("{}/v1/carts/{cart}", app.cart_url)).send().await.unwrap().status() == 404
+        app.http
+            .get(format!("{}/v1/carts/{cart}", app.cart_url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 404
     })
     .await;
     for status in ["reserved", "awaiting_payment", "paid", "confirmed"] {
@@ -30,7 +44,13 @@ async fn a_decline_fails_the_order_and_returns_the_stock() {
     let cart = app.cart_with(&sku, 4).await;
     let order = app.order(&cart, Some("pm_card_chargeDeclined")).await;
     let failed = app.wait_for(&order, "failed").await;
-    assert!(failed["failure_reason"].as_str().unwrap().starts_with("payment_declined"), "{failed}");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("payment_declined"),
+        "{failed}"
+    );
     assert_eq!(app.stock(&sku).await["available"], 10);
     assert_eq!(app.stock(&sku).await["reserved"], 0);
 }
@@ -44,7 +64,10 @@ async fn an_unpaid_order_is_cancelled_at_the_payment_timeout_and_its_stock_retur
     let cart = app.cart_with(&sku, 2).await;
     let order = app.order(&cart, None).await;
     let waiting = app.wait_for(&order, "awaiting_payment").await;
-    assert_eq!(waiting["payment"]["client_secret"], "pi_x_secret_y", "without a method the client secret is exposed");
+    assert_eq!(
+        waiting["payment"]["client_secret"], "pi_x_secret_y",
+        "without a method the client secret is exposed"
+    );
     assert_eq!(app.stock(&sku).await["reserved"], 2);
     let cancelled = app.wait_for(&order, "cancelled").await;
     assert_eq!(cancelled["failure_reason"], "payment_timeout");
@@ -79,15 +102,25 @@ async fn two_hundred_concurrent_checkouts_of_fifty_units_confirm_exactly_fifty()
         open == 0
     })
     .await;
-    let counts: Vec<(String, Option<String>, i64)> =
-        sqlx::query_as("SELECT status, failure_reason, count(*) FROM orders.orders GROUP BY 1, 2 ORDER BY 1").fetch_all(&app.pool).await.unwrap();
+    let counts: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT status, failure_reason, count(*) FROM orders.orders GROUP BY 1, 2 ORDER BY 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(
         counts,
-        vec![("confirmed".to_owned(), None, 50), ("failed".to_owned(), Some("out_of_stock".to_owned()), 150)],
+        vec![
+            ("confirmed".to_owned(), None, 50),
+            ("failed".to_owned(), Some("out_of_stock".to_owned()), 150)
+        ],
         "{} orders",
         orders.len()
     );
-    assert_eq!(app.stock(&sku).await, json!({"sku": sku, "on_hand": 0, "reserved": 0, "available": 0}));
+    assert_eq!(
+        app.stock(&sku).await,
+        json!({"sku": sku, "on_hand": 0, "reserved": 0, "available": 0})
+    );
 }
 
 #[tokio::test]
@@ -101,15 +134,29 @@ async fn duplicate_and_out_of_order_payment_events_move_the_order_once() {
 
     let mut events = JoinSet::new();
     for _ in 0..5 {
-        let (http, url, payment) =
-            (app.http.clone(), format!("{}/internal/v1/orders/{order}/payment-events", app.url), payment.clone());
+        let (http, url, payment) = (
+            app.http.clone(),
+            format!("{}/internal/v1/orders/{order}/payment-events", app.url),
+            payment.clone(),
+        );
         events.spawn(async move {
-            http.post(url).bearer_auth("test-internal").json(&json!({"payment_id": payment, "status": "succeeded"})).send().await.unwrap().status()
+            http.post(url)
+                .bearer_auth("test-internal")
+                .json(&json!({"payment_id": payment, "status": "succeeded"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
         });
     }
     assert!(events.join_all().await.iter().all(|s| *s == 200));
     // A stale failure arriving after the success changes nothing.
-    let late = app.payment_event(&order, json!({"payment_id": payment, "status": "failed", "reason": "card_declined"})).await;
+    let late = app
+        .payment_event(
+            &order,
+            json!({"payment_id": payment, "status": "failed", "reason": "card_declined"}),
+        )
+        .await;
     assert_eq!(late.status(), 200);
 
     assert_eq!(app.get_order(&order).await["status"], "confirmed");
@@ -128,8 +175,27 @@ async fn payment_events_need_the_internal_token_and_the_orders_payment() {
     app.wait_for(&order, "awaiting_payment").await;
     let url = format!("{}/internal/v1/orders/{order}/payment-events", app.url);
     let body = json!({"payment_id": "pay_other", "status": "succeeded"});
-    assert_eq!(app.http.post(&url).json(&body).send().await.unwrap().status(), 401);
-    assert_eq!(app.http.post(&url).bearer_auth("wrong").json(&body).send().await.unwrap().status(), 403);
+    assert_eq!(
+        app.http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.http
+            .post(&url)
+            .bearer_auth("wrong")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     assert_eq!(app.payment_event(&order, body).await.status(), 422);
     assert_eq!(app.get_order(&order).await["status"], "awaiting_payment");
 }
@@ -141,14 +207,29 @@ async fn the_event_stream_sends_the_current_state_then_each_change_and_ends() {
     let cart = app.cart_with(&sku, 1).await;
     let order = app.order(&cart, None).await;
     let waiting = app.wait_for(&order, "awaiting_payment").await;
-    let response = app.http.get(format!("{}/v1/orders/{order}/events", app.url)).send().await.unwrap();
+    let response = app
+        .http
+        .get(format!("{}/v1/orders/{order}/events", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let payment = waiting["payment"]["id"].as_str().unwrap().to_owned();
-    let event = app.payment_event(&order, json!({"payment_id": payment, "status": "succeeded"}));
+    let event = app.payment_event(
+        &order,
+        json!({"payment_id": payment, "status": "succeeded"}),
+    );
     let (body, posted) = tokio::join!(response.text(), event);
     let body = body.unwrap();
     assert_eq!(posted.status(), 200);
-    let statuses: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let statuses: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
     assert_eq!(statuses.first(), Some(&"awaiting_payment"), "{body}");
-    assert_eq!(statuses.last(), Some(&"confirmed"), "the stream ends at the final state: {body}");
+    assert_eq!(
+        statuses.last(),
+        Some(&"confirmed"),
+        "the stream ends at the final state: {body}"
+    );
 }

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Json, Router, extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse, routing::post};
+use axum::{
+    Json, Router, extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse,
+    routing::post,
+};
 use orders::Settings;
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection, PgPool};
@@ -18,14 +21,19 @@ use tokio_util::sync::CancellationToken;
 static TEMPLATE: OnceLock<String> = OnceLock::new();
 
 fn server_url() -> String {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/checkout".into());
-    base.rsplit_once('/').map(|(s, _)| s.to_owned()).expect("DATABASE_URL names a database")
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/checkout".into());
+    base.rsplit_once('/')
+        .map(|(s, _)| s.to_owned())
+        .expect("DATABASE_URL names a database")
 }
 
 /// Runs `f` on a thread with its own runtime (each test has its own runtime; the template
 /// outlives them).
 fn blocking<F: Future<Output = ()> + Send + 'static>(f: F) {
-    std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(f)).join().unwrap();
+    std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(f))
+        .join()
+        .unwrap();
 }
 
 /// A fresh database for one test, copied from a migrated template made once per binary
@@ -36,18 +44,29 @@ pub async fn database_url() -> String {
         .get_or_init(|| {
             let server = server_url();
             blocking(async move {
-                let mut admin = PgConnection::connect(&format!("{server}/postgres")).await.expect("Postgres answers at DATABASE_URL");
-                let stale: Vec<String> =
-                    sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'checkout_test_orders%'")
-                        .fetch_all(&mut admin)
-                        .await
-                        .unwrap();
+                let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+                    .await
+                    .expect("Postgres answers at DATABASE_URL");
+                let stale: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'checkout_test_orders%'",
+                )
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
                 for name in stale {
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await
+                        .unwrap();
                 }
-                sqlx::query("CREATE DATABASE checkout_test_orders").execute(&mut admin).await.unwrap();
-                let pool = PgPool::connect(&format!("{server}/checkout_test_orders")).await.unwrap();
+                sqlx::query("CREATE DATABASE checkout_test_orders")
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                let pool = PgPool::connect(&format!("{server}/checkout_test_orders"))
+                    .await
+                    .unwrap();
                 common::db::migrate(&pool).await.unwrap();
                 pool.close().await;
             });
@@ -55,9 +74,14 @@ pub async fn database_url() -> String {
         })
         .clone();
     let name = format!("checkout_test_orders_{}", &common::id::new_id("d")[2..14]);
-    let mut admin = PgConnection::connect(&format!("{server}/postgres")).await.unwrap();
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
     let sql = format!("CREATE DATABASE {name} TEMPLATE {template}");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     format!("{server}/{name}")
 }
 
@@ -124,7 +148,9 @@ impl PaymentsStub {
     }
 
     async fn serve(self) -> String {
-        let app = Router::new().route("/internal/v1/payments", post(create_payment)).with_state(self);
+        let app = Router::new()
+            .route("/internal/v1/payments", post(create_payment))
+            .with_state(self);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -132,12 +158,22 @@ impl PaymentsStub {
     }
 }
 
-async fn create_payment(State(stub): State<PaymentsStub>, headers: HeaderMap, Json(body): Json<Value>) -> impl IntoResponse {
-    assert_eq!(headers["authorization"], "Bearer test-internal", "orders sends the internal token");
+async fn create_payment(
+    State(stub): State<PaymentsStub>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> impl IntoResponse {
+    assert_eq!(
+        headers["authorization"], "Bearer test-internal",
+        "orders sends the internal token"
+    );
     let key = headers["idempotency-key"].to_str().unwrap().to_owned();
     let (gate, entered) = {
         let mut state = stub.0.lock().unwrap();
-        state.calls.push(Call { at: Instant::now(), key: key.clone() });
+        state.calls.push(Call {
+            at: Instant::now(),
+            key: key.clone(),
+        });
         (state.gate.clone(), state.entered.clone())
     };
     if let (Some(gate), Some(entered)) = (gate, entered) {
@@ -147,12 +183,25 @@ async fn create_payment(State(stub): State<PaymentsStub>, headers: HeaderMap, Js
     let mut state = stub.0.lock().unwrap();
     let mode = state.mode.unwrap_or(Mode::Normal);
     match mode {
-        Mode::AlwaysFail => return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"title": "boom"}))),
+        Mode::AlwaysFail => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"title": "boom"})),
+            );
+        }
         Mode::FailTimes(n) if n > 0 => {
             state.mode = Some(Mode::FailTimes(n - 1));
-            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"title": "boom"})));
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"title": "boom"})),
+            );
         }
-        Mode::Reject => return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"title": "refused"}))),
+        Mode::Reject => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"title": "refused"})),
+            );
+        }
         _ => {}
     }
     let count = state.payments.len();
@@ -209,7 +258,10 @@ pub async fn settings() -> Settings {
     s.internal_token = common::Secret::new("test-internal");
     s.admin_token = common::Secret::new("test-admin");
     s.job_max_attempts = 3;
-    s.backoff = common::queue::Backoff { base: Duration::from_millis(20), max: Duration::from_millis(100) };
+    s.backoff = common::queue::Backoff {
+        base: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    };
     s.job_poll = Duration::from_millis(50);
     s.sweep_interval = Duration::from_secs(3600);
     s
@@ -245,10 +297,24 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
     let core = Arc::new(orders::connect(&settings).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(common::http::serve(listener, orders::app(&core, &settings, shutdown.clone()), shutdown.clone()));
+    tokio::spawn(common::http::serve(
+        listener,
+        orders::app(&core, &settings, shutdown.clone()),
+        shutdown.clone(),
+    ));
 
     let pool = PgPool::connect(&settings.database_url).await.unwrap();
-    let mut app = TestApp { url, cart_url, http: reqwest::Client::new(), pool, payments, core, settings, worker: None, shutdown };
+    let mut app = TestApp {
+        url,
+        cart_url,
+        http: reqwest::Client::new(),
+        pool,
+        payments,
+        core,
+        settings,
+        worker: None,
+        shutdown,
+    };
     if worker {
         app.start_worker();
     }
@@ -258,7 +324,11 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
 impl TestApp {
     /// Starts a worker (another one if one runs).
     pub fn start_worker(&mut self) {
-        let (core, settings, token) = (self.core.clone(), self.settings.clone(), CancellationToken::new());
+        let (core, settings, token) = (
+            self.core.clone(),
+            self.settings.clone(),
+            CancellationToken::new(),
+        );
         let stop = token.clone();
         let handle = tokio::spawn(async move { orders::work(&core, &settings, stop).await });
         if let Some((old, old_token)) = self.worker.replace((handle, token)) {
@@ -283,14 +353,27 @@ impl TestApp {
             .execute(&self.pool)
             .await
             .unwrap();
-        let response = self.admin_put(&format!("/admin/inventory/{sku}"), json!({"on_hand": stock})).await;
+        let response = self
+            .admin_put(
+                &format!("/admin/inventory/{sku}"),
+                json!({"on_hand": stock}),
+            )
+            .await;
         assert_eq!(response.status(), 200);
         sku
     }
 
     /// A cart holding `quantity` of `sku`.
     pub async fn cart_with(&self, sku: &str, quantity: i64) -> String {
-        let cart: Value = self.http.post(format!("{}/v1/carts", self.cart_url)).send().await.unwrap().json().await.unwrap();
+        let cart: Value = self
+            .http
+            .post(format!("{}/v1/carts", self.cart_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let id = cart["id"].as_str().unwrap().to_owned();
         let added = self
             .http
@@ -305,7 +388,13 @@ impl TestApp {
 
     /// `POST /v1/orders` with an Idempotency-Key.
     pub async fn checkout(&self, key: &str, body: Value) -> reqwest::Response {
-        self.http.post(format!("{}/v1/orders", self.url)).header("idempotency-key", key).json(&body).send().await.unwrap()
+        self.http
+            .post(format!("{}/v1/orders", self.url))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Checks out `cart` with `payment_method`; answers the order id.
@@ -313,12 +402,22 @@ impl TestApp {
         let body = json!({"cart_id": cart, "email": "shopper@example.com", "payment_method": payment_method});
         let response = self.checkout(&common::id::new_id("key"), body).await;
         assert_eq!(response.status(), 202);
-        response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// `GET /v1/orders/{id}`.
     pub async fn get_order(&self, id: &str) -> Value {
-        self.http.get(format!("{}/v1/orders/{id}", self.url)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/v1/orders/{id}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits until the order is in `status`; answers it.
@@ -350,13 +449,22 @@ impl TestApp {
 
     /// `PUT` on an admin route.
     pub async fn admin_put(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http.put(format!("{}{path}", self.url)).bearer_auth("test-admin").json(&body).send().await.unwrap()
+        self.http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth("test-admin")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Posts a payment event as the payments service would.
     pub async fn payment_event(&self, order: &str, body: Value) -> reqwest::Response {
         self.http
-            .post(format!("{}/internal/v1/orders/{order}/payment-events", self.url))
+            .post(format!(
+                "{}/internal/v1/orders/{order}/payment-events",
+                self.url
+            ))
             .bearer_auth("test-internal")
             .json(&body)
             .send()
@@ -366,12 +474,14 @@ impl TestApp {
 
     /// How many times the order entered `status`.
     pub async fn transitions_to(&self, order: &str, status: &str) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM orders.order_events WHERE order_id = $1 AND to_status = $2")
-            .bind(order)
-            .bind(status)
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
+        sqlx::query_scalar(
+            "SELECT count(*) FROM orders.order_events WHERE order_id = $1 AND to_status = $2",
+        )
+        .bind(order)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
     }
 }
 
