@@ -241,7 +241,7 @@ fn start_worker(stack: &Stack, env: &[(&str, &str)]) -> anyhow::Result<Service> 
     let mut env = env.to_vec();
     env.push(("WORKER_CONCURRENCY", "64"));
     env.push(("JOB_POLL_MS", "100"));
-    // The worker serves no API; it still needs a free port to satisfy LISTEN_ADDR parsing.
+    // A worker serves only health and metrics, on a port of its own.
     services::start_role(
         stack,
         Profile::Release,

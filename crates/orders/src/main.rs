@@ -25,8 +25,11 @@ async fn main() -> ExitCode {
         match role.as_str() {
             "serve" => orders::serve(&core, &settings, shutdown).await,
             "work" => {
-                orders::work(&core, &settings, shutdown).await;
-                Ok(())
+                let (served, ()) = tokio::join!(
+                    orders::serve_ops(&core, &settings, shutdown.clone()),
+                    orders::work(&core, &settings, shutdown)
+                );
+                served
             }
             _ => {
                 let (served, ()) = tokio::join!(
