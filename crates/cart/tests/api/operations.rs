@@ -56,3 +56,55 @@ async fn the_openapi_document_describes_every_endpoint_and_error() {
         );
     }
 }
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_the_variable() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cart"))
+        .env("CART_TTL_SECS", "a week")
+        .output()
+        .expect("the cart binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CART_TTL_SECS"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cart"))
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", crate::support::database_url())
+        .env("REDIS_URL", crate::support::redis_url())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    crate::support::eventually("the binary serves", || {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
