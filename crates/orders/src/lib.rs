@@ -158,14 +158,28 @@ pub async fn serve(
 
 /// Serves only `/healthz`, `/readyz` and `/metrics` until `shutdown`: what a worker-only
 /// process exposes, so it can be probed and scraped (queue depth drives autoscaling).
-pub async fn serve_ops(core: &Core, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve_ops(
+    core: &Core,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen_addr)
         .await
         .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
-    let checks = vec![Check::postgres(core.pool.clone()), Check::redis(core.redis.clone())];
-    let ops = Router::new().merge(common::health::router(checks)).merge(common::metrics::router());
+    let checks = vec![
+        Check::postgres(core.pool.clone()),
+        Check::redis(core.redis.clone()),
+    ];
+    let ops = Router::new()
+        .merge(common::health::router(checks))
+        .merge(common::metrics::router());
     tracing::info!(addr = %listener.local_addr()?, "orders worker serving health and metrics");
-    common::http::serve(listener, common::http::with_standard_layers(ops, 1024), shutdown).await?;
+    common::http::serve(
+        listener,
+        common::http::with_standard_layers(ops, 1024),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 

@@ -272,21 +272,26 @@ impl Saga {
     /// Reopens an order that was abandoned by a dead job, for a replay; `false` when the
     /// order ended for another reason (it then stays as it is).
     pub async fn reopen(&self, order_id: &str) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let reopened = sqlx::query(
             "UPDATE orders.orders SET status = 'pending', stock = 'none', failure_reason = NULL, updated_at = now()
              WHERE id = $1 AND status = 'failed' AND failure_reason LIKE 'processing_failed%' AND stock <> 'reserved'",
         )
         .bind(order_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
         if reopened {
-            sqlx::query("INSERT INTO orders.order_events (order_id, from_status, to_status, reason) VALUES ($1, 'failed', 'pending', 'replayed')")
-                .bind(order_id)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
+                 VALUES ($1, 'failed', 'pending', 'replayed')",
+            )
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
         }
+        tx.commit().await?;
         Ok(reopened)
     }
 }

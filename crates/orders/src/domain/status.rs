@@ -1,6 +1,7 @@
 //! The order state machine, in one place. Every status change goes through `can_move`;
-//! the store turns it into a conditional `UPDATE` so a change applied twice, or raced by
-//! another worker, happens once.
+//! the store applies it to a locked row, so a change applied twice, or raced by another
+//! worker, happens once. The one move out of a final state is an operator's replay of a dead
+//! job, which reopens an order the job abandoned (`Saga::reopen`).
 
 use std::{fmt, str::FromStr};
 
