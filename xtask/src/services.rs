@@ -204,13 +204,15 @@ pub fn start_role(
     })
 }
 
-/// Waits until the service answers `/readyz` with 200.
+/// Waits until the service answers `/readyz` with 200 (`/healthz` for one without stores).
 pub async fn wait_ready(service: &Service) -> anyhow::Result<()> {
     let addr = service.url.trim_start_matches("http://").to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if crate::bench::get_status(&addr, "/readyz").await == Some(200) {
-            return Ok(());
+        match crate::bench::get_status(&addr, "/readyz").await {
+            Some(200) => return Ok(()),
+            Some(404) if crate::bench::get_status(&addr, "/healthz").await == Some(200) => return Ok(()),
+            _ => {}
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
