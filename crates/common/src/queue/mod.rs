@@ -132,10 +132,14 @@ impl Queue {
         conn: &mut PgConnection,
         job: NewJob,
     ) -> Result<Option<i64>, sqlx::Error> {
+        // One round trip: the insert and, for a job due now, the wake-up of the workers
+        // (delivered when the caller's transaction commits).
         let sql = format!(
-            "INSERT INTO {} (kind, payload, max_attempts, run_at, dedup_key, traceparent)
-             VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond', $5, $6)
-             ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+            "WITH job AS (
+                 INSERT INTO {} (kind, payload, max_attempts, run_at, dedup_key, traceparent)
+                 VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond', $5, $6)
+                 ON CONFLICT (dedup_key) DO NOTHING RETURNING id)
+             SELECT job.id FROM job LEFT JOIN LATERAL (SELECT pg_notify($7, $1) WHERE $4 = 0) wake ON true",
             self.table
         );
         let id: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
@@ -145,15 +149,9 @@ impl Queue {
             .bind(job.delay.as_millis() as i64)
             .bind(&job.dedup_key)
             .bind(crate::telemetry::current_traceparent())
+            .bind(self.channel)
             .fetch_optional(&mut *conn)
             .await?;
-        if id.is_some() && job.delay.is_zero() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(self.channel)
-                .bind(job.kind)
-                .execute(&mut *conn)
-                .await?;
-        }
         Ok(id)
     }
 

@@ -73,44 +73,23 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let checkout = Checkout::try_from(body).map_err(OrdersError::Invalid)?;
     let request = json!({"cart_id": checkout.cart_id, "email": checkout.email, "payment_method": checkout.payment_method}).to_string();
-    if let Some(stored) = idempotency::find(&app.pool, &key).await? {
-        return replay(stored, &request);
-    }
 
-    let cart = app
-        .saga
-        .clients
-        .cart(&checkout.cart_id)
-        .await
-        .map_err(|e| match e {
-            crate::clients::UpstreamError::Transient(e) => {
-                OrdersError::Upstream(format!("cart: {e}"))
-            }
-            crate::clients::UpstreamError::Rejected { status, .. } => {
-                OrdersError::Upstream(format!("cart answered {status}"))
-            }
-        })?;
-    let cart =
-        cart.ok_or_else(|| OrdersError::Cart("the cart does not exist or has expired".into()))?;
-    if cart.items.is_empty() {
-        return Err(OrdersError::Cart("the cart is empty".into()));
-    }
-    if let Some(line) = cart.items.iter().find(|l| !l.available) {
-        return Err(OrdersError::Cart(format!(
-            "{} is no longer sold; remove it from the cart",
-            line.sku
-        )));
-    }
+    // The cart is read first: a replay must not depend on a cart that a confirmed order
+    // has since cleared, so a cart that cannot be ordered is checked against the key.
+    let cart = match orderable_cart(&app, &checkout.cart_id).await {
+        Ok(cart) => cart,
+        Err(e @ OrdersError::Cart(_)) => {
+            return match idempotency::find(&app.pool, &key).await? {
+                Some(stored) => replay(stored, &request),
+                None => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     let lines: Vec<Line> = cart
         .items
         .iter()
-        .map(|l| Line {
-            sku: l.sku.clone(),
-            name: l.name.clone(),
-            quantity: l.quantity,
-            unit_price: l.unit_price,
-            line_total: l.line_total,
-        })
+        .map(|l| Line { sku: l.sku.clone(), name: l.name.clone(), quantity: l.quantity, unit_price: l.unit_price, line_total: l.line_total })
         .collect();
     let order = Order {
         id: OrderId::new().to_string(),
@@ -126,40 +105,44 @@ pub async fn create(
         client_secret: None,
         failure_reason: None,
         payment_due_at: None,
-        created_at: OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc()),
+        created_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc()),
     };
+    let view = serde_json::to_value(OrderView::new(&order, &lines)).expect("an order serialises");
+    let claim = orders::Claim { key: &key, request: &request, response: &view, ttl: app.idempotency_ttl };
 
-    let mut tx = app.pool.begin().await?;
-    sqlx::query("SET LOCAL lock_timeout = '5s'")
-        .execute(&mut *tx)
-        .await?;
-    match idempotency::claim(&mut tx, &key, &request, app.idempotency_ttl).await {
-        Ok(true) => {}
-        Ok(false) => {
-            // Another request with this key committed while we read the cart.
-            tx.rollback().await?;
-            let stored = idempotency::find(&app.pool, &key)
-                .await?
-                .ok_or(OrdersError::InFlight)?;
+    for _ in 0..2 {
+        let mut tx = app.pool.begin().await?;
+        if orders::place(&mut tx, &claim, &order, &lines).await? {
+            app.saga.queue.enqueue(&mut tx, app.saga.process_job(&order.id)).await?;
+            tx.commit().await?;
+            metrics::counter!("orders_accepted_total").increment(1);
+            return Ok(accepted(&order.id, view, false));
+        }
+        tx.rollback().await?;
+        // The key is taken: replay its answer, or reclaim it once if it has expired.
+        if let Some(stored) = idempotency::find(&app.pool, &key).await? {
             return replay(stored, &request);
         }
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
-            return Err(OrdersError::InFlight);
+        if !idempotency::forget_if_expired(&app.pool, &key).await? {
+            break;
         }
-        Err(e) => return Err(e.into()),
     }
-    orders::insert(&mut tx, &order, &lines).await?;
-    app.saga
-        .queue
-        .enqueue(&mut tx, app.saga.process_job(&order.id))
-        .await?;
-    let view = serde_json::to_value(OrderView::new(&order, &lines)).expect("an order serialises");
-    idempotency::complete(&mut tx, &key, &order.id, 202, &view).await?;
-    tx.commit().await?;
-    metrics::counter!("orders_accepted_total").increment(1);
-    Ok(accepted(&order.id, view, false))
+    Err(OrdersError::InFlight)
+}
+
+async fn orderable_cart(app: &AppState, cart_id: &str) -> Result<crate::clients::Cart, OrdersError> {
+    let cart = app.saga.clients.cart(cart_id).await.map_err(|e| match e {
+        crate::clients::UpstreamError::Transient(e) => OrdersError::Upstream(format!("cart: {e}")),
+        crate::clients::UpstreamError::Rejected { status, .. } => OrdersError::Upstream(format!("cart answered {status}")),
+    })?;
+    let cart = cart.ok_or_else(|| OrdersError::Cart("the cart does not exist or has expired".into()))?;
+    if cart.items.is_empty() {
+        return Err(OrdersError::Cart("the cart is empty".into()));
+    }
+    if let Some(line) = cart.items.iter().find(|l| !l.available) {
+        return Err(OrdersError::Cart(format!("{} is no longer sold; remove it from the cart", line.sku)));
+    }
+    Ok(cart)
 }
 
 fn replay(stored: idempotency::Stored, request: &str) -> Result<Response, OrdersError> {

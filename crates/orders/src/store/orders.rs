@@ -79,42 +79,62 @@ pub enum StoreError {
 const COLUMNS: &str = "id, status, stock, cart_id, email, currency, total, payment_method, payment_id, \
                        payment_status, client_secret, failure_reason, payment_due_at, created_at";
 
-/// Inserts a new `pending` order and its lines.
-pub async fn insert(
+/// Places a new `pending` order with its lines, claiming `key` for it with the response to
+/// replay, in one statement. Answers `false`, writing nothing, when the key is taken: a
+/// concurrent request with the same key waits on the key's row until the first commits.
+pub async fn place(
     conn: &mut PgConnection,
+    key: &Claim<'_>,
     order: &Order,
     lines: &[Line],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO orders.orders (id, status, cart_id, email, currency, total, payment_method, created_at)
-         VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7)",
+) -> Result<bool, sqlx::Error> {
+    let placed = sqlx::query(
+        "WITH claimed AS (
+             INSERT INTO orders.idempotency_keys (key, request, order_id, status_code, response, expires_at)
+             VALUES ($1, $2, $3, 202, $4, now() + $5 * interval '1 second')
+             ON CONFLICT (key) DO NOTHING RETURNING order_id),
+         placed AS (
+             INSERT INTO orders.orders (id, status, cart_id, email, currency, total, payment_method, created_at)
+             SELECT order_id, 'pending', $6, $7, $8, $9, $10, $11 FROM claimed RETURNING id),
+         line AS (
+             INSERT INTO orders.order_lines (order_id, sku, name, quantity, unit_price, line_total)
+             SELECT placed.id, l.* FROM placed,
+                 UNNEST($12::text[], $13::text[], $14::int[], $15::bigint[], $16::bigint[]) AS l),
+         event AS (
+             INSERT INTO orders.order_events (order_id, to_status) SELECT id, 'pending' FROM placed)
+         SELECT id FROM placed",
     )
+    .bind(key.key)
+    .bind(key.request)
     .bind(&order.id)
+    .bind(key.response)
+    .bind(key.ttl.as_secs() as i64)
     .bind(&order.cart_id)
     .bind(&order.email)
     .bind(&order.currency)
     .bind(order.total)
     .bind(&order.payment_method)
     .bind(order.created_at)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO orders.order_lines (order_id, sku, name, quantity, unit_price, line_total)
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int[], $5::bigint[], $6::bigint[])",
-    )
-    .bind(&order.id)
     .bind(lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.unit_price).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.line_total).collect::<Vec<_>>())
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO orders.order_events (order_id, to_status) VALUES ($1, 'pending')")
-        .bind(&order.id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    Ok(placed.is_some())
+}
+
+/// An `Idempotency-Key` claimed by a new order, with what to replay for it.
+pub struct Claim<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The canonical request body.
+    pub request: &'a str,
+    /// The 202 body.
+    pub response: &'a serde_json::Value,
+    /// How long the key is remembered.
+    pub ttl: std::time::Duration,
 }
 
 /// The order, without locking it.
@@ -159,27 +179,23 @@ pub async fn transition(
             to,
         });
     }
+    // One round trip: the status, its event row, and the wake-up of the event streams.
     sqlx::query(
-        "UPDATE orders.orders SET status = $2, failure_reason = coalesce($3, failure_reason), updated_at = now()
-         WHERE id = $1",
+        "WITH moved AS (
+             UPDATE orders.orders SET status = $2, failure_reason = coalesce($3, failure_reason), updated_at = now()
+             WHERE id = $1 RETURNING id),
+         event AS (
+             INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
+             SELECT id, $4, $2, $3 FROM moved)
+         SELECT pg_notify($5, id) FROM moved",
     )
     .bind(&order.id)
     .bind(to.as_str())
     .bind(reason)
+    .bind(order.status.as_str())
+    .bind(EVENTS_CHANNEL)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO orders.order_events (order_id, from_status, to_status, reason) VALUES ($1, $2, $3, $4)")
-        .bind(&order.id)
-        .bind(order.status.as_str())
-        .bind(to.as_str())
-        .bind(reason)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(EVENTS_CHANNEL)
-        .bind(&order.id)
-        .execute(&mut *conn)
-        .await?;
     metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
     tracing::info!(order = %order.id, from = %order.status, to = %to, reason, "order moved");
     order.status = to;
