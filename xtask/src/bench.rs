@@ -211,6 +211,72 @@ where
     Ok(report)
 }
 
+/// Sends `rate` requests per second for `duration` over `conns` keep-alive connections, each
+/// on a fixed schedule (open loop). Latency counts from the scheduled send time, so a slow
+/// answer that delays the next request is charged to that request too.
+pub async fn paced<F>(
+    name: &str,
+    addr: &str,
+    conns: usize,
+    rate: u32,
+    duration: Duration,
+    make: F,
+) -> anyhow::Result<Report>
+where
+    F: Fn(usize, u64) -> Call + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let per_conn = Duration::from_secs_f64(conns as f64 / f64::from(rate));
+    let total = (duration.as_secs_f64() * f64::from(rate) / conns as f64).ceil() as u64;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(conns);
+    for user in 0..conns {
+        let (make, addr) = (make.clone(), addr.to_owned());
+        let offset = per_conn.mul_f64(user as f64 / conns as f64);
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let (mut ok, mut failed, mut latencies) =
+                (0u64, 0u64, Vec::with_capacity(total as usize));
+            for n in 0..total {
+                let scheduled = started + offset + per_conn.mul_f64(n as f64);
+                tokio::time::sleep_until(scheduled.into()).await;
+                let response = sender
+                    .send_request(make(user, n).into_request(&addr)?)
+                    .await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                latencies.push(scheduled.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                if status.is_success() {
+                    ok += 1
+                } else {
+                    failed += 1
+                }
+            }
+            anyhow::Ok((ok, failed, latencies))
+        }));
+    }
+    let mut report = Report {
+        name: name.to_owned(),
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    for task in tasks {
+        let (ok, failed, latencies) = task.await??;
+        report.ok += ok;
+        report.failed += failed;
+        report.latencies_us.extend(latencies);
+    }
+    report.elapsed = started.elapsed();
+    report.latencies_us.sort_unstable();
+    Ok(report)
+}
+
 /// One request outside the measurement; answers status and body.
 pub async fn request(addr: &str, call: Call) -> anyhow::Result<(u16, Bytes)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;

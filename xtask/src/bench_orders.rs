@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use sqlx::PgPool;
 
 use crate::{
-    bench::{Call, load, request, setting},
+    bench::{Call, load, paced, request, setting},
     seed,
     services::{self, Profile, Service},
     stack::{Stack, free_port},

@@ -211,7 +211,9 @@ pub async fn wait_ready(service: &Service) -> anyhow::Result<()> {
     while Instant::now() < deadline {
         match crate::bench::get_status(&addr, "/readyz").await {
             Some(200) => return Ok(()),
-            Some(404) if crate::bench::get_status(&addr, "/healthz").await == Some(200) => return Ok(()),
+            Some(404) if crate::bench::get_status(&addr, "/healthz").await == Some(200) => {
+                return Ok(());
+            }
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
