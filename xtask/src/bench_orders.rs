@@ -116,11 +116,21 @@ pub async fn orders() -> anyhow::Result<()> {
         }
     };
     let report = load(
-        "POST /v1/orders",
+        "POST /v1/orders (saturated)",
         &orders_addr,
         conns,
         Duration::from_secs(seconds),
         checkout("a"),
+    )
+    .await?;
+    report.print();
+    let report = paced(
+        "POST /v1/orders at 1,000/s",
+        &orders_addr,
+        conns,
+        1000,
+        Duration::from_secs(seconds),
+        checkout("p"),
     )
     .await?;
     report.print();

@@ -79,50 +79,40 @@ impl Saga {
 
     /// Runs the saga as far as it can go now: up to awaiting the payment, or a final state.
     pub async fn advance(&self, order_id: &str) -> Result<(), JobError> {
+        let mut order = self.reserve(order_id).await?;
         loop {
-            let order = orders::find(&self.pool, order_id).await.map_err(db)?;
-            let Some(order) = order else {
-                return Err(JobError::Permanent(format!("no order {order_id}")));
-            };
-            match order.status {
-                Status::Pending => self.reserve(order_id).await?,
+            order = match order.status {
                 Status::Reserved => self.create_payment(order).await?,
-                Status::Paid => {
-                    let mut tx = self.pool.begin().await.map_err(db)?;
-                    if let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? {
-                        self.confirm(&mut tx, &mut order).await.map_err(db)?;
-                    }
-                    tx.commit().await.map_err(db)?;
-                }
-                Status::AwaitingPayment
-                | Status::Confirmed
-                | Status::Failed
-                | Status::Cancelled => return Ok(()),
+                Status::Paid => self.confirm_step(order_id).await?,
+                _ => return Ok(()),
+            };
+        }
+    }
+
+    /// Holds the order's stock, or fails it `out_of_stock`; answers the order as committed.
+    async fn reserve(&self, order_id: &str) -> Result<Order, JobError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut order = orders::lock(&mut tx, order_id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))?;
+        if order.status == Status::Pending {
+            if orders::reserve(&mut tx, &mut order).await.map_err(db)? {
+                orders::transition(&mut tx, &mut order, Status::Reserved, None)
+                    .await
+                    .map_err(db)?;
+            } else {
+                orders::transition(&mut tx, &mut order, Status::Failed, Some("out_of_stock"))
+                    .await
+                    .map_err(db)?;
             }
         }
+        tx.commit().await.map_err(db)?;
+        Ok(order)
     }
 
-    async fn reserve(&self, order_id: &str) -> Result<(), JobError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else {
-            return Ok(());
-        };
-        if order.status != Status::Pending {
-            return Ok(());
-        }
-        if orders::reserve(&mut tx, &mut order).await.map_err(db)? {
-            orders::transition(&mut tx, &mut order, Status::Reserved, None)
-                .await
-                .map_err(db)?;
-        } else {
-            orders::transition(&mut tx, &mut order, Status::Failed, Some("out_of_stock"))
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)
-    }
-
-    async fn create_payment(&self, order: Order) -> Result<(), JobError> {
+    /// Creates the payment (idempotent at payments by the order's key) and records it.
+    async fn create_payment(&self, order: Order) -> Result<Order, JobError> {
         self.limiter
             .acquire()
             .await
@@ -144,9 +134,10 @@ impl Saga {
             })?;
 
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let Some(mut order) = orders::lock(&mut tx, &order.id).await.map_err(db)? else {
-            return Ok(());
-        };
+        let mut order = orders::lock(&mut tx, &order.id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| JobError::Permanent(format!("no order {}", order.id)))?;
         if order.status == Status::Reserved {
             let due = OffsetDateTime::now_utc() + self.payment_timeout;
             orders::record_payment(
@@ -162,17 +153,33 @@ impl Saga {
             orders::transition(&mut tx, &mut order, Status::AwaitingPayment, None)
                 .await
                 .map_err(db)?;
-            let timeout = NewJob::new(PAYMENT_TIMEOUT, serde_json::json!({ "order_id": order.id }))
-                .dedup(format!("timeout:{}", order.id))
-                .attempts(self.max_attempts)
-                .delay(self.payment_timeout);
-            self.queue.enqueue(&mut tx, timeout).await.map_err(db)?;
+            if PaymentOutcome::of(&payment.status) == PaymentOutcome::Pending {
+                let timeout =
+                    NewJob::new(PAYMENT_TIMEOUT, serde_json::json!({ "order_id": order.id }))
+                        .dedup(format!("timeout:{}", order.id))
+                        .attempts(self.max_attempts)
+                        .delay(self.payment_timeout);
+                self.queue.enqueue(&mut tx, timeout).await.map_err(db)?;
+            }
         }
         // A server-side confirmation may already have settled the payment.
         self.apply_payment(&mut tx, &mut order, &payment.id, &payment.status, None)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)
+        tx.commit().await.map_err(db)?;
+        Ok(order)
+    }
+
+    /// Confirms a paid order (normally done with the payment event, in its transaction).
+    async fn confirm_step(&self, order_id: &str) -> Result<Order, JobError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut order = orders::lock(&mut tx, order_id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))?;
+        self.confirm(&mut tx, &mut order).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(order)
     }
 
     /// Applies a payment's status to a locked order: success confirms it, failure or
