@@ -150,49 +150,41 @@ pub fn setting(name: &str, default: u64) -> anyhow::Result<u64> {
     })
 }
 
-/// Drives `conns` virtual users for `duration`; user `u`'s `n`-th request is `make(u, n)`.
-pub async fn load<F>(
-    name: &str,
+type Outcome = (u64, u64, Vec<u32>);
+
+/// A keep-alive HTTP/1.1 connection to `addr`.
+async fn connect(
     addr: &str,
-    conns: usize,
-    duration: Duration,
-    make: F,
-) -> anyhow::Result<Report>
-where
-    F: Fn(usize, u64) -> Call + Send + Sync + 'static,
-{
-    let make = Arc::new(make);
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::with_capacity(conns);
-    for user in 0..conns {
-        let (make, addr) = (make.clone(), addr.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::with_capacity(65_536));
-            let mut n = 0;
-            while Instant::now() < deadline {
-                let call = make(user, n);
-                n += 1;
-                let request = call.into_request(&addr)?;
-                let sent = Instant::now();
-                let response = sender.send_request(request).await?;
-                let status = response.status();
-                response.into_body().collect().await?;
-                latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                if status.is_success() {
-                    ok += 1
-                } else {
-                    failed += 1
-                }
-            }
-            anyhow::Ok((ok, failed, latencies))
-        }));
-    }
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Sends one call; answers whether it succeeded.
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    addr: &str,
+    call: Call,
+) -> anyhow::Result<bool> {
+    let response = sender.send_request(call.into_request(addr)?).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status.is_success())
+}
+
+fn micros(elapsed: Duration) -> u32 {
+    elapsed.as_micros().min(u128::from(u32::MAX)) as u32
+}
+
+/// Gathers the virtual users' outcomes into one report.
+async fn report(
+    name: &str,
+    started: Instant,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Outcome>>>,
+) -> anyhow::Result<Report> {
     let mut report = Report {
         name: name.to_owned(),
         ok: 0,
@@ -209,6 +201,46 @@ where
     report.elapsed = started.elapsed();
     report.latencies_us.sort_unstable();
     Ok(report)
+}
+
+/// Drives `conns` virtual users for `duration` (closed loop: each sends its next request
+/// when the last is answered); user `u`'s `n`-th request is `make(u, n)`.
+pub async fn load<F>(
+    name: &str,
+    addr: &str,
+    conns: usize,
+    duration: Duration,
+    make: F,
+) -> anyhow::Result<Report>
+where
+    F: Fn(usize, u64) -> Call + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks = (0..conns)
+        .map(|user| {
+            let (make, addr) = (make.clone(), addr.to_owned());
+            tokio::spawn(async move {
+                let mut sender = connect(&addr).await?;
+                let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::with_capacity(65_536));
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let success = send(&mut sender, &addr, make(user, n)).await?;
+                    latencies.push(micros(sent.elapsed()));
+                    if success {
+                        ok += 1
+                    } else {
+                        failed += 1
+                    }
+                    n += 1;
+                }
+                anyhow::Ok((ok, failed, latencies))
+            })
+        })
+        .collect();
+    report(name, started, tasks).await
 }
 
 /// Sends `rate` requests per second for `duration` over `conns` keep-alive connections, each
@@ -229,60 +261,31 @@ where
     let per_conn = Duration::from_secs_f64(conns as f64 / f64::from(rate));
     let total = (duration.as_secs_f64() * f64::from(rate) / conns as f64).ceil() as u64;
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(conns);
-    for user in 0..conns {
-        let (make, addr) = (make.clone(), addr.to_owned());
-        let offset = per_conn.mul_f64(user as f64 / conns as f64);
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            let (mut ok, mut failed, mut latencies) =
-                (0u64, 0u64, Vec::with_capacity(total as usize));
-            for n in 0..total {
-                let scheduled = started + offset + per_conn.mul_f64(n as f64);
-                tokio::time::sleep_until(scheduled.into()).await;
-                let response = sender
-                    .send_request(make(user, n).into_request(&addr)?)
-                    .await?;
-                let status = response.status();
-                response.into_body().collect().await?;
-                latencies.push(scheduled.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                if status.is_success() {
-                    ok += 1
-                } else {
-                    failed += 1
+    let tasks = (0..conns)
+        .map(|user| {
+            let (make, addr) = (make.clone(), addr.to_owned());
+            let offset = per_conn.mul_f64(user as f64 / conns as f64);
+            tokio::spawn(async move {
+                let mut sender = connect(&addr).await?;
+                let (mut ok, mut failed, mut latencies) =
+                    (0u64, 0u64, Vec::with_capacity(total as usize));
+                for n in 0..total {
+                    let scheduled = started + offset + per_conn.mul_f64(n as f64);
+                    tokio::time::sleep_until(scheduled.into()).await;
+                    let success = send(&mut sender, &addr, make(user, n)).await?;
+                    latencies.push(micros(scheduled.elapsed()));
+                    if success { ok += 1 } else { failed += 1 }
                 }
-            }
-            anyhow::Ok((ok, failed, latencies))
-        }));
-    }
-    let mut report = Report {
-        name: name.to_owned(),
-        ok: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-    };
-    for task in tasks {
-        let (ok, failed, latencies) = task.await??;
-        report.ok += ok;
-        report.failed += failed;
-        report.latencies_us.extend(latencies);
-    }
-    report.elapsed = started.elapsed();
-    report.latencies_us.sort_unstable();
-    Ok(report)
+                anyhow::Ok((ok, failed, latencies))
+            })
+        })
+        .collect();
+    report(name, started, tasks).await
 }
 
 /// One request outside the measurement; answers status and body.
 pub async fn request(addr: &str, call: Call) -> anyhow::Result<(u16, Bytes)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
+    let mut sender = connect(addr).await?;
     let response = sender.send_request(call.into_request(addr)?).await?;
     let status = response.status().as_u16();
     Ok((status, response.into_body().collect().await?.to_bytes()))
