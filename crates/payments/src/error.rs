@@ -1,0 +1,109 @@
+//! The payments service's errors and their one mapping to problem+json. Provider and
+//! database messages are logged, never sent.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use common::{FieldError, Problem};
+
+use crate::stripe::ProviderError;
+
+/// Everything a payments request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentsError {
+    /// `Idempotency-Key` is required and was not sent (or is malformed).
+    #[error("Idempotency-Key header missing")]
+    MissingIdempotencyKey,
+    /// The key was used before with another request body.
+    #[error("Idempotency-Key reused with another request")]
+    KeyReused,
+    /// The order already has a payment, for another amount or currency.
+    #[error("the order already has another payment")]
+    OrderHasPayment,
+    /// Fields break a rule.
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    /// No such resource.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A refund the payment cannot take.
+    #[error("not refundable: {0}")]
+    NotRefundable(String),
+    /// Stripe failed or refused.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// Postgres failed.
+    #[error("database")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<PaymentsError> for Problem {
+    fn from(e: PaymentsError) -> Self {
+        match e {
+            PaymentsError::MissingIdempotencyKey => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency-key-required",
+                "Idempotency-Key required",
+            )
+            .detail("Send an Idempotency-Key header (1 to 255 visible characters) so a retry cannot charge twice"),
+            PaymentsError::KeyReused => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            )
+            .detail("This Idempotency-Key was used with a different request body"),
+            PaymentsError::OrderHasPayment => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "order-has-payment",
+                "The order already has a payment",
+            )
+            .detail("The order's payment was created for another amount or currency"),
+            PaymentsError::Invalid(errors) => Problem::validation(errors),
+            PaymentsError::NotFound(what) => Problem::not_found(what),
+            PaymentsError::NotRefundable(why) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not-refundable",
+                "The refund cannot be made",
+            )
+            .detail(why),
+            PaymentsError::Provider(e) => provider_problem(e),
+            PaymentsError::Db(e) => match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                    Problem::unavailable("The database", &e)
+                }
+                e => Problem::internal(&e),
+            },
+        }
+    }
+}
+
+fn provider_problem(e: ProviderError) -> Problem {
+    match e {
+        ProviderError::Unavailable(_) => Problem::unavailable("The payment provider", &e),
+        ProviderError::IdempotencyMismatch => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+        )
+        .detail("The provider holds an earlier request for this order with other parameters"),
+        ProviderError::Refused { ref code, .. } => {
+            tracing::warn!(error = %e, "the payment provider refused the request");
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "provider-refused",
+                "The payment provider refused the request",
+            )
+            .detail(format!("refused with code {code}"))
+        }
+        ProviderError::Declined { .. }
+        | ProviderError::Misconfigured(_)
+        | ProviderError::Mismatch(_) => Problem::internal(&e),
+    }
+}
+
+impl IntoResponse for PaymentsError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
+}

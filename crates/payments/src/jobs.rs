@@ -1,0 +1,206 @@
+//! The payments worker's jobs: apply recorded Stripe events, tell orders about an outcome,
+//! and check a payment with Stripe. Delivery is at least once, so each is safe to run again:
+//! events go through the state machine, and orders applies a notification at most once.
+//! Events arrive in batches (one job per intake transaction); an event of a batch that
+//! fails is handed to a job of its own, so it retries, and dies, alone.
+
+use common::queue::{ClaimedJob, Handler, JobError, NewJob};
+use serde_json::{Value, json};
+
+use crate::{
+    ledger::{Ledger, NOTIFY_ORDERS, ReconcileError},
+    orders_client::{NotifyError, OrdersClient},
+    state::Transition,
+    store,
+    stripe::ProviderError,
+};
+
+/// Applies the recorded Stripe events of one intake batch.
+pub const PROCESS_EVENTS: &str = "process_events";
+/// Applies one recorded Stripe event (a batch's event that failed, retried alone).
+pub const PROCESS_EVENT: &str = "process_event";
+/// Asks Stripe where one payment is and applies the answer.
+pub const RECONCILE_PAYMENT: &str = "reconcile_payment";
+
+/// Runs the payments queue's jobs.
+pub struct PaymentJobs {
+    /// Applies reports.
+    pub ledger: Ledger,
+    /// Tells orders.
+    pub orders: OrdersClient,
+    /// Attempts of an event or reconciliation job.
+    pub event_attempts: i32,
+}
+
+fn field<'a>(job: &'a ClaimedJob, name: &str) -> Result<&'a str, JobError> {
+    job.payload[name]
+        .as_str()
+        .ok_or_else(|| JobError::Permanent(format!("job has no {name}")))
+}
+
+fn db(e: impl std::fmt::Display) -> JobError {
+    JobError::Transient(format!("database: {e}"))
+}
+
+fn label(outcome: Transition) -> &'static str {
+    match outcome {
+        Transition::Move => "moved",
+        Transition::Same => "same",
+        Transition::Stale => "stale",
+        Transition::Conflict => "conflict",
+    }
+}
+
+impl From<ReconcileError> for JobError {
+    fn from(e: ReconcileError) -> Self {
+        match e {
+            ReconcileError::Provider(ProviderError::Unavailable(_)) | ReconcileError::Db(_) => {
+                JobError::Transient(e.to_string())
+            }
+            other => JobError::Permanent(other.to_string()),
+        }
+    }
+}
+
+impl Handler for PaymentJobs {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[
+            PROCESS_EVENTS,
+            PROCESS_EVENT,
+            NOTIFY_ORDERS,
+            RECONCILE_PAYMENT,
+        ]
+    }
+
+    async fn handle(&self, job: &ClaimedJob) -> Result<(), JobError> {
+        match job.kind.as_str() {
+            PROCESS_EVENTS => self.process_batch(job).await,
+            PROCESS_EVENT => self.process_event(field(job, "event_id")?).await,
+            NOTIFY_ORDERS => self.notify(job).await,
+            RECONCILE_PAYMENT => self
+                .ledger
+                .reconcile(field(job, "payment_id")?)
+                .await
+                .map(drop)
+                .map_err(JobError::from),
+            other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
+        }
+    }
+
+    async fn on_dead(&self, job: &ClaimedJob, error: &str) -> Result<(), String> {
+        metrics::counter!("dead_letters_total", "kind" => job.kind.clone()).increment(1);
+        // Nothing to undo: the payment is as Stripe left it. The reconciler settles payments
+        // whose events died; a notification orders never took is replayable by an operator.
+        tracing::error!(kind = %job.kind, payload = %job.payload, error, "payments job is a dead letter");
+        Ok(())
+    }
+}
+
+impl PaymentJobs {
+    /// The job that checks payment `payment_id` with Stripe.
+    pub fn reconcile_job(&self, payment_id: &str) -> NewJob {
+        NewJob::new(RECONCILE_PAYMENT, json!({ "payment_id": payment_id }))
+            .dedup(format!("reconcile:{payment_id}"))
+            .attempts(self.event_attempts)
+    }
+
+    /// The job that retries event `event_id` alone.
+    pub fn event_job(&self, event_id: &str) -> NewJob {
+        NewJob::new(PROCESS_EVENT, json!({ "event_id": event_id }))
+            .dedup(format!("event:{event_id}"))
+            .attempts(self.event_attempts)
+    }
+
+    async fn process_batch(&self, job: &ClaimedJob) -> Result<(), JobError> {
+        let ids = job.payload["event_ids"]
+            .as_array()
+            .ok_or_else(|| JobError::Permanent("job has no event_ids".to_owned()))?;
+        let mut failed = Vec::new();
+        for id in ids.iter().filter_map(Value::as_str) {
+            if let Err(e) = self.process_event(id).await {
+                tracing::warn!(event = id, error = %e, "event failed; retrying it alone");
+                failed.push(id);
+            }
+        }
+        if !failed.is_empty() {
+            let mut tx = self.ledger.pool.begin().await.map_err(db)?;
+            for id in failed {
+                self.ledger
+                    .queue
+                    .enqueue(&mut tx, self.event_job(id))
+                    .await
+                    .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn process_event(&self, event_id: &str) -> Result<(), JobError> {
+        let pool = &self.ledger.pool;
+        let effect = store::events::find(pool, event_id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| JobError::Permanent(format!("no event {event_id}")))?;
+        let mut tx = pool.begin().await.map_err(db)?;
+        let payment = store::payments::lock_by_provider(&mut tx, &effect.intent_id)
+            .await
+            .map_err(db)?;
+        let Some(mut payment) = payment else {
+            if effect.order_id.is_none() {
+                // A PaymentIntent payments did not create (same Stripe account, other system).
+                store::events::processed(&mut tx, event_id, "not_ours")
+                    .await
+                    .map_err(db)?;
+                return tx.commit().await.map_err(db);
+            }
+            // The creating request has not committed yet, or is being retried by orders.
+            return Err(JobError::Transient(format!(
+                "no payment for {} yet",
+                effect.intent_id
+            )));
+        };
+        let outcome = self
+            .ledger
+            .apply(&mut tx, &mut payment, &effect.report)
+            .await
+            .map_err(db)?;
+        store::events::processed(&mut tx, event_id, label(outcome))
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        metrics::counter!("payments_events_applied_total", "reported" => effect.report.status.as_str(), "outcome" => label(outcome))
+            .increment(1);
+        if matches!(outcome, Transition::Stale | Transition::Conflict) {
+            // In doubt, Stripe's current view decides; a stale report alone never moves it.
+            tracing::info!(payment = %payment.id, reported = %effect.report.status, current = %payment.status, "out-of-order event; asking Stripe");
+            self.ledger.reconcile(&payment.id).await?;
+        }
+        Ok(())
+    }
+
+    async fn notify(&self, job: &ClaimedJob) -> Result<(), JobError> {
+        let order_id = field(job, "order_id")?;
+        let mut event = json!({
+            "payment_id": field(job, "payment_id")?,
+            "status": field(job, "status")?,
+        });
+        for optional in ["reason", "event_id"] {
+            if let Some(value) = job.payload.get(optional).filter(|v| !v.is_null()) {
+                event[optional] = Value::clone(value);
+            }
+        }
+        let result = self.orders.payment_event(order_id, &event).await;
+        let outcome = match &result {
+            Ok(()) => "acknowledged",
+            Err(NotifyError::Transient(_)) => "retry",
+            Err(NotifyError::Refused { .. }) => "refused",
+        };
+        metrics::counter!("payments_notifications_total", "outcome" => outcome).increment(1);
+        result.map_err(|e| match e {
+            NotifyError::Transient(e) => JobError::Transient(format!("orders: {e}")),
+            refused @ NotifyError::Refused { .. } => JobError::Permanent(refused.to_string()),
+        })
+    }
+}

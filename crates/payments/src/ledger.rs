@@ -1,0 +1,156 @@
+//! Applying what the provider says about a payment: an API answer, a webhook event or a
+//! reconciliation all become a [`Report`], which goes through the state machine on a locked
+//! row. A move that orders must hear about enqueues its `notify_orders` job in the same
+//! transaction, so the notification exists exactly when the change does.
+
+use common::queue::{NewJob, Queue};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+
+use crate::{
+    state::{Status, Transition, transition},
+    store::payments::{self, Payment},
+    stripe::{Intent, ProviderError, Stripe},
+};
+
+/// The job that tells orders about a payment's new status.
+pub const NOTIFY_ORDERS: &str = "notify_orders";
+
+/// Something the provider says about a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The status it reports.
+    pub status: Status,
+    /// Why it failed or was canceled.
+    pub failure_reason: Option<String>,
+    /// Refunded so far, when known.
+    pub amount_refunded: Option<i64>,
+    /// The event it came in, if any.
+    pub event_id: Option<String>,
+}
+
+impl Report {
+    /// A report of `status` with nothing else.
+    pub fn status(status: Status) -> Self {
+        Self {
+            status,
+            failure_reason: None,
+            amount_refunded: None,
+            event_id: None,
+        }
+    }
+}
+
+impl From<&Intent> for Report {
+    fn from(intent: &Intent) -> Self {
+        Self {
+            status: intent.status,
+            failure_reason: intent.failure_reason.clone(),
+            amount_refunded: Some(intent.amount_refunded),
+            event_id: None,
+        }
+    }
+}
+
+/// Why a reconciliation did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// No such payment, or it has no PaymentIntent.
+    #[error("payment {0} is unknown or has no PaymentIntent")]
+    Unknown(String),
+    /// Stripe did not answer.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// Postgres failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// What applying reports needs.
+#[derive(Clone)]
+pub struct Ledger {
+    /// Postgres.
+    pub pool: PgPool,
+    /// The payments queue.
+    pub queue: Queue,
+    /// The provider.
+    pub stripe: Stripe,
+    /// Attempts of a `notify_orders` job.
+    pub notify_attempts: i32,
+}
+
+impl Ledger {
+    /// Applies `report` to the locked `payment` in the caller's transaction and answers what
+    /// the state machine made of it; only a `Move` changes the status.
+    pub async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        payment: &mut Payment,
+        report: &Report,
+    ) -> Result<Transition, sqlx::Error> {
+        let outcome = transition(payment.status, report.status);
+        if matches!(outcome, Transition::Move | Transition::Same)
+            && let Some(total) = report.amount_refunded
+        {
+            payments::raise_refunded(conn, payment, total).await?;
+        }
+        if outcome != Transition::Move {
+            return Ok(outcome);
+        }
+        let reason = report
+            .failure_reason
+            .as_deref()
+            .filter(|_| matches!(report.status, Status::Failed | Status::Canceled));
+        payments::set_status(conn, payment, report.status, reason).await?;
+        if report.status.notifies_orders() {
+            let job = NewJob::new(
+                NOTIFY_ORDERS,
+                json!({
+                    "payment_id": payment.id,
+                    "order_id": payment.order_id,
+                    "status": report.status.as_str(),
+                    "reason": reason,
+                    "event_id": report.event_id,
+                }),
+            )
+            .dedup(format!("notify:{}:{}", payment.id, report.status))
+            .attempts(self.notify_attempts);
+            self.queue.enqueue(conn, job).await?;
+        }
+        metrics::counter!("payments_transitions_total", "to" => report.status.as_str())
+            .increment(1);
+        tracing::info!(payment = %payment.id, status = %report.status, event = ?report.event_id, "payment moved");
+        Ok(outcome)
+    }
+
+    /// Asks Stripe where the payment is and applies the answer: the way out of any doubt
+    /// (a stale or contradicting event, a missed webhook).
+    #[tracing::instrument(skip(self))]
+    pub async fn reconcile(&self, payment_id: &str) -> Result<Transition, ReconcileError> {
+        let unknown = || ReconcileError::Unknown(payment_id.to_owned());
+        let payment = payments::find(&self.pool, payment_id)
+            .await?
+            .ok_or_else(unknown)?;
+        let provider_id = payment.provider_id.ok_or_else(unknown)?;
+        let intent = self.stripe.retrieve_intent(&provider_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let mut payment = payments::lock(&mut tx, payment_id)
+            .await?
+            .ok_or_else(unknown)?;
+        let outcome = self
+            .apply(&mut tx, &mut payment, &Report::from(&intent))
+            .await?;
+        tx.commit().await?;
+        if outcome == Transition::Conflict {
+            // Say, failed here and paid at Stripe: money and order disagree; a person decides.
+            metrics::counter!("payments_conflicts_total").increment(1);
+            tracing::error!(
+                payment = %payment.id,
+                ours = %payment.status,
+                provider = %intent.status,
+                "the payment's outcome contradicts the provider; needs an operator"
+            );
+        }
+        Ok(outcome)
+    }
+}

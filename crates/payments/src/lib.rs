@@ -1,0 +1,197 @@
+//! The payments service: creates each order's payment as a Stripe PaymentIntent (never two
+//! for one order, never a double charge), takes Stripe's signed webhooks, moves payments
+//! through one forward-only state machine, and tells orders about every outcome until it
+//! acknowledges. One crate, two roles: the API (with the webhook intake) and the worker
+//! (event processing, orders notifications, reconciliation with Stripe).
+
+// Stripe's object graph is deep; proving a job's future `Send` walks all of it.
+#![recursion_limit = "256"]
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod intake;
+pub mod jobs;
+pub mod ledger;
+pub mod orders_client;
+pub mod reconciler;
+pub mod routes;
+pub mod signature;
+pub mod state;
+pub mod store;
+pub mod stripe;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use common::{
+    Secret,
+    health::Check,
+    queue::{Queue, Worker, WorkerConfig},
+};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Settings;
+
+/// The queue's table and NOTIFY channel.
+pub const QUEUE_TABLE: &str = "payments.jobs";
+const QUEUE_CHANNEL: &str = "payments_jobs";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Applies provider reports (pool, queue, Stripe).
+    pub ledger: ledger::Ledger,
+    /// Records verified webhook events.
+    pub intake: intake::Intake,
+    /// Checks webhook signatures.
+    pub verifier: Arc<signature::Verifier>,
+    /// Bearer for `/internal`.
+    pub internal_token: Secret,
+    /// Bearer for `/admin`.
+    pub admin_token: Secret,
+}
+
+/// The connected store and clients, shared by the API and the worker.
+#[derive(Clone)]
+pub struct Core {
+    /// Postgres.
+    pub pool: PgPool,
+    /// Applies provider reports.
+    pub ledger: ledger::Ledger,
+    /// Tells orders.
+    pub orders: orders_client::OrdersClient,
+}
+
+/// Connects Postgres, applies migrations when configured, and builds the clients.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
+    let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to DATABASE_URL {}",
+                common::db::redact_url(&settings.database_url)
+            )
+        })?;
+    if settings.migrate_on_start {
+        common::db::migrate(&pool)
+            .await
+            .context("applying migrations")?;
+    }
+    let stripe = stripe::Stripe::new(
+        &settings.stripe_api_base,
+        &settings.stripe_secret_key,
+        settings.stripe_timeout,
+    )
+    .context("STRIPE_API_BASE / STRIPE_SECRET_KEY")?;
+    let ledger = ledger::Ledger {
+        pool: pool.clone(),
+        queue: Queue::new(pool.clone(), QUEUE_TABLE, QUEUE_CHANNEL),
+        stripe,
+        notify_attempts: settings.notify_max_attempts,
+    };
+    let orders = orders_client::OrdersClient::new(
+        &settings.orders_url,
+        settings.internal_token.clone(),
+        settings.orders_timeout,
+    );
+    Ok(Core {
+        pool,
+        ledger,
+        orders,
+    })
+}
+
+/// The HTTP app. Starts the webhook intake's writers, which stop when the app is dropped.
+pub fn app(core: &Core, settings: &Settings) -> Router {
+    let state = AppState {
+        ledger: core.ledger.clone(),
+        intake: intake::Intake::start(
+            core.pool.clone(),
+            core.ledger.queue.clone(),
+            settings.event_max_attempts,
+            settings.webhook_batch_max,
+            settings.webhook_writers,
+        ),
+        verifier: Arc::new(signature::Verifier::new(
+            settings.stripe_webhook_secrets.clone(),
+            settings.webhook_tolerance,
+        )),
+        internal_token: settings.internal_token.clone(),
+        admin_token: settings.admin_token.clone(),
+    };
+    let checks = vec![Check::postgres(core.pool.clone())];
+    common::http::with_standard_layers(routes::router(state, checks), settings.max_body_bytes)
+}
+
+/// The queue's job handler.
+pub fn jobs(core: &Core, settings: &Settings) -> jobs::PaymentJobs {
+    jobs::PaymentJobs {
+        ledger: core.ledger.clone(),
+        orders: core.orders.clone(),
+        event_attempts: settings.event_max_attempts,
+    }
+}
+
+/// The worker: the queue consumer plus the reconciler, until `shutdown`.
+pub async fn work(core: &Core, settings: &Settings, shutdown: CancellationToken) {
+    let mut config = WorkerConfig::new(format!("payments-{}", common::id::new_id("w")));
+    config.concurrency = settings.worker_concurrency;
+    config.job_timeout = settings.job_timeout;
+    config.backoff = settings.backoff;
+    config.poll_interval = settings.job_poll;
+    let handler = Arc::new(jobs(core, settings));
+    let worker = Worker::new(core.ledger.queue.clone(), handler.clone(), config);
+    let reconciler = reconciler::run(
+        &handler,
+        settings.reconcile_interval,
+        settings.reconcile_after,
+        shutdown.clone(),
+    );
+    tokio::join!(worker.run(shutdown), reconciler);
+}
+
+async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(settings.listen_addr)
+        .await
+        .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))
+}
+
+/// Serves the API until `shutdown`.
+pub async fn serve(
+    core: &Core,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = bind(settings).await?;
+    tracing::info!(addr = %listener.local_addr()?, "payments API listening");
+    common::http::serve(listener, app(core, settings), shutdown).await?;
+    Ok(())
+}
+
+/// Serves only `/healthz`, `/readyz` and `/metrics` until `shutdown`: what a worker-only
+/// process exposes, so it can be probed and scraped.
+pub async fn serve_ops(
+    core: &Core,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = bind(settings).await?;
+    let ops = Router::new()
+        .merge(common::health::router(vec![Check::postgres(
+            core.pool.clone(),
+        )]))
+        .merge(common::metrics::router());
+    tracing::info!(addr = %listener.local_addr()?, "payments worker serving health and metrics");
+    common::http::serve(
+        listener,
+        common::http::with_standard_layers(ops, 1024),
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! `/admin`: refunds and the dead-letter list, behind the admin bearer token. A refund locks
+//! its payment, so two refunds of one payment cannot both spend what is left; its Stripe
+//! idempotency key comes from the admin's `Idempotency-Key` or the payment's refund count, so
+//! a retry after a failure reaches the same Stripe Refund.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+};
+use common::{FieldError, Problem, queue::DeadJob};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::{
+    AppState,
+    domain::{PaymentId, RefundId},
+    error::PaymentsError,
+    ledger::Report,
+    state::Status,
+    store::{
+        payments,
+        refunds::{self, Refund},
+    },
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/payments/{id}/refund", post(refund))
+        .route("/admin/jobs/dead", get(dead_jobs))
+        .route("/admin/jobs/dead/{id}/replay", post(replay))
+}
+
+/// `POST /admin/payments/{id}/refund` body; an empty body refunds everything left.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Minor units; everything not yet refunded when absent.
+    pub amount: Option<i64>,
+}
+
+/// A refund and where it leaves its payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundView {
+    /// The refund.
+    #[serde(flatten)]
+    pub refund: Refund,
+    /// The payment's status after it.
+    pub payment_status: Status,
+    /// The payment's refunded total after it.
+    pub amount_refunded: i64,
+}
+
+fn parse_body(body: &[u8]) -> Result<RefundRequest, PaymentsError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RefundRequest::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| PaymentsError::Invalid(vec![FieldError::new("body", e.to_string())]))
+}
+
+/// Refunds a payment, in full or in part.
+#[utoipa::path(
+    post, path = "/admin/payments/{id}/refund", tag = "admin",
+    params(
+        ("id" = String, Path, description = "The payment's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry answer the refund already made"),
+    ),
+    request_body = RefundRequest,
+    responses(
+        (status = 201, body = RefundView),
+        (status = 200, description = "The refund made earlier under this Idempotency-Key", body = RefundView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not paid, or more than captured minus already refunded", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Stripe or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip(app, headers, body))]
+pub async fn refund(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RefundView>), PaymentsError> {
+    let request = parse_body(&body)?;
+    let id = PaymentId::parse(&id).ok_or(PaymentsError::NotFound("The payment"))?;
+    let admin_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200);
+    let mut tx = app.ledger.pool.begin().await?;
+    let mut payment = payments::lock(&mut tx, id.as_str())
+        .await?
+        .ok_or(PaymentsError::NotFound("The payment"))?;
+    let key = match admin_key {
+        Some(k) => format!("refund-{id}-{k}"),
+        None => format!(
+            "refund-{id}-{}",
+            refunds::count(&mut tx, id.as_str()).await? + 1
+        ),
+    };
+    if let Some(done) = refunds::find_by_key(&mut tx, &key).await? {
+        if request.amount.is_some_and(|a| a != done.amount) {
+            return Err(PaymentsError::KeyReused);
+        }
+        let view = RefundView {
+            refund: done,
+            payment_status: payment.status,
+            amount_refunded: payment.amount_refunded,
+        };
+        return Ok((StatusCode::OK, Json(view)));
+    }
+    if !matches!(
+        payment.status,
+        Status::Succeeded | Status::PartiallyRefunded
+    ) {
+        return Err(PaymentsError::NotRefundable(format!(
+            "the payment is {}; only a succeeded payment can be refunded",
+            payment.status
+        )));
+    }
+    let left = payment.amount - payment.amount_refunded;
+    let amount = request.amount.unwrap_or(left);
+    if amount <= 0 {
+        return Err(PaymentsError::Invalid(vec![FieldError::new(
+            "amount",
+            "must be more than zero",
+        )]));
+    }
+    if amount > left {
+        return Err(PaymentsError::NotRefundable(format!(
+            "{amount} is more than the {left} left to refund ({} captured, {} refunded)",
+            payment.amount, payment.amount_refunded
+        )));
+    }
+    let intent = payment
+        .provider_id
+        .clone()
+        .ok_or_else(|| PaymentsError::NotRefundable("the payment has no PaymentIntent".into()))?;
+    let metadata = HashMap::from([
+        ("payment_id".to_owned(), payment.id.clone()),
+        ("order_id".to_owned(), payment.order_id.clone()),
+    ]);
+    let made = app
+        .ledger
+        .stripe
+        .refund(&intent, amount, &key, metadata)
+        .await?;
+    let refund = Refund {
+        id: RefundId::new().to_string(),
+        payment_id: payment.id.clone(),
+        provider_id: made.id,
+        amount: made.amount,
+        status: made.status,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    refunds::insert(&mut tx, &refund, &key).await?;
+    let total = payment.amount_refunded + refund.amount;
+    let status = if total >= payment.amount {
+        Status::Refunded
+    } else {
+        Status::PartiallyRefunded
+    };
+    let report = Report {
+        amount_refunded: Some(total),
+        ..Report::status(status)
+    };
+    app.ledger.apply(&mut tx, &mut payment, &report).await?;
+    tx.commit().await?;
+    metrics::counter!("payments_refunds_total").increment(1);
+    let view = RefundView {
+        refund,
+        payment_status: payment.status,
+        amount_refunded: payment.amount_refunded,
+    };
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Jobs out of attempts, newest first.
+#[utoipa::path(get, path = "/admin/jobs/dead", tag = "admin",
+    responses((status = 200, body = [DeadJob])), security(("bearer" = [])))]
+pub async fn dead_jobs(State(app): State<AppState>) -> Result<Json<Vec<DeadJob>>, PaymentsError> {
+    Ok(Json(app.ledger.queue.dead(500).await?))
+}
+
+/// Runs a dead job again with fresh attempts.
+#[utoipa::path(post, path = "/admin/jobs/dead/{id}/replay", tag = "admin",
+    params(("id" = i64, Path, description = "The dead job's id")),
+    responses((status = 202, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn replay(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<Value>), PaymentsError> {
+    if !app.ledger.queue.replay(id).await? {
+        return Err(PaymentsError::NotFound("The dead job"));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id}))))
+}

@@ -1,0 +1,111 @@
+//! Stripe events seen, by id: a redelivery finds the row and only counts up `deliveries`,
+//! so an event is processed once however often Stripe sends it. A row keeps what the event
+//! says about its PaymentIntent, for the job that applies it and for operators.
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::{events::Effect, ledger::Report, state::Status};
+
+/// One verified event to record.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// `evt_…`.
+    pub id: String,
+    /// `payment_intent.succeeded`, …
+    pub kind: String,
+    /// Stripe's `created`, Unix seconds.
+    pub created: i64,
+    /// What it says.
+    pub effect: Effect,
+    /// Copies of the event in this batch.
+    pub copies: i32,
+}
+
+/// Records `events` (ids unique within the slice, sorted so concurrent batches lock rows in
+/// the same order); answers the ids that were new.
+pub async fn record(
+    conn: &mut PgConnection,
+    events: &[Incoming],
+) -> Result<Vec<String>, sqlx::Error> {
+    let column = |f: fn(&Incoming) -> Option<&str>| events.iter().map(f).collect::<Vec<_>>();
+    let ids = column(|e| Some(e.id.as_str()));
+    let kinds = column(|e| Some(e.kind.as_str()));
+    let intents = column(|e| Some(e.effect.intent_id.as_str()));
+    let orders = column(|e| e.effect.order_id.as_deref());
+    let statuses = column(|e| Some(e.effect.report.status.as_str()));
+    let reasons = column(|e| e.effect.report.failure_reason.as_deref());
+    let created: Vec<i64> = events.iter().map(|e| e.created).collect();
+    let refunded: Vec<Option<i64>> = events
+        .iter()
+        .map(|e| e.effect.report.amount_refunded)
+        .collect();
+    let copies: Vec<i32> = events.iter().map(|e| e.copies).collect();
+    let rows: Vec<(String, bool)> = sqlx::query_as(
+        "INSERT INTO payments.events
+             (id, type, created, intent_id, order_id, status, failure_reason, amount_refunded, deliveries)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::bigint[], $9::int[])
+         ON CONFLICT (id) DO UPDATE SET deliveries = payments.events.deliveries + excluded.deliveries
+         RETURNING id, (xmax = 0) AS inserted",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&created)
+    .bind(&intents)
+    .bind(&orders)
+    .bind(&statuses)
+    .bind(&reasons)
+    .bind(&refunded)
+    .bind(&copies)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, inserted)| inserted.then_some(id))
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    intent_id: String,
+    order_id: Option<String>,
+    #[sqlx(try_from = "String")]
+    status: Status,
+    failure_reason: Option<String>,
+    amount_refunded: Option<i64>,
+}
+
+/// What event `id` says.
+pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Effect>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT intent_id, order_id, status, failure_reason, amount_refunded
+         FROM payments.events WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Effect {
+        intent_id: r.intent_id,
+        order_id: r.order_id,
+        report: Report {
+            status: r.status,
+            failure_reason: r.failure_reason,
+            amount_refunded: r.amount_refunded,
+            event_id: Some(id.to_owned()),
+        },
+    }))
+}
+
+/// Notes how processing the event ended.
+pub async fn processed(
+    conn: &mut PgConnection,
+    id: &str,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE payments.events SET processed_at = now(), outcome = $2 WHERE id = $1")
+        .bind(id)
+        .bind(outcome)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
