@@ -1,0 +1,164 @@
+//! The gateway's settings, read once from the environment at start-up. A bad value fails
+//! start-up with a message naming its variable.
+
+use std::{net::SocketAddr, time::Duration};
+
+use common::{ConfigError, Secret, config};
+
+use crate::proxy::Upstream;
+
+/// Everything the gateway can be configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `LISTEN_ADDR`: where the HTTP server binds.
+    pub listen_addr: SocketAddr,
+    /// `DATABASE_URL`: Postgres holding the flags.
+    pub database_url: String,
+    /// `DB_MAX_CONNECTIONS`: pool size (flags are read rarely).
+    pub db_max_connections: u32,
+    /// `MIGRATE_ON_START`: apply pending migrations before serving.
+    pub migrate_on_start: bool,
+    /// `REDIS_URL`: Redis carrying flag changes.
+    pub redis_url: String,
+    /// `REDIS_TIMEOUT_MS`: bound on every Redis command.
+    pub redis_timeout: Duration,
+    /// `CART_URL`: the cart service.
+    pub cart_url: Upstream,
+    /// `ORDERS_URL`: the orders service.
+    pub orders_url: Upstream,
+    /// `PAYMENTS_URL`: the payments service.
+    pub payments_url: Upstream,
+    /// `LEGACY_URL`: the monolith; unset, requests routed to legacy answer 502.
+    pub legacy_url: Option<Upstream>,
+    /// `ADMIN_TOKEN`: bearer token of the admin API; unset, every admin call is refused.
+    pub admin_token: Secret,
+    /// `MAX_BODY_BYTES`: request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// `WEBHOOK_MAX_BODY_BYTES`: cap on the Stripe webhook body, read whole to route it.
+    pub webhook_max_body_bytes: usize,
+    /// `UPSTREAM_CONNECT_TIMEOUT_MS`: bound on opening a connection to an upstream.
+    pub upstream_connect_timeout: Duration,
+    /// `UPSTREAM_TIMEOUT_MS`: bound on waiting for an upstream's response headers.
+    pub upstream_timeout: Duration,
+    /// `UPSTREAM_POOL_IDLE_SECS`: idle upstream connections close after this.
+    pub upstream_pool_idle: Duration,
+    /// `UPSTREAM_POOL_MAX_IDLE`: idle connections kept per upstream.
+    pub upstream_pool_max_idle: usize,
+    /// `RATE_LIMIT_PER_SECOND`: sustained requests per client; 0 turns the limit off.
+    pub rate_limit_per_second: u32,
+    /// `RATE_LIMIT_BURST`: requests a client may send at once above the sustained rate.
+    pub rate_limit_burst: u32,
+    /// `RATE_LIMIT_KEY_HEADER`: header naming an API key that identifies the client;
+    /// without it the client is its IP address.
+    pub rate_limit_key_header: String,
+    /// `MAX_IN_FLIGHT`: requests waiting on an upstream at once; past it the gateway sheds
+    /// with 503 at once instead of queueing. 0 turns shedding off.
+    pub max_in_flight: usize,
+    /// `ROLLBACK_ERROR_RATE_PERCENT`: new-side error rate above which a group rolls back.
+    pub rollback_error_rate_percent: f64,
+    /// `ROLLBACK_WINDOW_SECS`: how far back new-side outcomes count.
+    pub rollback_window: Duration,
+    /// `ROLLBACK_MIN_SAMPLE`: outcomes the window must hold before the rate is judged.
+    pub rollback_min_sample: u64,
+    /// `FLAGS_RESYNC_MS`: how often flags are reloaded from Postgres in case a broadcast
+    /// was lost.
+    pub flags_resync: Duration,
+    /// `FLAGS_CHANNEL`: the Redis pub/sub channel carrying flag changes.
+    pub flags_channel: String,
+    /// `GATEWAY_INITIAL_ROLLOUT`: at start-up, the rollout given to every flag nobody has
+    /// changed since the migration seeded it; later changes always win.
+    pub initial_rollout: Option<u8>,
+    /// Whether `OTEL_EXPORTER_OTLP_ENDPOINT` is set: upstreams then get the gateway's own
+    /// span as the `traceparent` parent.
+    pub otel_enabled: bool,
+}
+
+impl Settings {
+    /// Reads the settings; an unparsable value names its variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self {
+            listen_addr: config::parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            database_url: config::string(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/checkout",
+            ),
+            db_max_connections: config::parse("DB_MAX_CONNECTIONS", 4)?,
+            migrate_on_start: config::flag("MIGRATE_ON_START", true)?,
+            redis_url: config::string("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_timeout: config::millis("REDIS_TIMEOUT_MS", Duration::from_millis(500))?,
+            cart_url: upstream("CART_URL", "http://127.0.0.1:8081")?,
+            orders_url: upstream("ORDERS_URL", "http://127.0.0.1:8082")?,
+            payments_url: upstream("PAYMENTS_URL", "http://127.0.0.1:8083")?,
+            legacy_url: config::var("LEGACY_URL")
+                .map(|url| Upstream::parse("LEGACY_URL", &url))
+                .transpose()?,
+            admin_token: Secret::new(config::string("ADMIN_TOKEN", "")),
+            max_body_bytes: config::parse("MAX_BODY_BYTES", 10 * 1024 * 1024)?,
+            webhook_max_body_bytes: config::parse("WEBHOOK_MAX_BODY_BYTES", 256 * 1024)?,
+            upstream_connect_timeout: config::millis(
+                "UPSTREAM_CONNECT_TIMEOUT_MS",
+                Duration::from_secs(1),
+            )?,
+            upstream_timeout: config::millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(30))?,
+            upstream_pool_idle: config::secs("UPSTREAM_POOL_IDLE_SECS", Duration::from_secs(90))?,
+            upstream_pool_max_idle: config::parse("UPSTREAM_POOL_MAX_IDLE", 1024)?,
+            rate_limit_per_second: config::parse("RATE_LIMIT_PER_SECOND", 100)?,
+            rate_limit_burst: config::parse("RATE_LIMIT_BURST", 200)?,
+            rate_limit_key_header: config::string("RATE_LIMIT_KEY_HEADER", "x-api-key"),
+            max_in_flight: config::parse("MAX_IN_FLIGHT", 4096)?,
+            rollback_error_rate_percent: config::parse("ROLLBACK_ERROR_RATE_PERCENT", 1.0)?,
+            rollback_window: config::secs("ROLLBACK_WINDOW_SECS", Duration::from_secs(30))?,
+            rollback_min_sample: config::parse("ROLLBACK_MIN_SAMPLE", 100)?,
+            flags_resync: config::millis("FLAGS_RESYNC_MS", Duration::from_secs(5))?,
+            flags_channel: config::string("FLAGS_CHANNEL", "flags:changed"),
+            initial_rollout: config::var("GATEWAY_INITIAL_ROLLOUT")
+                .map(|raw| {
+                    raw.trim().parse::<u8>().map_err(|e| {
+                        ConfigError::new("GATEWAY_INITIAL_ROLLOUT", format!("{raw:?}: {e}"))
+                    })
+                })
+                .transpose()?,
+            otel_enabled: config::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some(),
+        }
+        .checked()
+    }
+
+    fn checked(self) -> Result<Self, ConfigError> {
+        if self.initial_rollout.is_some_and(|p| p > 100) {
+            return Err(ConfigError::new(
+                "GATEWAY_INITIAL_ROLLOUT",
+                "must be between 0 and 100",
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.rollback_error_rate_percent) {
+            return Err(ConfigError::new(
+                "ROLLBACK_ERROR_RATE_PERCENT",
+                "must be between 0 and 100",
+            ));
+        }
+        let positive = [
+            ("ROLLBACK_WINDOW_SECS", self.rollback_window),
+            ("FLAGS_RESYNC_MS", self.flags_resync),
+            ("UPSTREAM_TIMEOUT_MS", self.upstream_timeout),
+            ("UPSTREAM_CONNECT_TIMEOUT_MS", self.upstream_connect_timeout),
+            ("REDIS_TIMEOUT_MS", self.redis_timeout),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::new(name, "must be at least 1"));
+        }
+        if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
+            return Err(ConfigError::new("RATE_LIMIT_BURST", "must be at least 1"));
+        }
+        if axum::http::HeaderName::try_from(self.rate_limit_key_header.as_str()).is_err() {
+            return Err(ConfigError::new(
+                "RATE_LIMIT_KEY_HEADER",
+                "is not a header name",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+fn upstream(name: &str, default: &str) -> Result<Upstream, ConfigError> {
+    Upstream::parse(name, &config::string(name, default))
+}

@@ -1,0 +1,222 @@
+//! The gateway: the strangler-fig edge router in front of the checkout. It sends each route
+//! group (cart, orders, payments) to the new service or to the legacy monolith by flag and
+//! sticky bucket, rolls a group back by itself when the new service fails, and serves the
+//! admin API for the flags. `build` assembles the app (tests serve it on a random port);
+//! `run` serves it until shutdown.
+
+pub mod admin;
+pub mod body;
+pub mod bucket;
+pub mod clock;
+pub mod config;
+pub mod edge;
+pub mod error;
+pub mod flags;
+pub mod forwarding;
+pub mod group;
+pub mod limits;
+pub mod proxy;
+pub mod rollback;
+pub mod routing;
+pub mod webhook;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    Json, Router, extract::DefaultBodyLimit, http::HeaderName, middleware, routing::get,
+    serve::ListenerExt as _,
+};
+use common::health::Check;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+
+pub use config::Settings;
+
+use crate::{
+    clock::{Clock, MonotonicClock},
+    edge::{Edge, Upstreams},
+    flags::Flags,
+    limits::{InFlight, RateLimiter},
+    proxy::{Proxy, ProxySettings},
+    rollback::{Policy, Rollback},
+};
+
+/// Admin request bodies are a few bytes of JSON.
+const ADMIN_BODY_LIMIT: usize = 16 * 1024;
+const LIMITER_SWEEP: Duration = Duration::from_secs(10);
+
+/// Connects the stores, applies migrations when configured, loads the flags, starts the
+/// flag subscriber and resync (they stop with `shutdown`) and assembles the app. Rollback
+/// windows and rate limits run on `clock`.
+pub async fn build(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Router> {
+    let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to DATABASE_URL {}",
+                common::db::redact_url(&settings.database_url)
+            )
+        })?;
+    if settings.migrate_on_start {
+        common::db::migrate(&pool)
+            .await
+            .context("applying migrations")?;
+    }
+    let redis_url = common::db::redact_url(&settings.redis_url);
+    let redis = common::redis::connect(&settings.redis_url, settings.redis_timeout)
+        .with_context(|| format!("REDIS_URL {redis_url} is not a Redis URL"))?;
+    let subscriber = redis::Client::open(settings.redis_url.as_str())
+        .with_context(|| format!("REDIS_URL {redis_url} is not a Redis URL"))?;
+
+    let policy = Policy {
+        max_error_rate: settings.rollback_error_rate_percent / 100.0,
+        window: settings.rollback_window,
+        min_sample: settings.rollback_min_sample,
+    };
+    let rollback = Arc::new(Rollback::new(policy, clock.clone()));
+    let flags = Flags::load(
+        pool.clone(),
+        redis.clone(),
+        settings.flags_channel.clone(),
+        rollback.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("loading the flags")?;
+    let flags = Arc::new(flags);
+    if let Some(rollout) = settings.initial_rollout {
+        let changed = flags
+            .initial_rollout(rollout)
+            .await
+            .context("applying GATEWAY_INITIAL_ROLLOUT")?;
+        for record in &changed {
+            tracing::info!(flag = %record.name, rollout, "initial rollout applied");
+        }
+    }
+    flags::sync::spawn(
+        flags.clone(),
+        subscriber,
+        settings.flags_channel.clone(),
+        settings.flags_resync,
+        shutdown.clone(),
+    );
+
+    let limiter = RateLimiter::new(
+        settings.rate_limit_per_second,
+        settings.rate_limit_burst,
+        clock,
+    )
+    .map(Arc::new);
+    if let Some(limiter) = &limiter {
+        tokio::spawn(sweep(limiter.clone(), shutdown));
+    }
+    let edge = Edge {
+        flags: flags.clone(),
+        rollback,
+        limiter,
+        key_header: HeaderName::try_from(settings.rate_limit_key_header.as_str())
+            .context("RATE_LIMIT_KEY_HEADER is not a header name")?,
+        in_flight: InFlight::new(settings.max_in_flight),
+        proxy: Proxy::new(ProxySettings {
+            connect_timeout: settings.upstream_connect_timeout,
+            response_timeout: settings.upstream_timeout,
+            pool_idle: settings.upstream_pool_idle,
+            pool_max_idle: settings.upstream_pool_max_idle,
+            max_body_bytes: settings.max_body_bytes,
+            inject_trace: settings.otel_enabled,
+        }),
+        upstreams: Upstreams {
+            cart: settings.cart_url.clone(),
+            orders: settings.orders_url.clone(),
+            payments: settings.payments_url.clone(),
+            legacy: settings.legacy_url.clone(),
+        },
+        webhook_max_body_bytes: settings.webhook_max_body_bytes,
+    };
+    let checks = vec![Check::postgres(pool), Check::redis(redis)];
+    Ok(router(edge, flags, settings.admin_token.clone(), checks))
+}
+
+/// The admin and operational routes, with every other request proxied.
+fn router(
+    edge: Edge,
+    flags: Arc<Flags>,
+    admin_token: common::Secret,
+    checks: Vec<Check>,
+) -> Router {
+    let own = Router::new()
+        .merge(admin::router(flags, admin_token))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(admin::ApiDoc::openapi()) }),
+        )
+        .merge(common::health::router(checks))
+        .merge(common::metrics::router())
+        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
+        .layer(middleware::from_fn(common::metrics::track));
+    let proxied = Router::new()
+        .fallback(edge::forward)
+        .with_state(Arc::new(edge));
+    own.merge(proxied)
+        .method_not_allowed_fallback(common::problem::method_not_allowed_fallback)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(common::telemetry::request_span)
+                .on_request(())
+                .on_response(
+                    |response: &axum::http::Response<_>,
+                     _latency: Duration,
+                     span: &tracing::Span| {
+                        span.record("status", response.status().as_u16());
+                    },
+                )
+                .on_failure(()),
+        )
+}
+
+async fn sweep(limiter: Arc<RateLimiter>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(LIMITER_SWEEP);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => limiter.sweep(),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then drains in-flight requests.
+/// Connections carry the client's address, which `X-Forwarded-For` and the rate limit need.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // Small answers go out at once: a proxy must not add Nagle's delay to every hop.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+/// Serves the gateway until `shutdown` is cancelled.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let app = build(&settings, Arc::new(MonotonicClock::new()), shutdown.clone()).await?;
+    let listener = TcpListener::bind(settings.listen_addr)
+        .await
+        .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    serve(listener, app, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! Auto-rollback: per group, a sliding window of the new side's outcomes. 5xx answers,
+//! connect failures and timeouts are errors; 4xx are the client's and are not. Past a minimum
+//! sample, an error rate above the threshold trips the group once; the flags then set its
+//! rollout to 0. The window is 30 time buckets, each one atomic word, so recording an
+//! outcome takes no lock.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::{clock::Clock, group::Group};
+
+/// Buckets per window: a 30 s window moves in one-second steps.
+pub const WINDOW_BUCKETS: usize = 30;
+
+// One bucket is one word: [epoch: 24 bits][requests: 20 bits][errors: 20 bits].
+const COUNT_BITS: u32 = 20;
+const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
+const EPOCH_MASK: u64 = (1 << 24) - 1;
+
+/// When a group rolls back.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Error rate (a fraction, 0.01 = 1 %) above which the group rolls back.
+    pub max_error_rate: f64,
+    /// How far back outcomes count.
+    pub window: Duration,
+    /// Outcomes the window must hold before the rate is judged.
+    pub min_sample: u64,
+}
+
+/// How one request to a new service went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Any answer below 500.
+    Answered,
+    /// A 5xx answer, a connect failure or a timeout.
+    Failed,
+}
+
+/// Requests and errors a window holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Outcomes recorded.
+    pub requests: u64,
+    /// Of which errors.
+    pub errors: u64,
+}
+
+impl Tally {
+    /// Errors as a fraction of requests.
+    pub fn error_rate(self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+}
+
+/// A sliding window of outcomes in `WINDOW_BUCKETS` time buckets.
+#[derive(Debug)]
+pub struct Window {
+    buckets: [AtomicU64; WINDOW_BUCKETS],
+    width_nanos: u64,
+}
+
+impl Window {
+    /// An empty window spanning `span`.
+    pub fn new(span: Duration) -> Self {
+        let width = span.as_nanos() / WINDOW_BUCKETS as u128;
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            width_nanos: u64::try_from(width).unwrap_or(u64::MAX).max(1),
+        }
+    }
+
+    fn position(&self, now: Duration) -> u64 {
+        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX) / self.width_nanos
+    }
+
+    /// Counts one outcome at time `now`.
+    pub fn record(&self, now: Duration, failed: bool) {
+        let position = self.position(now);
+        let epoch = position & EPOCH_MASK;
+        let bucket = &self.buckets[(position % WINDOW_BUCKETS as u64) as usize];
+        let mut current = bucket.load(Ordering::Relaxed);
+        loop {
+            let (held_epoch, requests, errors) = unpack(current);
+            // A bucket holding another lap is stale: start it afresh.
+            let (requests, errors) = if held_epoch == epoch {
+                (requests, errors)
+            } else {
+                (0, 0)
+            };
+            if requests == COUNT_MAX {
+                return;
+            }
+            let next = pack(epoch, requests + 1, errors + u64::from(failed));
+            match bucket.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// What the window holds at time `now`.
+    pub fn tally(&self, now: Duration) -> Tally {
+        let position = self.position(now);
+        let mut tally = Tally::default();
+        for back in 0..(WINDOW_BUCKETS as u64).min(position + 1) {
+            let wanted = position - back;
+            let word =
+                self.buckets[(wanted % WINDOW_BUCKETS as u64) as usize].load(Ordering::Relaxed);
+            let (epoch, requests, errors) = unpack(word);
+            if epoch == wanted & EPOCH_MASK {
+                tally.requests += requests;
+                tally.errors += errors;
+            }
+        }
+        tally
+    }
+
+    /// Forgets every outcome.
+    pub fn reset(&self) {
+        for bucket in &self.buckets {
+            bucket.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn pack(epoch: u64, requests: u64, errors: u64) -> u64 {
+    (epoch << (2 * COUNT_BITS)) | (requests << COUNT_BITS) | errors
+}
+
+fn unpack(word: u64) -> (u64, u64, u64) {
+    (
+        word >> (2 * COUNT_BITS),
+        (word >> COUNT_BITS) & COUNT_MAX,
+        word & COUNT_MAX,
+    )
+}
+
+/// The decision to roll a group back, with the reason the audit log records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trip {
+    /// The group to roll back.
+    pub group: Group,
+    /// What the window held.
+    pub tally: Tally,
+    /// The audit log's words.
+    pub reason: String,
+}
+
+/// One window per group and the breaker that trips each group once.
+pub struct Rollback {
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    windows: [Window; 3],
+    tripped: [AtomicBool; 3],
+}
+
+impl Rollback {
+    /// Windows for every group under `policy`, timed by `clock`.
+    pub fn new(policy: Policy, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            policy,
+            clock,
+            windows: std::array::from_fn(|_| Window::new(policy.window)),
+            tripped: std::array::from_fn(|_| AtomicBool::new(false)),
+        }
+    }
+
+    /// Records a new-side outcome for `group`. `armed` says whether the group's rollout is
+    /// above 0; when it is and the window now breaks the policy, the first caller gets the
+    /// `Trip` and later callers get nothing until the group is reset.
+    pub fn record(&self, group: Group, outcome: Outcome, armed: bool) -> Option<Trip> {
+        let now = self.clock.now();
+        let window = &self.windows[group.index()];
+        window.record(now, outcome == Outcome::Failed);
+        if !armed || self.tripped[group.index()].load(Ordering::Relaxed) {
+            return None;
+        }
+        let tally = window.tally(now);
+        if tally.requests < self.policy.min_sample
+            || tally.error_rate() <= self.policy.max_error_rate
+        {
+            return None;
+        }
+        if self.tripped[group.index()].swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Trip {
+            group,
+            tally,
+            reason: format!(
+                "error rate {:.2}% ({} of {} requests) over the last {} s is above {}%",
+                tally.error_rate() * 100.0,
+                tally.errors,
+                tally.requests,
+                self.policy.window.as_secs_f64(),
+                self.policy.max_error_rate * 100.0
+            ),
+        })
+    }
+
+    /// Forgets `group`'s outcomes and re-arms its breaker (after a flag change).
+    pub fn reset(&self, group: Group) {
+        self.windows[group.index()].reset();
+        self.tripped[group.index()].store(false, Ordering::Release);
+    }
+
+    /// What `group`'s window holds now.
+    pub fn tally(&self, group: Group) -> Tally {
+        self.windows[group.index()].tally(self.clock.now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn rollback(clock: &Arc<ManualClock>) -> Rollback {
+        let policy = Policy {
+            max_error_rate: 0.01,
+            window: Duration::from_secs(30),
+            min_sample: 100,
+        };
+        Rollback::new(policy, clock.clone())
+    }
+
+    /// Sends `n` outcomes, every `every`-th of them failed; answers the trips seen.
+    fn send(rollback: &Rollback, n: u64, every: u64) -> Vec<Trip> {
+        (1..=n)
+            .filter_map(|i| {
+                let outcome = if every > 0 && i % every == 0 {
+                    Outcome::Failed
+                } else {
+                    Outcome::Answered
+                };
+                rollback.record(Group::Cart, outcome, true)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_percent_errors_past_the_minimum_sample_trip_once() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = rollback(&clock);
+        let trips = send(&rollback, 200, 50);
+        assert_eq!(trips.len(), 1);
+        assert_eq!(
+            trips[0].tally,
+            Tally {
+                requests: 100,
+                errors: 2
+            }
+        );
+        assert!(trips[0].reason.contains("2.00%"), "{}", trips[0].reason);
+    }
+
+    #[test]
+    fn half_a_percent_does_not_trip() {
+        let clock = Arc::new(ManualClock::new());
+        assert!(send(&rollback(&clock), 400, 200).is_empty());
+    }
+
+    #[test]
+    fn fewer_than_the_minimum_sample_does_not_trip() {
+        let clock = Arc::new(ManualClock::new());
+        assert!(send(&rollback(&clock), 99, 2).is_empty());
+    }
+
+    #[test]
+    fn a_disarmed_group_counts_but_does_not_trip() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = rollback(&clock);
+        for _ in 0..200 {
+            assert_eq!(rollback.record(Group::Orders, Outcome::Failed, false), None);
+        }
+        assert_eq!(rollback.tally(Group::Orders).errors, 200);
+    }
+
+    #[test]
+    fn outcomes_leave_the_window_as_time_passes() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = rollback(&clock);
+        for _ in 0..10 {
+            rollback.record(Group::Cart, Outcome::Failed, false);
+        }
+        clock.advance(10 * SECOND);
+        for _ in 0..5 {
+            rollback.record(Group::Cart, Outcome::Answered, false);
+        }
+        assert_eq!(
+            rollback.tally(Group::Cart),
+            Tally {
+                requests: 15,
+                errors: 10
+            }
+        );
+        clock.advance(25 * SECOND);
+        assert_eq!(
+            rollback.tally(Group::Cart),
+            Tally {
+                requests: 5,
+                errors: 0
+            }
+        );
+        clock.advance(5 * SECOND);
+        assert_eq!(rollback.tally(Group::Cart), Tally::default());
+    }
+
+    #[test]
+    fn old_errors_do_not_trip_a_recovered_group() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = rollback(&clock);
+        send(&rollback, 50, 2);
+        clock.advance(31 * SECOND);
+        assert!(send(&rollback, 200, 0).is_empty());
+    }
+
+    #[test]
+    fn a_reset_forgets_outcomes_and_re_arms() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = rollback(&clock);
+        assert_eq!(send(&rollback, 200, 10).len(), 1);
+        rollback.reset(Group::Cart);
+        assert_eq!(rollback.tally(Group::Cart), Tally::default());
+        assert_eq!(send(&rollback, 200, 10).len(), 1);
+    }
+
+    #[test]
+    fn groups_have_their_own_windows() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = rollback(&clock);
+        send(&rollback, 200, 0);
+        assert_eq!(rollback.tally(Group::Payments), Tally::default());
+    }
+
+    #[test]
+    fn concurrent_recording_loses_nothing() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = Arc::new(rollback(&clock));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let rollback = rollback.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000u32 {
+                        let outcome = if i % 4 == 0 {
+                            Outcome::Failed
+                        } else {
+                            Outcome::Answered
+                        };
+                        rollback.record(Group::Cart, outcome, false);
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(
+            rollback.tally(Group::Cart),
+            Tally {
+                requests: 40_000,
+                errors: 10_000
+            }
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Edge protection over HTTP: a client over its rate gets 429 with `Retry-After` (on the
+//! gateway's manual clock), and past the in-flight cap requests are shed with 503 at once.
+
+use std::time::Duration;
+
+use reqwest::{Method, header};
+
+use crate::support::{World, eventually, problem};
+
+#[tokio::test]
+async fn a_client_over_its_rate_is_a_429_with_retry_after() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    settings.rate_limit_per_second = 1;
+    settings.rate_limit_burst = 3;
+    let gateway = world.gateway_with(settings).await;
+    let send = |key: Option<&'static str>| {
+        let request = gateway.request(Method::GET, "/");
+        match key {
+            Some(key) => request.header("x-api-key", key),
+            None => request,
+        }
+        .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(send(None).await.unwrap().status(), 200);
+    }
+    let limited = send(None).await.unwrap();
+    assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
+    let body = problem(limited, 429).await;
+    assert_eq!(body["type"], "/problems/rate-limited");
+
+    // Another client (an API key) has its own allowance; the limited one waits its turn.
+    assert_eq!(send(Some("partner-1")).await.unwrap().status(), 200);
+    gateway.clock.advance(Duration::from_secs(1));
+    assert_eq!(send(None).await.unwrap().status(), 200);
+    assert_eq!(send(None).await.unwrap().status(), 429);
+
+    // Admin and health routes are not rate limited.
+    assert_eq!(gateway.get_json("/healthz").await["status"], "ok");
+    let metrics = gateway
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("gateway_rate_limited_total")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_in_flight_cap_requests_are_shed_at_once() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    settings.max_in_flight = 2;
+    let gateway = world.gateway_with(settings).await;
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(
+                gateway
+                    .request(Method::GET, "/slow-report")
+                    .header("x-fake", "hold")
+                    .send(),
+            )
+        })
+        .collect();
+    eventually("two requests wait upstream", || async {
+        world.legacy.held() == 2
+    })
+    .await;
+
+    let shed = gateway.request(Method::GET, "/").send().await.unwrap();
+    assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+    let body = problem(shed, 503).await;
+    assert_eq!(body["type"], "/problems/overloaded");
+    assert_eq!(
+        world.legacy.served(),
+        2,
+        "the shed request never reached an upstream"
+    );
+
+    world.legacy.release();
+    for request in held {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(
+        gateway
+            .request(Method::GET, "/")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = gateway
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap();
+    assert!(metrics.text().await.unwrap().contains("gateway_shed_total"));
+}

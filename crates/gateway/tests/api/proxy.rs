@@ -1,0 +1,187 @@
+//! The proxy itself: bodies stream both ways, limits and timeouts answer problem+json, and
+//! headers are forwarded as a proxy should (hop-by-hop dropped, `X-Forwarded-*` set,
+//! `traceparent` passed on).
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Frame;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::{
+    fakes::{checksum, pattern},
+    support::{World, new_cart_id, problem},
+};
+
+const FIVE_MB: usize = 5 * 1024 * 1024;
+
+/// POSTs the pattern of `bytes` to `url` as a chunked stream (no Content-Length).
+async fn stream_upload(url: &str, bytes: usize) -> (u16, Bytes) {
+    let frames = pattern(bytes).map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let request = hyper::Request::post(url)
+        .header("x-fake", "upload")
+        .body(body)
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_megabyte_upload_streams_through() {
+    let world = World::new().await;
+    let gateway = world.gateway().await;
+    let url = format!("{}/v1/carts/{}/upload", gateway.url, new_cart_id());
+    let (status, body) = stream_upload(&url, FIVE_MB).await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["side"], "cart");
+    assert_eq!(body["bytes"], FIVE_MB);
+    assert_eq!(body["checksum"], checksum(FIVE_MB));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_megabyte_download_streams_through() {
+    let world = World::new().await;
+    let gateway = world.gateway().await;
+    let response = gateway
+        .request(Method::GET, "/downloads/catalog.csv")
+        .header("x-fake", format!("download:{FIVE_MB}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut received = 0usize;
+    let mut expected = pattern(FIVE_MB).flat_map(|c| c.to_vec());
+    let mut response = response;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        assert!(chunk.iter().all(|b| Some(*b) == expected.next()));
+        received += chunk.len();
+    }
+    assert_eq!(received, FIVE_MB);
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_a_413_without_reaching_the_upstream() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    settings.max_body_bytes = 1024 * 1024;
+    let gateway = world.gateway_with(settings).await;
+    let response = gateway
+        .request(Method::POST, "/legacy/import")
+        .body(vec![0u8; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, 413).await;
+    assert_eq!(body["type"], "/problems/payload-too-large");
+    assert_eq!(world.legacy.served(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_over_the_limit_is_a_413() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    settings.max_body_bytes = 1024 * 1024;
+    let gateway = world.gateway_with(settings).await;
+    let (status, body) = stream_upload(&format!("{}/legacy/import", gateway.url), FIVE_MB).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_a_504() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    settings.upstream_timeout = Duration::from_millis(200);
+    let gateway = world.gateway_with(settings).await;
+    let response = gateway
+        .request(Method::GET, "/reports")
+        .header("x-fake", "slow")
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, 504).await;
+    assert_eq!(body["type"], "/problems/upstream-timeout");
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_is_a_502() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    settings.legacy_url = Some(gateway::proxy::Upstream::parse("LEGACY_URL", &url).unwrap());
+    let gateway = world.gateway_with(settings).await;
+    let response = gateway.request(Method::GET, "/").send().await.unwrap();
+    let body = problem(response, 502).await;
+    assert_eq!(body["type"], "/problems/bad-gateway");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "no internals: {body}"
+    );
+}
+
+#[tokio::test]
+async fn proxy_headers_are_set_and_hop_by_hop_headers_dropped() {
+    let world = World::new().await;
+    let gateway = world.gateway().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = gateway
+        .request(Method::GET, "/v1/products?page=2&sort=price")
+        .header("connection", "keep-alive, x-hop-secret")
+        .header("x-hop-secret", "must not pass")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic abc")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("traceparent", traceparent)
+        .header("authorization", "Bearer shopper")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echoed: Value = response.json().await.unwrap();
+    let headers = &echoed["headers"];
+    assert_eq!(echoed["path"], "/v1/products");
+    assert_eq!(echoed["query"], "page=2&sort=price");
+    for dropped in ["x-hop-secret", "keep-alive", "proxy-authorization"] {
+        assert!(
+            headers.get(dropped).is_none(),
+            "{dropped} passed: {headers}"
+        );
+    }
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(
+        headers["x-forwarded-host"],
+        gateway.url.trim_start_matches("http://")
+    );
+    assert_eq!(headers["traceparent"], traceparent);
+    assert_eq!(headers["authorization"], "Bearer shopper");
+    assert_eq!(
+        headers["host"],
+        world.legacy.url.trim_start_matches("http://")
+    );
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_reused() {
+    let world = World::new().await;
+    let gateway = world.gateway().await;
+    for _ in 0..20 {
+        assert_eq!(
+            gateway.side(gateway.request(Method::GET, "/")).await,
+            "legacy"
+        );
+    }
+    assert_eq!(world.legacy.served(), 20);
+    assert_eq!(world.legacy.connections(), 1);
+}

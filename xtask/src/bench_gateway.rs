@@ -1,0 +1,261 @@
+//! `cargo xtask bench gateway`: what the gateway costs as a proxy. The same requests, at the
+//! same concurrency, go (1) straight to a trivial upstream, (2) through nginx (`proxy_pass`
+//! to an `upstream` block with `keepalive`), and (3) through the gateway's release build with
+//! every group at 100 %. All three run in one go on this machine, load generator included,
+//! so only their differences mean anything.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use sqlx::{Connection as _, PgConnection};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::{
+    bench::{Call, load, request, setting},
+    services::{self, Profile},
+    stack::{Stack, free_port, with_database, workspace_root},
+};
+
+/// The gateway gets a database of its own, created afresh, so its flags start as seeded.
+const DATABASE: &str = "checkout_bench_gateway";
+
+/// Runs the three scenarios.
+pub async fn gateway() -> anyhow::Result<()> {
+    let seconds = setting("BENCH_SECONDS", 10)?;
+    let conns = setting("BENCH_CONNECTIONS", 64)? as usize;
+    let duration = Duration::from_secs(seconds);
+
+    let upstream = TcpListener::bind("127.0.0.1:0").await?;
+    let upstream_addr = upstream.local_addr()?.to_string();
+    let upstream_task = tokio::spawn(trivial_upstream(upstream));
+
+    let stack = Stack::ensure().await?;
+    let database_url = fresh_database(&stack.database_url).await?;
+    services::build_only(Profile::Release, &["gateway"])?;
+    let gateway_port = free_port()?;
+    let upstream_url = format!("http://{upstream_addr}");
+    let gateway = services::start(
+        &stack,
+        Profile::Release,
+        "gateway",
+        gateway_port,
+        &[
+            ("DATABASE_URL", database_url.as_str()),
+            ("CART_URL", upstream_url.as_str()),
+            ("ORDERS_URL", upstream_url.as_str()),
+            ("PAYMENTS_URL", upstream_url.as_str()),
+            ("LEGACY_URL", upstream_url.as_str()),
+            ("GATEWAY_INITIAL_ROLLOUT", "100"),
+            ("RATE_LIMIT_PER_SECOND", "0"),
+            ("RUST_LOG", "warn"),
+        ],
+    )?;
+    services::wait_ready(&gateway).await?;
+    let gateway_addr = format!("127.0.0.1:{gateway_port}");
+
+    let nginx = match Nginx::start(&upstream_addr)? {
+        Some(nginx) => Some(nginx),
+        None => {
+            println!(
+                "\nnginx is not installed; skipping the nginx scenario (Debian: apt-get install nginx)"
+            );
+            None
+        }
+    };
+
+    // Every request is a new-cart read bucketed by customer: at 100 % it is the cart group's.
+    let call = |user: usize, _n: u64| {
+        Call::get("/v1/carts".to_owned()).header("x-customer-id", format!("bench-customer-{user}"))
+    };
+    let (status, _) = request(&gateway_addr, call(0, 0)).await?;
+    if status != 200 {
+        bail!("the gateway answered {status} before the benchmark (flags not at 100 %?)");
+    }
+
+    println!(
+        "\nproxy overhead: GET /v1/carts, {conns} connections, {seconds} s per scenario, release builds, \
+         load generator and upstream on this machine\n"
+    );
+    let mut targets = vec![("direct (trivial upstream)", upstream_addr.clone())];
+    if let Some(nginx) = &nginx {
+        targets.push(("nginx (proxy_pass, keepalive)", nginx.addr.clone()));
+    }
+    targets.push(("gateway (every group at 100 %)", gateway_addr));
+    for (name, addr) in targets {
+        load("warm-up", &addr, conns, Duration::from_secs(2), call).await?;
+        let report = load(name, &addr, conns, duration, call).await?;
+        report.print();
+    }
+    if let Some(nginx) = &nginx {
+        println!("\nnginx configuration: {}", nginx.config.display());
+    }
+
+    drop(nginx);
+    drop(gateway);
+    upstream_task.abort();
+    Ok(())
+}
+
+/// Drops and creates the gateway's benchmark database; answers its URL.
+async fn fresh_database(url: &str) -> anyhow::Result<String> {
+    let mut admin = PgConnection::connect(&with_database(url, "postgres"))
+        .await
+        .context("connecting to Postgres")?;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
+        format!("CREATE DATABASE {DATABASE}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await?;
+    }
+    Ok(with_database(url, DATABASE))
+}
+
+/// An HTTP/1.1 server as cheap as one can be: every request head gets the same 11-byte JSON
+/// answer on a kept-alive connection. It reads no bodies: the benchmark sends GETs only.
+async fn trivial_upstream(listener: TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let _ = answer_requests(stream).await;
+        });
+    }
+}
+
+async fn answer_requests(mut stream: TcpStream) -> std::io::Result<()> {
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
+    stream.set_nodelay(true)?;
+    let mut pending = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        pending.extend_from_slice(&chunk[..read]);
+        let mut heads = 0;
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            pending.drain(..end + 4);
+            heads += 1;
+        }
+        if heads > 0 {
+            stream.write_all(&RESPONSE.repeat(heads)).await?;
+        }
+    }
+}
+
+/// nginx from the system, run in the foreground with a configuration under `target/`.
+struct Nginx {
+    addr: String,
+    config: std::path::PathBuf,
+    child: Child,
+}
+
+impl Nginx {
+    /// Starts nginx proxying to `upstream`; `None` when nginx is not installed.
+    fn start(upstream: &str) -> anyhow::Result<Option<Self>> {
+        let Some(binary) = ["nginx", "/usr/sbin/nginx"].into_iter().find(|b| {
+            Command::new(b)
+                .arg("-v")
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        }) else {
+            return Ok(None);
+        };
+        let dir = workspace_root().join("target/bench-gateway/nginx");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let config = dir.join("nginx.conf");
+        std::fs::write(&config, nginx_config(&dir, &addr, upstream))?;
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&config)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {binary}"))?;
+        let nginx = Self {
+            addr,
+            config,
+            child,
+        };
+        nginx.wait_listening()?;
+        Ok(Some(nginx))
+    }
+
+    fn wait_listening(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&self.addr).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "nginx did not listen on {}; see target/bench-gateway/nginx/error.log",
+            self.addr
+        )
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers, then exits.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_config(dir: &Path, listen: &str, upstream: &str) -> String {
+    let dir = dir.display();
+    format!(
+        "# Generated by `cargo xtask bench gateway`.
+daemon off;
+worker_processes auto;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    # The load generator keeps each connection for the whole run (the default closes it
+    # after 1,000 requests).
+    keepalive_requests 1000000000;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream backend {{
+        server {upstream};
+        keepalive 128;
+        keepalive_requests 1000000000;
+    }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host $proxy_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+        }}
+    }}
+}}
+"
+    )
+}
