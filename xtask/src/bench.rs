@@ -49,16 +49,26 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         Some("orders") => crate::bench_orders::orders()
             .await
             .map(|()| ExitCode::SUCCESS),
-        other => bail!("unknown benchmark {other:?}; available: cart, orders"),
+        Some("payments") => crate::bench_payments::payments()
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Some("gateway") => crate::bench_gateway::gateway()
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        other => bail!("unknown benchmark {other:?}; available: cart, orders, payments, gateway"),
     }
 }
 
 /// One request a virtual user sends.
 pub struct Call {
-    method: Method,
-    path: String,
-    body: Option<Bytes>,
-    headers: Vec<(&'static str, String)>,
+    /// The method.
+    pub method: Method,
+    /// Path and query.
+    pub path: String,
+    /// A JSON body, sent byte for byte.
+    pub body: Option<Bytes>,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Call {
@@ -105,11 +115,16 @@ impl Call {
 
 /// What one scenario measured.
 pub struct Report {
-    name: String,
-    ok: u64,
-    failed: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u32>,
+    /// The scenario's name.
+    pub name: String,
+    /// 2xx answers.
+    pub ok: u64,
+    /// Other answers.
+    pub failed: u64,
+    /// How long the run took.
+    pub elapsed: Duration,
+    /// Every request's latency, sorted.
+    pub latencies_us: Vec<u32>,
 }
 
 impl Report {

@@ -4,7 +4,9 @@
 //! answer, or are started as throw-away instances under `target/stack/`.
 
 mod bench;
+mod bench_gateway;
 mod bench_orders;
+mod bench_payments;
 mod seed;
 mod services;
 mod stack;
@@ -21,6 +23,8 @@ commands:
   seed             fill the demo catalog
   bench cart       throughput and latency of the cart service (release build)
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
+  bench payments   verified Stripe webhook events per second
+  bench gateway    proxy throughput: direct, through nginx, through the gateway
 
 environment:
   DATABASE_URL, REDIS_URL   used when they answer; otherwise local throw-away instances start
@@ -75,7 +79,7 @@ async fn up() -> anyhow::Result<ExitCode> {
         stack.redis_url
     );
     println!(
-        "\nTry the checkout in README.md, or:\n  curl -s -X POST http://127.0.0.1:8081/v1/carts\n\nctrl-c stops everything."
+        "\nTry the checkout in README.md, or:\n  curl -s -X POST http://127.0.0.1:8080/v1/carts   (through the gateway)\n\nctrl-c stops everything."
     );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => println!("\nstopping"),

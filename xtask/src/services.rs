@@ -41,6 +41,7 @@ pub struct Spec {
 /// The shared secrets of a local stack.
 const INTERNAL_TOKEN: &str = "dev-internal-token";
 const WEBHOOK_SECRET: &str = "whsec_sim_local";
+const ADMIN_TOKEN: &str = "dev-admin-token";
 
 /// Every service, in start order.
 pub const SERVICES: &[Spec] = &[
@@ -67,6 +68,30 @@ pub const SERVICES: &[Spec] = &[
             ("CART_URL", "http://127.0.0.1:8081"),
             ("PAYMENTS_URL", "http://127.0.0.1:8083"),
             ("INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+    },
+    Spec {
+        name: "payments",
+        port: 8083,
+        env: &[
+            ("STRIPE_API_BASE", "http://127.0.0.1:12111"),
+            ("STRIPE_WEBHOOK_SECRETS", WEBHOOK_SECRET),
+            ("ORDERS_URL", "http://127.0.0.1:8082"),
+            ("INTERNAL_TOKEN", INTERNAL_TOKEN),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+    },
+    Spec {
+        name: "gateway",
+        port: 8080,
+        env: &[
+            ("CART_URL", "http://127.0.0.1:8081"),
+            ("ORDERS_URL", "http://127.0.0.1:8082"),
+            ("PAYMENTS_URL", "http://127.0.0.1:8083"),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+            ("GATEWAY_INITIAL_ROLLOUT", "100"),
+            ("RATE_LIMIT_PER_SECOND", "0"),
         ],
     },
 ];

@@ -233,7 +233,9 @@ impl Saga {
         }
         orders::sell(conn, order).await?;
         orders::transition(conn, order, Status::Confirmed, None).await?;
-        self.queue.cancel(conn, &format!("timeout:{}", order.id)).await?;
+        self.queue
+            .cancel(conn, &format!("timeout:{}", order.id))
+            .await?;
         let clear = NewJob::new(CLEAR_CART, serde_json::json!({ "cart_id": order.cart_id }))
             .dedup(format!("clear:{}", order.id))
             .attempts(self.max_attempts);

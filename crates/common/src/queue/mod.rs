@@ -157,9 +157,21 @@ impl Queue {
 
     /// Withdraws a job that has not started, by its dedup key, inside the caller's
     /// transaction (a payment-timeout check for an order that was paid).
-    pub async fn cancel(&self, conn: &mut PgConnection, dedup_key: &str) -> Result<bool, sqlx::Error> {
-        let sql = format!("DELETE FROM {} WHERE dedup_key = $1 AND status = 'pending'", self.table);
-        Ok(sqlx::query(AssertSqlSafe(sql)).bind(dedup_key).execute(conn).await?.rows_affected() == 1)
+    pub async fn cancel(
+        &self,
+        conn: &mut PgConnection,
+        dedup_key: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "DELETE FROM {} WHERE dedup_key = $1 AND status = 'pending'",
+            self.table
+        );
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(dedup_key)
+            .execute(conn)
+            .await?
+            .rows_affected()
+            == 1)
     }
 
     /// Claims up to `limit` runnable jobs of `kinds` (pending and due, or running with an

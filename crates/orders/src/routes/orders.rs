@@ -89,7 +89,13 @@ pub async fn create(
     let lines: Vec<Line> = cart
         .items
         .iter()
-        .map(|l| Line { sku: l.sku.clone(), name: l.name.clone(), quantity: l.quantity, unit_price: l.unit_price, line_total: l.line_total })
+        .map(|l| Line {
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            line_total: l.line_total,
+        })
         .collect();
     let order = Order {
         id: OrderId::new().to_string(),
@@ -105,15 +111,25 @@ pub async fn create(
         client_secret: None,
         failure_reason: None,
         payment_due_at: None,
-        created_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc()),
+        created_at: OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc()),
     };
     let view = serde_json::to_value(OrderView::new(&order, &lines)).expect("an order serialises");
-    let claim = orders::Claim { key: &key, request: &request, response: &view, ttl: app.idempotency_ttl };
+    let claim = orders::Claim {
+        key: &key,
+        request: &request,
+        response: &view,
+        ttl: app.idempotency_ttl,
+    };
 
     for _ in 0..2 {
         let mut tx = app.pool.begin().await?;
         if orders::place(&mut tx, &claim, &order, &lines).await? {
-            app.saga.queue.enqueue(&mut tx, app.saga.process_job(&order.id)).await?;
+            app.saga
+                .queue
+                .enqueue(&mut tx, app.saga.process_job(&order.id))
+                .await?;
             tx.commit().await?;
             metrics::counter!("orders_accepted_total").increment(1);
             return Ok(accepted(&order.id, view, false));
@@ -130,17 +146,26 @@ pub async fn create(
     Err(OrdersError::InFlight)
 }
 
-async fn orderable_cart(app: &AppState, cart_id: &str) -> Result<crate::clients::Cart, OrdersError> {
+async fn orderable_cart(
+    app: &AppState,
+    cart_id: &str,
+) -> Result<crate::clients::Cart, OrdersError> {
     let cart = app.saga.clients.cart(cart_id).await.map_err(|e| match e {
         crate::clients::UpstreamError::Transient(e) => OrdersError::Upstream(format!("cart: {e}")),
-        crate::clients::UpstreamError::Rejected { status, .. } => OrdersError::Upstream(format!("cart answered {status}")),
+        crate::clients::UpstreamError::Rejected { status, .. } => {
+            OrdersError::Upstream(format!("cart answered {status}"))
+        }
     })?;
-    let cart = cart.ok_or_else(|| OrdersError::Cart("the cart does not exist or has expired".into()))?;
+    let cart =
+        cart.ok_or_else(|| OrdersError::Cart("the cart does not exist or has expired".into()))?;
     if cart.items.is_empty() {
         return Err(OrdersError::Cart("the cart is empty".into()));
     }
     if let Some(line) = cart.items.iter().find(|l| !l.available) {
-        return Err(OrdersError::Cart(format!("{} is no longer sold; remove it from the cart", line.sku)));
+        return Err(OrdersError::Cart(format!(
+            "{} is no longer sold; remove it from the cart",
+            line.sku
+        )));
     }
     Ok(cart)
 }

@@ -27,10 +27,11 @@ pub async fn find(pool: &PgPool, key: &str) -> Result<Option<Stored>, sqlx::Erro
 
 /// Forgets `key` if it has expired, so it can be claimed again; `true` when it did.
 pub async fn forget_if_expired(pool: &PgPool, key: &str) -> Result<bool, sqlx::Error> {
-    let deleted = sqlx::query("DELETE FROM orders.idempotency_keys WHERE key = $1 AND expires_at <= now()")
-        .bind(key)
-        .execute(pool)
-        .await?;
+    let deleted =
+        sqlx::query("DELETE FROM orders.idempotency_keys WHERE key = $1 AND expires_at <= now()")
+            .bind(key)
+            .execute(pool)
+            .await?;
     Ok(deleted.rows_affected() == 1)
 }
 
