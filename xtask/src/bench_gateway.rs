@@ -83,15 +83,36 @@ pub async fn gateway() -> anyhow::Result<()> {
         "\nproxy overhead: GET /v1/carts, {conns} connections, {seconds} s per scenario, release builds, \
          load generator and upstream on this machine\n"
     );
-    let mut targets = vec![("direct (trivial upstream)", upstream_addr.clone())];
+    // Throughput moves with whatever else the machine runs; the proxy's own CPU time per
+    // request (user + system, from /proc) does much less, so it is printed too.
+    let mut targets = vec![("direct (trivial upstream)", upstream_addr.clone(), None)];
     if let Some(nginx) = &nginx {
-        targets.push(("nginx (proxy_pass, keepalive)", nginx.addr.clone()));
+        targets.push((
+            "nginx (proxy_pass, keepalive)",
+            nginx.addr.clone(),
+            Some(nginx.child.id()),
+        ));
     }
-    targets.push(("gateway (every group at 100 %)", gateway_addr));
-    for (name, addr) in targets {
+    targets.push((
+        "gateway (every group at 100 %)",
+        gateway_addr,
+        Some(gateway.pid()),
+    ));
+    for (name, addr, proxy) in targets {
         load("warm-up", &addr, conns, Duration::from_secs(2), call).await?;
+        let before = proxy.map(cpu_ticks);
         let report = load(name, &addr, conns, duration, call).await?;
         report.print();
+        if let (Some(pid), Some(before)) = (proxy, before) {
+            let ticks = cpu_ticks(pid) - before;
+            let requests = (report.ok + report.failed).max(1) as f64;
+            println!(
+                "{:<34} {:>9.1} µs CPU per request in the proxy ({:.2} cores busy)",
+                "",
+                ticks as f64 * 1e6 / CLOCK_TICKS / requests,
+                ticks as f64 / CLOCK_TICKS / report.elapsed.as_secs_f64(),
+            );
+        }
     }
     if let Some(nginx) = &nginx {
         println!("\nnginx configuration: {}", nginx.config.display());
@@ -101,6 +122,31 @@ pub async fn gateway() -> anyhow::Result<()> {
     drop(gateway);
     upstream_task.abort();
     Ok(())
+}
+
+/// `USER_HZ`: the unit of the CPU times in `/proc/<pid>/stat` (100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// User and system CPU time, in clock ticks, of process `root` and its children (nginx's
+/// workers are its master's children); 0 where `/proc` cannot tell.
+fn cpu_ticks(root: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the parenthesised command name: state, ppid, ..., utime (14th
+            // field overall), stime (15th).
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let pid: u32 = head.split_once(" (")?.0.parse().ok()?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ppid: u32 = fields.get(1)?.parse().ok()?;
+            let (user, system): (u64, u64) =
+                (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+            (pid == root || ppid == root).then_some(user + system)
+        })
+        .sum()
 }
 
 /// Drops and creates the gateway's benchmark database; answers its URL.

@@ -105,6 +105,13 @@ pub struct Service {
     child: Child,
 }
 
+impl Service {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 /// The started services; dropping this stops them.
 pub struct Running {
     /// In start order.

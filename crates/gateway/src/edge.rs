@@ -23,6 +23,7 @@ use crate::{
     flags::Flags,
     group::Group,
     limits::{ClientKey, InFlight, RateLimiter},
+    meters::RequestMeters,
     proxy::{Proxy, Upstream},
     rollback::{Outcome, Rollback},
     routing::{self, Decision, Route, Side},
@@ -71,6 +72,8 @@ pub struct Edge {
     pub upstreams: Upstreams,
     /// Cap on a Stripe webhook body.
     pub webhook_max_body_bytes: usize,
+    /// Request counts and durations.
+    pub meters: RequestMeters,
 }
 
 /// The fallback handler: proxies the request to the side the flags choose.
@@ -124,17 +127,12 @@ pub async fn forward(State(edge): State<Arc<Edge>>, request: Request) -> Respons
     {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    let group = decision.group.map_or("none", Group::name);
-    let side = decision.side.label();
-    metrics::counter!(
-        "gateway_requests_total",
-        "group" => group,
-        "side" => side,
-        "status" => response.status().as_u16().to_string()
-    )
-    .increment(1);
-    metrics::histogram!("gateway_request_duration_seconds", "group" => group, "side" => side)
-        .record(started.elapsed().as_secs_f64());
+    edge.meters.record(
+        decision.group,
+        decision.side,
+        response.status(),
+        started.elapsed(),
+    );
     response
 }
 

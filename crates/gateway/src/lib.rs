@@ -15,6 +15,7 @@ pub mod flags;
 pub mod forwarding;
 pub mod group;
 pub mod limits;
+pub mod meters;
 pub mod proxy;
 pub mod rollback;
 pub mod routing;
@@ -24,12 +25,22 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
-    Json, Router, extract::DefaultBodyLimit, http::HeaderName, middleware, routing::get,
-    serve::ListenerExt as _,
+    Json, Router,
+    extract::{ConnectInfo, DefaultBodyLimit},
+    http::HeaderName,
+    middleware,
+    routing::get,
 };
 use common::health::Check;
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 
@@ -47,6 +58,7 @@ use crate::{
 /// Admin request bodies are a few bytes of JSON.
 const ADMIN_BODY_LIMIT: usize = 16 * 1024;
 const LIMITER_SWEEP: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connects the stores, applies migrations when configured, loads the flags, starts the
 /// flag subscriber and resync (they stop with `shutdown`) and assembles the app. Rollback
@@ -139,6 +151,7 @@ pub async fn build(
             legacy: settings.legacy_url.clone(),
         },
         webhook_max_body_bytes: settings.webhook_max_body_bytes,
+        meters: meters::RequestMeters::new(),
     };
     let checks = vec![Check::postgres(pool), Check::redis(redis)];
     Ok(router(edge, flags, settings.admin_token.clone(), checks))
@@ -192,22 +205,99 @@ async fn sweep(limiter: Arc<RateLimiter>, shutdown: CancellationToken) {
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains in-flight requests.
-/// Connections carry the client's address, which `X-Forwarded-For` and the rate limit need.
+///
+/// The shape is nginx's: one thread per core, each with a single-threaded runtime of its own.
+/// This task accepts connections and hands them out in turn; a connection, its requests and
+/// the upstream connections they use (the proxy pools per thread) then live on one thread, so
+/// a proxied request wakes no other thread. Connections carry the client's address, which
+/// `X-Forwarded-For` and the rate limit need.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    // Small answers go out at once: a proxy must not add Nagle's delay to every hop.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut workers = Vec::with_capacity(threads);
+    let mut handoff = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (send, receive) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("gateway-serve-{i}"))
+                .spawn(move || runtime.block_on(serve_connections(receive, app, shutdown)))?,
+        );
+        handoff.push(send);
+    }
+
+    let mut next = 0;
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
+            Ok(connection) => {
+                if handoff[next].send(connection).is_err() {
+                    break;
+                }
+                next = (next + 1) % threads;
+            }
+            // Out of file descriptors or a connection reset before it was accepted: the
+            // listener itself is fine, so keep accepting after a breath.
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(handoff);
+    tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            let _ = worker.join();
+        }
+    })
     .await
+    .map_err(std::io::Error::other)
+}
+
+/// One serving thread: serves the connections handed to it until shutdown, then lets their
+/// requests in flight finish.
+async fn serve_connections(
+    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    app: Router,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    // A client that never finishes its request head is dropped instead of held forever.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            connection = connections.recv() => match connection {
+                Some(connection) => connection,
+                None => break,
+            },
+        };
+        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+            continue;
+        };
+        // Small answers go out at once: a proxy must not add Nagle's delay to every hop.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |mut request: axum::http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(connection);
+    }
+    graceful.shutdown().await;
 }
 
 /// Serves the gateway until `shutdown` is cancelled.

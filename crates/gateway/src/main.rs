@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+// Every proxied request allocates and frees its heads and buffers on two threads; mimalloc's
+// thread-local free lists make that markedly cheaper than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -1,9 +1,9 @@
-//! The streaming reverse proxy: one pooled HTTP/1.1 client (hyper-util's) for every
-//! upstream. Bodies stream both ways; the request body is capped as it streams, connecting
+//! The streaming reverse proxy: pooled HTTP/1.1 clients (hyper-util's), one per serving
+//! thread, for every upstream. Bodies stream both ways; the request body is capped as it streams, connecting
 //! and waiting for response headers are bounded, and each failure becomes a `GatewayError`
 //! that says whether the upstream is to blame.
 
-use std::{io, net::IpAddr, time::Duration};
+use std::{io, net::IpAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -20,6 +20,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
+use thread_local::ThreadLocal;
 
 use crate::{
     body::{self, CappedBody, TooLarge},
@@ -92,25 +93,37 @@ pub struct ProxySettings {
     pub inject_trace: bool,
 }
 
-/// The pooled client and its limits.
+/// The pooled clients and their limits.
+///
+/// Each thread gets a connection pool of its own: the gateway serves every client connection
+/// on one thread (see `crate::serve`), and an upstream connection driven by that same thread
+/// answers without waking another one.
 #[derive(Clone)]
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    clients: Arc<ThreadLocal<Client<HttpConnector, Body>>>,
     settings: ProxySettings,
 }
 
 impl Proxy {
-    /// A proxy with its own connection pool.
+    /// A proxy with its own connection pools.
     pub fn new(settings: ProxySettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle)
-            .pool_max_idle_per_host(settings.pool_max_idle)
-            .build(connector);
-        Self { client, settings }
+        Self {
+            clients: Arc::new(ThreadLocal::new()),
+            settings,
+        }
+    }
+
+    fn client(&self) -> &Client<HttpConnector, Body> {
+        self.clients.get_or(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(self.settings.connect_timeout));
+            connector.set_nodelay(true);
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(self.settings.pool_idle)
+                .pool_max_idle_per_host(self.settings.pool_max_idle)
+                .build(connector)
+        })
     }
 
     /// The body limit.
@@ -155,8 +168,10 @@ impl Proxy {
         };
         let request = Request::from_parts(parts, body);
 
-        let sent =
-            tokio::time::timeout(self.settings.response_timeout, self.client.request(request));
+        let sent = tokio::time::timeout(
+            self.settings.response_timeout,
+            self.client().request(request),
+        );
         let response = match sent.await {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => {

@@ -34,6 +34,9 @@ pub struct Flags {
     redis: ConnectionManager,
     channel: String,
     shutdown: CancellationToken,
+    // The runtime the flags were loaded on: a rollback tripped on a serving thread is written
+    // from there, so it outlives that thread's connections.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Flags {
@@ -53,6 +56,7 @@ impl Flags {
             redis,
             channel,
             shutdown,
+            runtime: tokio::runtime::Handle::current(),
         };
         flags.resync().await?;
         Ok(flags)
@@ -147,7 +151,8 @@ impl Flags {
         metrics::gauge!("gateway_rollout_percent", "group" => group.name()).set(0.0);
         tracing::warn!(flag = group.name(), reason = %trip.reason, "rolling back");
         let flags = self.clone();
-        tokio::spawn(async move { flags.persist_rollback(trip).await });
+        self.runtime
+            .spawn(async move { flags.persist_rollback(trip).await });
     }
 
     async fn persist_rollback(&self, trip: Trip) {
