@@ -231,7 +231,6 @@ impl Saga {
         if order.status != Status::Paid {
             return Ok(());
         }
-        orders::sell(conn, order).await?;
         orders::transition(conn, order, Status::Confirmed, None).await?;
         self.queue
             .cancel(conn, &format!("timeout:{}", order.id))
@@ -240,6 +239,8 @@ impl Saga {
             .dedup(format!("clear:{}", order.id))
             .attempts(self.max_attempts);
         self.queue.enqueue(conn, clear).await?;
+        // Last: the sale locks the inventory rows, which other checkouts wait for.
+        orders::sell(conn, order).await?;
         Ok(())
     }
 

@@ -205,40 +205,39 @@ pub async fn transition(
     Ok(())
 }
 
-/// Holds stock for every line, or for none: answers `false` when any line is short.
-/// Rows are locked in sku order, so concurrent reservations never deadlock.
+/// Holds stock for every line, or for none: answers `false` when any line is short, and
+/// then nothing changed. One statement locks the order's inventory rows in sku order (so
+/// concurrent reservations never deadlock), checks every line against the newest counts,
+/// takes the stock and marks the order. A best-selling sku's row is every checkout's, and it
+/// stays locked from here to the commit: callers run this last but for the transition.
 pub async fn reserve(conn: &mut PgConnection, order: &mut Order) -> Result<bool, sqlx::Error> {
     if order.stock != "none" {
         return Ok(order.stock == "reserved");
     }
-    let lines: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM orders.order_lines WHERE order_id = $1")
-            .bind(&order.id)
-            .fetch_one(&mut *conn)
-            .await?;
-    let stock: Vec<(i32, i64, i64)> = sqlx::query_as(
-        "SELECT l.quantity, i.on_hand, i.reserved
-         FROM orders.order_lines l JOIN orders.inventory i ON i.sku = l.sku
-         WHERE l.order_id = $1 ORDER BY l.sku FOR UPDATE OF i",
+    let reserved: bool = sqlx::query_scalar(
+        "WITH wanted AS (
+             SELECT l.sku, l.quantity, i.on_hand - i.reserved >= l.quantity AS enough
+             FROM orders.order_lines l JOIN orders.inventory i ON i.sku = l.sku
+             WHERE l.order_id = $1 ORDER BY l.sku FOR UPDATE OF i),
+         verdict AS (
+             SELECT count(*) > 0 AND coalesce(bool_and(enough), false)
+                    AND count(*) = (SELECT count(*) FROM orders.order_lines WHERE order_id = $1) AS ok
+             FROM wanted),
+         held AS (
+             UPDATE orders.inventory i SET reserved = i.reserved + w.quantity, updated_at = now()
+             FROM wanted w, verdict v WHERE v.ok AND i.sku = w.sku RETURNING i.sku),
+         marked AS (
+             UPDATE orders.orders o SET stock = 'reserved', updated_at = now()
+             FROM verdict v WHERE v.ok AND o.id = $1 RETURNING o.id)
+         SELECT ok FROM verdict",
     )
     .bind(&order.id)
-    .fetch_all(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let enough = stock
-        .iter()
-        .all(|(wanted, on_hand, reserved)| on_hand - reserved >= i64::from(*wanted));
-    if lines == 0 || stock.len() as i64 != lines || !enough {
-        return Ok(false);
+    if reserved {
+        order.stock = "reserved".to_owned();
     }
-    sqlx::query(
-        "UPDATE orders.inventory i SET reserved = i.reserved + l.quantity, updated_at = now()
-         FROM orders.order_lines l WHERE l.order_id = $1 AND l.sku = i.sku",
-    )
-    .bind(&order.id)
-    .execute(&mut *conn)
-    .await?;
-    set_stock(conn, order, "reserved").await?;
-    Ok(true)
+    Ok(reserved)
 }
 
 /// Hands reserved stock back; does nothing if the order holds none.
@@ -257,20 +256,25 @@ pub async fn release(conn: &mut PgConnection, order: &mut Order) -> Result<(), s
     set_stock(conn, order, "released").await
 }
 
-/// Turns the reservation into a sale: `on_hand` and `reserved` both drop.
+/// Turns the reservation into a sale: `on_hand` and `reserved` both drop, and the order is
+/// marked sold, in one statement. Like `reserve`, it locks the inventory rows until the commit:
+/// callers run it last.
 pub async fn sell(conn: &mut PgConnection, order: &mut Order) -> Result<(), sqlx::Error> {
     if order.stock != "reserved" {
         return Ok(());
     }
     sqlx::query(
-        "UPDATE orders.inventory i SET reserved = i.reserved - l.quantity, on_hand = i.on_hand - l.quantity,
-             updated_at = now()
-         FROM orders.order_lines l WHERE l.order_id = $1 AND l.sku = i.sku",
+        "WITH sold AS (
+             UPDATE orders.inventory i SET reserved = i.reserved - l.quantity, on_hand = i.on_hand - l.quantity,
+                 updated_at = now()
+             FROM orders.order_lines l WHERE l.order_id = $1 AND l.sku = i.sku RETURNING i.sku)
+         UPDATE orders.orders SET stock = 'sold', updated_at = now() WHERE id = $1",
     )
     .bind(&order.id)
     .execute(&mut *conn)
     .await?;
-    set_stock(conn, order, "sold").await
+    order.stock = "sold".to_owned();
+    Ok(())
 }
 
 async fn set_stock(
