@@ -18,8 +18,15 @@ use crate::{
     stack::{Stack, free_port},
 };
 
-const SKU: &str = "BENCH-ORDER";
+/// Checkouts spread over a catalogue of this many products (one line each), as a store's
+/// are; every order of one product would queue on that product's stock row.
+const SKUS: usize = 100;
 const BACKLOG: i64 = 10_000;
+const TRUNCATE: &str = "TRUNCATE orders.orders, orders.order_lines, orders.order_events, orders.jobs, orders.idempotency_keys";
+
+fn sku(i: usize) -> String {
+    format!("BENCH-ORDER-{:03}", i % SKUS)
+}
 
 /// Runs the three orders scenarios.
 pub async fn orders() -> anyhow::Result<()> {
@@ -28,16 +35,16 @@ pub async fn orders() -> anyhow::Result<()> {
     let stack = Stack::ensure().await?;
     seed::seed(&stack.database_url).await?;
     let pool = common::db::connect(&stack.database_url, 4).await?;
+    let skus: Vec<String> = (0..SKUS).map(sku).collect();
     seed::upsert_products(
         &pool,
-        std::iter::once((SKU.to_owned(), "Bench order product".to_owned(), 1999)),
+        skus.iter()
+            .map(|sku| (sku.clone(), format!("Bench product {sku}"), 1999)),
     )
     .await?;
-    seed::stock(&pool, &[SKU.to_owned()], 1_000_000_000).await?;
+    seed::stock(&pool, &skus, 1_000_000_000).await?;
     // Start from an empty orders schema so the figures describe this run only.
-    sqlx::query("TRUNCATE orders.orders, orders.order_lines, orders.order_events, orders.jobs, orders.idempotency_keys")
-        .execute(&pool)
-        .await?;
+    sqlx::query(TRUNCATE).execute(&pool).await?;
     services::build_only(
         Profile::Release,
         &["cart", "orders", "payments", "stripe-sim"],
@@ -62,7 +69,7 @@ pub async fn orders() -> anyhow::Result<()> {
         ("CART_URL", urls.cart.as_str()),
         ("PAYMENTS_URL", urls.payments.as_str()),
         ("INTERNAL_TOKEN", "bench-internal"),
-        ("DB_MAX_CONNECTIONS", "32"),
+        ("DB_MAX_CONNECTIONS", "20"),
         ("RUST_LOG", "warn"),
     ];
     let api = services::start_role(
@@ -79,28 +86,8 @@ pub async fn orders() -> anyhow::Result<()> {
     let orders_addr = format!("127.0.0.1:{}", ports.orders);
 
     let mut carts = Vec::with_capacity(conns);
-    for _ in 0..conns {
-        let (status, body) = request(
-            &cart_addr,
-            Call::post("/v1/carts".into(), serde_json::json!({})),
-        )
-        .await?;
-        if status != 201 {
-            bail!("creating a cart answered {status}");
-        }
-        let id = serde_json::from_slice::<serde_json::Value>(&body)?["id"]
-            .as_str()
-            .context("cart id")?
-            .to_owned();
-        request(
-            &cart_addr,
-            Call::post(
-                format!("/v1/carts/{id}/items"),
-                serde_json::json!({"sku": SKU, "quantity": 1}),
-            ),
-        )
-        .await?;
-        carts.push(id);
+    for user in 0..conns {
+        carts.push(cart_with(&cart_addr, &sku(user)).await?);
     }
     let carts = Arc::new(carts);
     println!("\norders, release build, {conns} connections, load generator on the same machine\n");
@@ -135,7 +122,8 @@ pub async fn orders() -> anyhow::Result<()> {
     .await?;
     report.print();
 
-    // (2) Top the backlog up to 10,000, then drain it.
+    // (2) A backlog of (at least) 10,000 fresh orders, then drain it.
+    sqlx::query(TRUNCATE).execute(&pool).await?;
     let mut round = 0;
     while pending(&pool).await? < BACKLOG {
         round += 1;
@@ -174,7 +162,7 @@ pub async fn orders() -> anyhow::Result<()> {
             ("STRIPE_WEBHOOK_SECRETS", "whsec_bench"),
             ("ORDERS_URL", urls.orders.as_str()),
             ("INTERNAL_TOKEN", "bench-internal"),
-            ("DB_MAX_CONNECTIONS", "32"),
+            ("DB_MAX_CONNECTIONS", "20"),
             ("RUST_LOG", "warn"),
         ],
     )?;
@@ -194,16 +182,31 @@ pub async fn orders() -> anyhow::Result<()> {
         drained.as_secs_f64()
     );
 
+    // The follow-up work of the drain (clearing carts, telling orders of each payment) is
+    // still queued: let it finish, so the steady phase measures a quiet system.
+    wait_for_queues(&pool, Duration::from_secs(600)).await?;
+
     // (3) A steady 100 orders/s: accepted-to-confirmed latency, measured by the database.
     let since: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(&pool).await?;
-    steady(&orders_addr, &carts, 100, Duration::from_secs(seconds)).await?;
+    // A confirmed order deletes its cart: every steady checkout gets a cart of its own.
+    let mut fresh = Vec::new();
+    for n in 0..100 * seconds as usize {
+        fresh.push(cart_with(&cart_addr, &sku(n)).await?);
+    }
+    steady(
+        &orders_addr,
+        &Arc::new(fresh),
+        100,
+        Duration::from_secs(seconds),
+    )
+    .await?;
     wait_until_settled(&pool, Duration::from_secs(120)).await?;
     let (count, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
         "SELECT count(*),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
                 max(ms)
-         FROM (SELECT extract(epoch FROM e.at - o.created_at) * 1000 AS ms
+         FROM (SELECT (extract(epoch FROM e.at - o.created_at) * 1000)::float8 AS ms
                FROM orders.orders o JOIN orders.order_events e ON e.order_id = o.id AND e.to_status = 'confirmed'
                WHERE o.created_at >= $1) t",
     )
@@ -219,6 +222,34 @@ pub async fn orders() -> anyhow::Result<()> {
     );
     drop((worker, api, payments, sim, cart));
     Ok(())
+}
+
+/// A new cart holding one of `sku`.
+async fn cart_with(cart_addr: &str, sku: &str) -> anyhow::Result<String> {
+    let (status, body) = request(
+        cart_addr,
+        Call::post("/v1/carts".into(), serde_json::json!({})),
+    )
+    .await?;
+    if status != 201 {
+        bail!("creating a cart answered {status}");
+    }
+    let id = serde_json::from_slice::<serde_json::Value>(&body)?["id"]
+        .as_str()
+        .context("cart id")?
+        .to_owned();
+    let (status, _) = request(
+        cart_addr,
+        Call::post(
+            format!("/v1/carts/{id}/items"),
+            serde_json::json!({"sku": sku, "quantity": 1}),
+        ),
+    )
+    .await?;
+    if status != 201 && status != 200 {
+        bail!("adding to a cart answered {status}");
+    }
+    Ok(id)
 }
 
 struct Ports {
@@ -284,6 +315,24 @@ async fn wait_until_settled(pool: &PgPool, limit: Duration) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("orders were still open after {limit:?}")
+}
+
+/// Waits until neither orders nor payments has a job due.
+async fn wait_for_queues(pool: &PgPool, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let due: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM orders.jobs WHERE status <> 'dead' AND run_at <= now())
+                  + (SELECT count(*) FROM payments.jobs WHERE status <> 'dead' AND run_at <= now())",
+        )
+        .fetch_one(pool)
+        .await?;
+        if due == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("jobs were still due after {limit:?}")
 }
 
 /// Sends `rate` checkouts per second for `duration`, each on its own schedule (open loop).
