@@ -29,19 +29,12 @@ pub struct AppState {
 
 /// Connects the stores, applies migrations when configured, and assembles the app.
 pub async fn build(settings: &Settings) -> anyhow::Result<Router> {
-    let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to DATABASE_URL {}",
-                common::db::redact_url(&settings.database_url)
-            )
-        })?;
-    if settings.migrate_on_start {
-        common::db::migrate(&pool)
-            .await
-            .context("applying migrations")?;
-    }
+    let pool = common::db::open(
+        &settings.database_url,
+        settings.db_max_connections,
+        settings.migrate_on_start,
+    )
+    .await?;
     let redis =
         common::redis::connect(&settings.redis_url, settings.redis_timeout).with_context(|| {
             format!(

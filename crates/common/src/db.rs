@@ -22,6 +22,19 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// A service's start-up: the pool for `DATABASE_URL` (`url`), then, when `migrate`, the pending
+/// migrations. Errors name the variable and never the password.
+pub async fn open(url: &str, max_connections: u32, migrate: bool) -> anyhow::Result<PgPool> {
+    use anyhow::Context as _;
+    let pool = connect(url, max_connections)
+        .await
+        .with_context(|| format!("connecting to DATABASE_URL {}", redact_url(url)))?;
+    if migrate {
+        self::migrate(&pool).await.context("applying migrations")?;
+    }
+    Ok(pool)
+}
+
 /// Applies pending migrations under the migrator's advisory lock.
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     MIGRATOR.run(pool).await

@@ -68,19 +68,12 @@ pub async fn build(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Router> {
-    let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to DATABASE_URL {}",
-                common::db::redact_url(&settings.database_url)
-            )
-        })?;
-    if settings.migrate_on_start {
-        common::db::migrate(&pool)
-            .await
-            .context("applying migrations")?;
-    }
+    let pool = common::db::open(
+        &settings.database_url,
+        settings.db_max_connections,
+        settings.migrate_on_start,
+    )
+    .await?;
     let redis_url = common::db::redact_url(&settings.redis_url);
     let redis = common::redis::connect(&settings.redis_url, settings.redis_timeout)
         .with_context(|| format!("REDIS_URL {redis_url} is not a Redis URL"))?;

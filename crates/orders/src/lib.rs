@@ -60,19 +60,12 @@ pub struct Core {
 
 /// Connects the stores and applies migrations when configured.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
-    let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to DATABASE_URL {}",
-                common::db::redact_url(&settings.database_url)
-            )
-        })?;
-    if settings.migrate_on_start {
-        common::db::migrate(&pool)
-            .await
-            .context("applying migrations")?;
-    }
+    let pool = common::db::open(
+        &settings.database_url,
+        settings.db_max_connections,
+        settings.migrate_on_start,
+    )
+    .await?;
     let redis = common::redis::connect(&settings.redis_url, std::time::Duration::from_secs(2))
         .with_context(|| {
             format!(

@@ -69,19 +69,12 @@ pub struct Core {
 
 /// Connects Postgres, applies migrations when configured, and builds the clients.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
-    let pool = common::db::connect(&settings.database_url, settings.db_max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to DATABASE_URL {}",
-                common::db::redact_url(&settings.database_url)
-            )
-        })?;
-    if settings.migrate_on_start {
-        common::db::migrate(&pool)
-            .await
-            .context("applying migrations")?;
-    }
+    let pool = common::db::open(
+        &settings.database_url,
+        settings.db_max_connections,
+        settings.migrate_on_start,
+    )
+    .await?;
     let stripe = stripe::Stripe::new(
         &settings.stripe_api_base,
         &settings.stripe_secret_key,
