@@ -4,21 +4,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let _telemetry = common::telemetry::init("cart");
-    let settings = match cart::Settings::from_env() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("cart: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match cart::run(settings, common::http::shutdown_on_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("cart: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::main("cart", cart::Settings::from_env, cart::run).await
 }

@@ -8,11 +8,13 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod id;
+pub mod idempotency;
 pub mod metrics;
 pub mod money;
 pub mod problem;
 pub mod queue;
 pub mod redis;
+pub mod service;
 pub mod telemetry;
 
 pub use config::{ConfigError, Secret};

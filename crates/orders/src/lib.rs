@@ -204,3 +204,26 @@ async fn feed_events(pool: PgPool, events: broadcast::Sender<String>, shutdown: 
         }
     }
 }
+
+/// Runs `role` until `shutdown`: the API, the worker (with health and metrics on the API's
+/// port), or both.
+pub async fn run(
+    settings: Settings,
+    role: common::service::Role,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use common::service::Role;
+    let core = connect(&settings).await?;
+    let (served, ()) = match role {
+        Role::Serve => return serve(&core, &settings, shutdown).await,
+        Role::Work => tokio::join!(
+            serve_ops(&core, &settings, shutdown.clone()),
+            work(&core, &settings, shutdown)
+        ),
+        Role::All => tokio::join!(
+            serve(&core, &settings, shutdown.clone()),
+            work(&core, &settings, shutdown)
+        ),
+    };
+    served
+}

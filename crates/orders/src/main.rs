@@ -3,50 +3,18 @@
 
 use std::process::ExitCode;
 
+use common::service::Role;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let _telemetry = common::telemetry::init("orders");
-    let role = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
-    if !matches!(role.as_str(), "serve" | "work" | "all") {
+    let Some(role) = Role::from_args() else {
         eprintln!("usage: orders [serve|work]");
         return ExitCode::from(2);
-    }
-    let settings = match orders::Settings::from_env() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("orders: {e}");
-            return ExitCode::from(2);
-        }
     };
-    let shutdown = common::http::shutdown_on_signal();
-    let result = async {
-        let core = orders::connect(&settings).await?;
-        match role.as_str() {
-            "serve" => orders::serve(&core, &settings, shutdown).await,
-            "work" => {
-                let (served, ()) = tokio::join!(
-                    orders::serve_ops(&core, &settings, shutdown.clone()),
-                    orders::work(&core, &settings, shutdown)
-                );
-                served
-            }
-            _ => {
-                let (served, ()) = tokio::join!(
-                    orders::serve(&core, &settings, shutdown.clone()),
-                    orders::work(&core, &settings, shutdown)
-                );
-                served
-            }
-        }
-    }
-    .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("orders: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::main(
+        "orders",
+        orders::Settings::from_env,
+        |settings, shutdown| orders::run(settings, role, shutdown),
+    )
+    .await
 }

@@ -4,50 +4,18 @@
 
 use std::process::ExitCode;
 
+use common::service::Role;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let _telemetry = common::telemetry::init("payments");
-    let role = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
-    if !matches!(role.as_str(), "serve" | "work" | "all") {
+    let Some(role) = Role::from_args() else {
         eprintln!("usage: payments [serve|work]");
         return ExitCode::from(2);
-    }
-    let settings = match payments::Settings::from_env() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("payments: {e}");
-            return ExitCode::from(2);
-        }
     };
-    let shutdown = common::http::shutdown_on_signal();
-    let result = async {
-        let core = payments::connect(&settings).await?;
-        match role.as_str() {
-            "serve" => payments::serve(&core, &settings, shutdown).await,
-            "work" => {
-                let (served, ()) = tokio::join!(
-                    payments::serve_ops(&core, &settings, shutdown.clone()),
-                    payments::work(&core, &settings, shutdown)
-                );
-                served
-            }
-            _ => {
-                let (served, ()) = tokio::join!(
-                    payments::serve(&core, &settings, shutdown.clone()),
-                    payments::work(&core, &settings, shutdown)
-                );
-                served
-            }
-        }
-    }
-    .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("payments: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::main(
+        "payments",
+        payments::Settings::from_env,
+        |settings, shutdown| payments::run(settings, role, shutdown),
+    )
+    .await
 }

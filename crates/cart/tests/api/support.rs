@@ -99,7 +99,7 @@ pub async fn spawn() -> TestApp {
 
 /// Starts the app with the given settings.
 pub async fn spawn_with(settings: Settings) -> TestApp {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    common::service::install_crypto();
     let app = cart::build(&settings).await.expect("the app builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -88,7 +88,7 @@ pub struct World {
 impl World {
     /// A fresh database, a private channel and four fakes.
     pub async fn new() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        common::service::install_crypto();
         Self {
             legacy: Fake::start("legacy").await,
             cart: Fake::start("cart").await,

@@ -7,9 +7,9 @@ use std::{convert::Infallible, time::Duration};
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{
-        IntoResponse, Response,
+        Response,
         sse::{Event, KeepAlive, Sse},
     },
     routing::{get, post},
@@ -38,18 +38,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/orders/{id}/events", get(events))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, OrdersError> {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or_default();
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(OrdersError::MissingIdempotencyKey);
-    }
-    Ok(key.to_owned())
-}
-
 /// Places an order from a cart.
 #[utoipa::path(
     post, path = "/v1/orders", tag = "orders",
@@ -70,7 +58,9 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> Result<Response, OrdersError> {
-    let key = idempotency_key(&headers)?;
+    let key = common::idempotency::key(&headers)
+        .ok_or(OrdersError::MissingIdempotencyKey)?
+        .to_owned();
     let checkout = Checkout::try_from(body).map_err(OrdersError::Invalid)?;
     let request = json!({"cart_id": checkout.cart_id, "email": checkout.email, "payment_method": checkout.payment_method}).to_string();
 
@@ -182,15 +172,12 @@ fn replay(stored: idempotency::Stored, request: &str) -> Result<Response, Orders
 }
 
 fn accepted(id: &str, body: serde_json::Value, replayed: bool) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/orders/{id}")) {
-        headers.insert(header::LOCATION, location);
-    }
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    response
+    common::idempotency::created(
+        StatusCode::ACCEPTED,
+        &format!("/v1/orders/{id}"),
+        replayed,
+        Json(body),
+    )
 }
 
 /// Reads an order.

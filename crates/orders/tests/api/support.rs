@@ -274,7 +274,7 @@ pub async fn spawn() -> TestApp {
 
 /// Starts everything with `settings`; the worker only when `worker` is set.
 pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    common::service::install_crypto();
     let shutdown = CancellationToken::new();
 
     let mut cart_settings = cart::Settings::from_env().unwrap();

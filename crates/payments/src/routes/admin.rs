@@ -91,11 +91,8 @@ pub async fn refund(
 ) -> Result<(StatusCode, Json<RefundView>), PaymentsError> {
     let request = parse_body(&body)?;
     let id = PaymentId::parse(&id).ok_or(PaymentsError::NotFound("The payment"))?;
-    let admin_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 200);
+    // Room for the `refund-<payment id>-` prefix within Stripe's 255-character keys.
+    let admin_key = common::idempotency::key(&headers).filter(|k| k.len() <= 200);
     let mut tx = app.ledger.pool.begin().await?;
     let mut payment = payments::lock(&mut tx, id.as_str())
         .await?

@@ -7,8 +7,8 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    http::{HeaderMap, StatusCode},
+    response::Response,
     routing::{get, post},
 };
 use common::{ApiJson, Problem};
@@ -79,28 +79,13 @@ impl From<&Payment> for PaymentView {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, PaymentsError> {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or_default();
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(PaymentsError::MissingIdempotencyKey);
-    }
-    Ok(key.to_owned())
-}
-
 fn created(payment: &Payment, replayed: bool) -> Response {
-    let mut response = (StatusCode::CREATED, Json(PaymentView::from(payment))).into_response();
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&format!("/internal/v1/payments/{}", payment.id)) {
-        headers.insert(header::LOCATION, location);
-    }
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    response
+    common::idempotency::created(
+        StatusCode::CREATED,
+        &format!("/internal/v1/payments/{}", payment.id),
+        replayed,
+        Json(PaymentView::from(payment)),
+    )
 }
 
 /// Creates the order's payment (or answers the one it has).
@@ -125,7 +110,9 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreatePaymentRequest>,
 ) -> Result<Response, PaymentsError> {
-    let key = idempotency_key(&headers)?;
+    let key = common::idempotency::key(&headers)
+        .ok_or(PaymentsError::MissingIdempotencyKey)?
+        .to_owned();
     let new = NewPayment::try_from(body).map_err(PaymentsError::Invalid)?;
     let id = PaymentId::new();
     let mut tx = app.ledger.pool.begin().await?;

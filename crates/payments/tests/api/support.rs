@@ -87,7 +87,7 @@ pub async fn spawn() -> TestApp {
 
 /// Like [`spawn`], with `settings`.
 pub async fn spawn_with(mut settings: Settings) -> TestApp {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    common::service::install_crypto();
     let shutdown = CancellationToken::new();
     // Payments' address must be known before the simulator, which delivers to it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
