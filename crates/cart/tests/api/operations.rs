@@ -77,8 +77,8 @@ async fn sigterm_drains_and_exits_cleanly() {
         .port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cart"))
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", crate::support::database_url())
-        .env("REDIS_URL", crate::support::redis_url())
+        .env("DATABASE_URL", testkit::database("checkout_test_cart"))
+        .env("REDIS_URL", testkit::redis_url())
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()

@@ -1,77 +1,11 @@
 //! Faults: Redis going away and coming back; the catalog cache serving warm reads without
 //! Postgres and picking up a price change once its entries expire.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use testkit::OwnRedis;
 
 use crate::support::{eventually, problem, settings, spawn_with};
-
-/// A private redis-server on a free port, so a test can stop and restart it.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Self { port, child: None };
-        redis.restart().await;
-        redis
-    }
-
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let url = self.url();
-        eventually("redis-server answers", || {
-            let url = url.clone();
-            async move {
-                match redis::Client::open(url.as_str())
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                {
-                    Ok(mut c) => redis::cmd("PING")
-                        .query_async::<String>(&mut c)
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await;
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.unwrap();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
 
 #[tokio::test]
 async fn redis_going_away_is_a_fast_503_and_the_service_recovers_by_itself() {

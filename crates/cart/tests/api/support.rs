@@ -1,65 +1,13 @@
-//! Starting the cart app for a test: one fresh database per test binary, a random Redis key
+//! Starting the cart app for a test: a fresh database per test, a random Redis key
 //! prefix per test, the app served in-process on `127.0.0.1:0`.
 
-use std::{
-    future::Future,
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use cart::Settings;
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-
-static DATABASE: OnceLock<String> = OnceLock::new();
-
-fn base_database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/checkout".to_owned())
-}
-
-/// The URL of this binary's database, created afresh on first use.
-pub fn database_url() -> String {
-    DATABASE
-        .get_or_init(|| {
-            let base = base_database_url();
-            let server = base
-                .rsplit_once('/')
-                .map(|(s, _)| s.to_owned())
-                .expect("DATABASE_URL names a database");
-            let name = "checkout_test_cart";
-            // Created on a thread with its own runtime: each test has its own runtime.
-            let admin = format!("{server}/postgres");
-            std::thread::spawn(move || {
-                tokio::runtime::Runtime::new().unwrap().block_on(async {
-                    let mut conn = PgConnection::connect(&admin)
-                        .await
-                        .expect("Postgres answers at DATABASE_URL");
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                        .execute(&mut conn)
-                        .await
-                        .unwrap();
-                })
-            })
-            .join()
-            .unwrap();
-            format!("{server}/{name}")
-        })
-        .clone()
-}
-
-/// The Redis URL tests use.
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
 
 /// A running cart app and handles on its stores.
 pub struct TestApp {
@@ -85,8 +33,8 @@ impl Drop for TestApp {
 /// Settings for a test app: the test database, the test Redis and a random key prefix.
 pub fn settings() -> Settings {
     let mut settings = Settings::from_env().expect("valid test settings");
-    settings.database_url = database_url();
-    settings.redis_url = redis_url();
+    settings.database_url = testkit::database("checkout_test_cart");
+    settings.redis_url = testkit::redis_url();
     settings.key_prefix = format!("test:{}:", common::id::new_id("t"));
     settings.redis_timeout = Duration::from_millis(300);
     settings
@@ -192,37 +140,4 @@ impl TestApp {
     }
 }
 
-/// Asserts a problem+json response with this status; answers its body.
-pub async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status(), status, "unexpected status");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert!(
-        body["type"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("/problems/")),
-        "{body}"
-    );
-    assert!(body["title"].is_string(), "{body}");
-    body
-}
-
-/// Polls `check` until it holds, failing the test after a generous deadline.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} did not happen within 15 s");
-}
+pub use testkit::{eventually, problem};

@@ -2,12 +2,12 @@
 //! (and still rolls back on its own), reports not-ready, and picks up changes again through a
 //! fresh subscription once Redis returns.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
 use sqlx::{Connection as _, PgConnection};
-use tokio::process::{Child, Command};
+use testkit::OwnRedis;
 
 use crate::support::{TestGateway, World, eventually, problem};
 
@@ -15,64 +15,6 @@ async fn rollout(gateway: &TestGateway, name: &str) -> u64 {
     gateway.flag(name).await["rollout_percent"]
         .as_u64()
         .unwrap()
-}
-
-/// A private redis-server on a free port, so a test can stop and restart it.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Self { port, child: None };
-        redis.restart().await;
-        redis
-    }
-
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let url = self.url();
-        eventually("redis-server answers", || {
-            let url = url.clone();
-            async move {
-                let Ok(mut conn) = redis::Client::open(url.as_str())
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                else {
-                    return false;
-                };
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            }
-        })
-        .await;
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.unwrap();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
 }
 
 #[tokio::test]

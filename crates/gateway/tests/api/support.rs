@@ -2,74 +2,18 @@
 //! flags are global state, so tests that change them must not share), fake upstreams, and
 //! each gateway served in-process on `127.0.0.1:0` with a manual clock.
 
-use std::{
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
 use gateway::{Settings, clock::ManualClock, proxy::Upstream};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
-use sqlx::{Connection as _, PgConnection, PgPool};
-use tokio::sync::OnceCell;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::fakes::Fake;
 
 /// The admin bearer token of test gateways.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
-const DATABASE_PREFIX: &str = "checkout_test_gateway_";
-
-static CLEANED: OnceCell<()> = OnceCell::const_new();
-static NEXT_DATABASE: AtomicUsize = AtomicUsize::new(0);
-
-fn server_url() -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/checkout".to_owned());
-    base.rsplit_once('/')
-        .map(|(server, _)| server.to_owned())
-        .expect("DATABASE_URL names a database")
-}
-
-/// A fresh, empty database for one test (the gateway migrates it). Databases left by an
-/// earlier run of this binary are dropped first.
-async fn fresh_database() -> String {
-    let server = server_url();
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("Postgres answers at DATABASE_URL");
-    CLEANED
-        .get_or_init(|| async {
-            let stale: Vec<(String,)> =
-                sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE $1")
-                    .bind(format!("{DATABASE_PREFIX}%"))
-                    .fetch_all(&mut admin)
-                    .await
-                    .unwrap();
-            for (name,) in stale {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            }
-        })
-        .await;
-    let name = format!(
-        "{DATABASE_PREFIX}{}",
-        NEXT_DATABASE.fetch_add(1, Ordering::SeqCst)
-    );
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    format!("{server}/{name}")
-}
 
 /// One test's world: its database, its flag channel and the fake upstreams.
 pub struct World {
@@ -94,7 +38,7 @@ impl World {
             cart: Fake::start("cart").await,
             orders: Fake::start("orders").await,
             payments: Fake::start("payments").await,
-            database_url: fresh_database().await,
+            database_url: testkit::database("checkout_test_gateway"),
             channel: format!("test:{}:flags", common::id::new_id("t")),
         }
     }
@@ -231,39 +175,4 @@ pub fn new_cart_id() -> String {
     common::id::new_id("crt")
 }
 
-/// Asserts a problem+json response with this status; answers its body.
-pub async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status(), status, "unexpected status");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert!(
-        body["type"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("/problems/")),
-        "{body}"
-    );
-    assert!(body["title"].is_string(), "{body}");
-    body
-}
-
-/// Polls `check` until it holds, failing the test after a generous deadline; answers how
-/// long it took.
-pub async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check().await {
-            return started.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("{what} did not happen within 15 s");
-}
+pub use testkit::{eventually, problem};

@@ -1,10 +1,9 @@
-//! Test harness: a fresh database per binary, the cart app and a payments stand-in on random
+//! Test harness: a fresh database per test, the cart app and a payments stand-in on random
 //! ports, the orders API and worker in-process.
 
 use std::{
     collections::HashMap,
-    future::Future,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -14,80 +13,9 @@ use axum::{
 };
 use orders::Settings;
 use serde_json::{Value, json};
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-
-static TEMPLATE: OnceLock<String> = OnceLock::new();
-
-fn server_url() -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/checkout".into());
-    base.rsplit_once('/')
-        .map(|(s, _)| s.to_owned())
-        .expect("DATABASE_URL names a database")
-}
-
-/// Runs `f` on a thread with its own runtime (each test has its own runtime; the template
-/// outlives them).
-fn blocking<F: Future<Output = ()> + Send + 'static>(f: F) {
-    std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(f))
-        .join()
-        .unwrap();
-}
-
-/// A fresh database for one test, copied from a migrated template made once per binary
-/// (the workers of parallel tests must not share a queue).
-pub async fn database_url() -> String {
-    let server = server_url();
-    let template = TEMPLATE
-        .get_or_init(|| {
-            let server = server_url();
-            blocking(async move {
-                let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-                    .await
-                    .expect("Postgres answers at DATABASE_URL");
-                let stale: Vec<String> = sqlx::query_scalar(
-                    "SELECT datname FROM pg_database WHERE datname LIKE 'checkout_test_orders%'",
-                )
-                .fetch_all(&mut admin)
-                .await
-                .unwrap();
-                for name in stale {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut admin)
-                        .await
-                        .unwrap();
-                }
-                sqlx::query("CREATE DATABASE checkout_test_orders")
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
-                let pool = PgPool::connect(&format!("{server}/checkout_test_orders"))
-                    .await
-                    .unwrap();
-                common::db::migrate(&pool).await.unwrap();
-                pool.close().await;
-            });
-            "checkout_test_orders".to_owned()
-        })
-        .clone();
-    let name = format!("checkout_test_orders_{}", &common::id::new_id("d")[2..14]);
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .unwrap();
-    let sql = format!("CREATE DATABASE {name} TEMPLATE {template}");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    format!("{server}/{name}")
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// How the payments stand-in answers a payment creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,8 +181,8 @@ impl Drop for TestApp {
 /// Settings pointing at the test stores, with fast retries.
 pub async fn settings() -> Settings {
     let mut s = Settings::from_env().expect("valid test settings");
-    s.database_url = database_url().await;
-    s.redis_url = redis_url();
+    s.database_url = testkit::database("checkout_test_orders");
+    s.redis_url = testkit::redis_url();
     s.internal_token = common::Secret::new("test-internal");
     s.admin_token = common::Secret::new("test-admin");
     s.job_max_attempts = 3;
@@ -280,7 +208,7 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
     let mut cart_settings = cart::Settings::from_env().unwrap();
     cart_settings.database_url = settings.database_url.clone();
     cart_settings.migrate_on_start = false;
-    cart_settings.redis_url = redis_url();
+    cart_settings.redis_url = testkit::redis_url();
     cart_settings.key_prefix = format!("test:{}:", common::id::new_id("t"));
     cart_settings.db_max_connections = 4;
     let cart_app = cart::build(&cart_settings).await.unwrap();
@@ -485,18 +413,4 @@ impl TestApp {
     }
 }
 
-/// Polls `check` until it holds, failing after a generous deadline.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} did not happen within 30 s");
-}
+pub use testkit::eventually;

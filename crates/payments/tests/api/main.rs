@@ -3,7 +3,6 @@
 //! for orders that records every notification.
 
 mod api;
-mod database;
 mod flows;
 mod orders_stub;
 mod refunds;

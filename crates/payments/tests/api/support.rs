@@ -2,10 +2,7 @@
 //! test, the orders stand-in, a fresh database, and the payments API and worker in-process
 //! on random ports; plus the helpers tests talk to them with.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use payments::Settings;
 use serde_json::{Value, json};
@@ -60,7 +57,7 @@ impl Drop for TestApp {
 /// Settings for the test stores, with fast retries and no background reconciliation.
 pub async fn settings() -> Settings {
     let mut s = Settings::from_env().expect("valid test settings");
-    s.database_url = crate::database::url().await;
+    s.database_url = testkit::database("checkout_test_payments");
     s.db_max_connections = 8;
     s.migrate_on_start = false;
     s.stripe_webhook_secrets = vec![
@@ -318,31 +315,7 @@ pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
     stripe_sim::signature_header(secret, timestamp, body.as_bytes())
 }
 
-/// Asserts a problem+json answer with `status`; answers its body.
-pub async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    response.json().await.unwrap()
-}
-
-/// Polls `check` until it holds, failing after a generous deadline.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} did not happen within 30 s");
-}
+pub use testkit::{eventually, problem};
 
 /// A Stripe event of `kind` about `object`, created now.
 pub fn event(kind: &str, object: Value) -> Value {
