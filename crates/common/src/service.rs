@@ -56,6 +56,24 @@ pub enum Role {
 }
 
 impl Role {
+    /// Runs what this role runs until the futures end: `api` (the whole HTTP API) for
+    /// `Serve`, `ops` (health and metrics only) beside `work` for `Work`, `api` beside `work`
+    /// for `All`. Futures do nothing until polled, so the ones a role does not need are
+    /// merely dropped.
+    pub async fn run(
+        self,
+        api: impl Future<Output = anyhow::Result<()>>,
+        ops: impl Future<Output = anyhow::Result<()>>,
+        work: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let (served, ()) = match self {
+            Self::Serve => return api.await,
+            Self::Work => tokio::join!(ops, work),
+            Self::All => tokio::join!(api, work),
+        };
+        served
+    }
+
     /// The role named by the first command-line argument; `None` for anything else.
     pub fn from_args() -> Option<Self> {
         match std::env::args().nth(1).as_deref() {

@@ -212,18 +212,11 @@ pub async fn run(
     role: common::service::Role,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    use common::service::Role;
     let core = connect(&settings).await?;
-    let (served, ()) = match role {
-        Role::Serve => return serve(&core, &settings, shutdown).await,
-        Role::Work => tokio::join!(
-            serve_ops(&core, &settings, shutdown.clone()),
-            work(&core, &settings, shutdown)
-        ),
-        Role::All => tokio::join!(
-            serve(&core, &settings, shutdown.clone()),
-            work(&core, &settings, shutdown)
-        ),
-    };
-    served
+    role.run(
+        serve(&core, &settings, shutdown.clone()),
+        serve_ops(&core, &settings, shutdown.clone()),
+        work(&core, &settings, shutdown),
+    )
+    .await
 }
