@@ -2,6 +2,10 @@
 //! schedule (slots `1/N` s apart) and waits for it: once in this process, once in a schedule
 //! shared by every worker through Redis. Slots are spaced, so the cap holds over any sliding
 //! one-second window, not only aligned ones, and a backlog drains at the provider's pace.
+//!
+//! A slot is a plan: a worker that wakes late for its slot (a busy runtime) would send its call
+//! closer to the next ones than planned. So right before the call, the shared limiter also
+//! checks a log of the calls actually started in the last window and waits while it holds N.
 
 use std::{
     sync::Mutex,
@@ -10,10 +14,9 @@ use std::{
 
 use redis::{Script, aio::ConnectionManager};
 
-/// Slots are spaced this much wider than `1/N`, so that delays between taking a slot and the
-/// call reaching the provider (scheduling, network) of up to 50 ms cannot pull an extra call
-/// into a one-second window: at a cap of 100/s, 101 calls span 1.05 s. A backlog drains at
-/// 95 % of the cap, and the provider never sees more than the cap.
+/// Slots are spaced, and the log's window is, this much wider than the cap's one second, so
+/// up to 50 ms of delay between a call's start and its arrival at the provider (network, a
+/// busy sender) cannot pull an extra call into a window. A backlog drains at 95 % of the cap.
 const SPACING_MARGIN: f64 = 1.05;
 
 /// A limiter that is off, local, shared, or both.
@@ -27,7 +30,7 @@ impl PaymentLimiter {
     pub fn new(per_worker: u32, global: u32, redis: ConnectionManager, key: String) -> Self {
         Self {
             local: (per_worker > 0).then(|| LocalSchedule::new(interval(per_worker))),
-            shared: (global > 0).then(|| SharedSchedule::new(interval(global), redis, key)),
+            shared: (global > 0).then(|| SharedSchedule::new(global, redis, key)),
         }
     }
 
@@ -39,6 +42,13 @@ impl PaymentLimiter {
         if let Some(shared) = &self.shared {
             let wait = shared.reserve().await?;
             tokio::time::sleep(wait).await;
+            loop {
+                let wait = shared.start().await?;
+                if wait.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+            }
         }
         Ok(())
     }
@@ -76,12 +86,17 @@ impl LocalSchedule {
 }
 
 /// GCRA in Redis: one key holds the next free slot in microseconds of Redis's clock, so all
-/// workers share one schedule and one clock.
+/// workers share one schedule and one clock. A second key logs the calls started in the last
+/// window (a sorted set scored by start time).
 struct SharedSchedule {
     interval_us: u64,
+    limit: u32,
+    window_us: u64,
     redis: ConnectionManager,
     key: String,
+    log_key: String,
     script: Script,
+    start: Script,
 }
 
 const RESERVE: &str = r"
@@ -94,14 +109,48 @@ redis.call('SET', KEYS[1], next, 'PX', math.floor((next - now) / 1000) + 1000)
 return slot - now
 ";
 
+/// Records a call start when fewer than `ARGV[2]` started in the last `ARGV[1]` µs and answers
+/// 0; otherwise answers the µs until the oldest leaves the window.
+const START: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
+  return 0
+end
+local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+return math.max(oldest + window - now, 1)
+";
+
 impl SharedSchedule {
-    fn new(interval: Duration, redis: ConnectionManager, key: String) -> Self {
+    fn new(limit: u32, redis: ConnectionManager, key: String) -> Self {
         Self {
-            interval_us: interval.as_micros() as u64,
+            interval_us: interval(limit).as_micros() as u64,
+            limit,
+            window_us: (1_000_000.0 * SPACING_MARGIN) as u64,
             redis,
+            log_key: format!("{key}:started"),
             key,
             script: Script::new(RESERVE),
+            start: Script::new(START),
         }
+    }
+
+    /// Logs a call starting now, or answers how long to wait before asking again.
+    async fn start(&self) -> Result<Duration, redis::RedisError> {
+        let mut conn = self.redis.clone();
+        let wait_us: i64 = self
+            .start
+            .key(&self.log_key)
+            .arg(self.window_us)
+            .arg(self.limit)
+            .arg(common::id::new_id("call"))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Duration::from_micros(wait_us.max(0) as u64))
     }
 
     async fn reserve(&self) -> Result<Duration, redis::RedisError> {

@@ -22,6 +22,8 @@ pub const PROCESS_ORDER: &str = "process_order";
 pub const PAYMENT_TIMEOUT: &str = "payment_timeout";
 /// Deletes a confirmed order's cart.
 pub const CLEAR_CART: &str = "clear_cart";
+/// The priority of jobs no customer waits for: every due saga step is claimed before them.
+pub const HOUSEKEEPING: i16 = -10;
 
 /// What the saga needs.
 #[derive(Clone)]
@@ -237,7 +239,8 @@ impl Saga {
             .await?;
         let clear = NewJob::new(CLEAR_CART, serde_json::json!({ "cart_id": order.cart_id }))
             .dedup(format!("clear:{}", order.id))
-            .attempts(self.max_attempts);
+            .attempts(self.max_attempts)
+            .priority(HOUSEKEEPING);
         self.queue.enqueue(conn, clear).await?;
         // Last: the sale locks the inventory rows, which other checkouts wait for.
         orders::sell(conn, order).await?;

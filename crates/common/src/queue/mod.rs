@@ -31,6 +31,8 @@ pub struct NewJob {
     pub max_attempts: i32,
     /// Do not run before this delay has passed.
     pub delay: Duration,
+    /// Among due jobs, higher priorities are claimed first.
+    pub priority: i16,
 }
 
 impl NewJob {
@@ -42,6 +44,7 @@ impl NewJob {
             dedup_key: None,
             max_attempts: 5,
             delay: Duration::ZERO,
+            priority: 0,
         }
     }
 
@@ -54,6 +57,13 @@ impl NewJob {
     /// Sets the number of attempts.
     pub fn attempts(mut self, max_attempts: i32) -> Self {
         self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// Sets the priority (default 0): among due jobs, higher ones are claimed first, so work
+    /// nobody waits for (housekeeping) takes a negative one and never delays a customer's.
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
         self
     }
 
@@ -136,8 +146,8 @@ impl Queue {
         // (delivered when the caller's transaction commits).
         let sql = format!(
             "WITH job AS (
-                 INSERT INTO {} (kind, payload, max_attempts, run_at, dedup_key, traceparent)
-                 VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond', $5, $6)
+                 INSERT INTO {} (kind, payload, max_attempts, run_at, dedup_key, traceparent, priority)
+                 VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond', $5, $6, $8)
                  ON CONFLICT (dedup_key) DO NOTHING RETURNING id)
              SELECT job.id FROM job LEFT JOIN LATERAL (SELECT pg_notify($7, $1) WHERE $4 = 0) wake ON true",
             self.table
@@ -150,6 +160,7 @@ impl Queue {
             .bind(&job.dedup_key)
             .bind(crate::telemetry::current_traceparent())
             .bind(self.channel)
+            .bind(job.priority)
             .fetch_optional(&mut *conn)
             .await?;
         Ok(id)
@@ -190,7 +201,7 @@ impl Queue {
                  SELECT id FROM {t}
                  WHERE kind = ANY($3)
                    AND ((status = 'pending' AND run_at <= now()) OR (status = 'running' AND locked_until < now()))
-                 ORDER BY run_at
+                 ORDER BY priority DESC, run_at
                  LIMIT $4
                  FOR UPDATE SKIP LOCKED)
              RETURNING id, kind, payload, attempts, max_attempts, traceparent",

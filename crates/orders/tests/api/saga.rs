@@ -233,3 +233,36 @@ async fn the_event_stream_sends_the_current_state_then_each_change_and_ends() {
         "the stream ends at the final state: {body}"
     );
 }
+
+#[tokio::test]
+async fn a_checkout_step_is_claimed_before_housekeeping_queued_ahead_of_it() {
+    // Worker off: the jobs stay queued until the test claims one itself.
+    let app = spawn_with(settings().await, false).await;
+    let queue = &app.core.saga.queue;
+    let mut tx = app.pool.begin().await.unwrap();
+    for n in 0..20 {
+        let job = common::queue::NewJob::new(
+            orders::saga::CLEAR_CART,
+            json!({"cart_id": format!("crt_gone{n}")}),
+        )
+        .priority(orders::saga::HOUSEKEEPING);
+        queue.enqueue(&mut tx, job).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let sku = app.product(1000, 5).await;
+    let cart = app.cart_with(&sku, 1).await;
+    let order = app.order(&cart, Some("pm_card_visa")).await;
+
+    let claimed = queue
+        .claim(
+            "test",
+            &[orders::saga::PROCESS_ORDER, orders::saga::CLEAR_CART],
+            1,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].kind, orders::saga::PROCESS_ORDER);
+    assert_eq!(claimed[0].payload["order_id"], order.as_str());
+}
