@@ -16,6 +16,7 @@ pub mod forwarding;
 pub mod group;
 pub mod limits;
 pub mod meters;
+pub mod pool;
 pub mod proxy;
 pub mod rollback;
 pub mod routing;

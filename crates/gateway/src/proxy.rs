@@ -1,9 +1,9 @@
-//! The streaming reverse proxy: pooled HTTP/1.1 clients (hyper-util's), one per serving
-//! thread, for every upstream. Bodies stream both ways; the request body is capped as it streams, connecting
-//! and waiting for response headers are bounded, and each failure becomes a `GatewayError`
-//! that says whether the upstream is to blame.
+//! The streaming reverse proxy: keep-alive HTTP/1.1 connections to every upstream, pooled
+//! per serving thread (`crate::pool`). Bodies stream both ways; the request body is capped
+//! as it streams, connecting and waiting for response headers are bounded, and each failure
+//! becomes a `GatewayError` that says whether the upstream is to blame.
 
-use std::{io, net::IpAddr, sync::Arc, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use axum::{
     body::Body,
@@ -16,23 +16,19 @@ use axum::{
 };
 use common::ConfigError;
 use hyper::body::Body as _;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
-};
-use thread_local::ThreadLocal;
 
 use crate::{
-    body::{self, CappedBody, TooLarge},
+    body::{self, CappedBody, Overflow, TooLarge},
     error::GatewayError,
     forwarding,
+    pool::{ConnectError, Pool, PoolSettings, Pooled},
 };
 
 /// Where an upstream answers: scheme, authority and an optional path prefix.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    scheme: Scheme,
     authority: Authority,
+    host: HeaderValue,
     base_path: String,
 }
 
@@ -53,26 +49,24 @@ impl Upstream {
             .authority()
             .cloned()
             .ok_or_else(|| ConfigError::new(name, format!("{url:?} names no host")))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| ConfigError::new(name, format!("{url:?}: {e}")))?;
         Ok(Self {
-            scheme: Scheme::HTTP,
+            host,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
         })
     }
 
-    fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, GatewayError> {
+    /// The request target on this upstream: origin-form, after the base path.
+    fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, GatewayError> {
         let tail = path_and_query.map_or("/", PathAndQuery::as_str);
-        let path_and_query = if self.base_path.is_empty() {
-            PathAndQuery::try_from(tail)
+        let target = if self.base_path.is_empty() {
+            Uri::try_from(tail)
         } else {
-            PathAndQuery::try_from(format!("{}{tail}", self.base_path))
+            Uri::try_from(format!("{}{tail}", self.base_path))
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query.map_err(|e| GatewayError::BadRequest(e.into()))?)
-            .build()
-            .map_err(|e| GatewayError::BadRequest(e.into()))
+        target.map_err(|e| GatewayError::BadRequest(e.into()))
     }
 }
 
@@ -93,37 +87,23 @@ pub struct ProxySettings {
     pub inject_trace: bool,
 }
 
-/// The pooled clients and their limits.
-///
-/// Each thread gets a connection pool of its own: the gateway serves every client connection
-/// on one thread (see `crate::serve`), and an upstream connection driven by that same thread
-/// answers without waking another one.
-#[derive(Clone)]
+/// The connection pools and the limits.
 pub struct Proxy {
-    clients: Arc<ThreadLocal<Client<HttpConnector, Body>>>,
+    pool: Pool,
     settings: ProxySettings,
 }
 
 impl Proxy {
-    /// A proxy with its own connection pools.
+    /// A proxy with pools of its own.
     pub fn new(settings: ProxySettings) -> Self {
         Self {
-            clients: Arc::new(ThreadLocal::new()),
+            pool: Pool::new(PoolSettings {
+                connect_timeout: settings.connect_timeout,
+                idle_timeout: settings.pool_idle,
+                max_idle: settings.pool_max_idle,
+            }),
             settings,
         }
-    }
-
-    fn client(&self) -> &Client<HttpConnector, Body> {
-        self.clients.get_or(|| {
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(self.settings.connect_timeout));
-            connector.set_nodelay(true);
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(self.settings.pool_idle)
-                .pool_max_idle_per_host(self.settings.pool_max_idle)
-                .build(connector)
-        })
     }
 
     /// The body limit.
@@ -150,9 +130,10 @@ impl Proxy {
             body::drain(body);
             return Err(GatewayError::TooLarge { limit });
         }
-        parts.uri = upstream.uri_for(parts.uri.path_and_query())?;
+        parts.uri = upstream.target(parts.uri.path_and_query())?;
         parts.version = Version::HTTP_11;
         forwarding::prepare_request(&mut parts.headers, client);
+        parts.headers.insert(header::HOST, upstream.host.clone());
         if self.settings.inject_trace
             && let Some(traceparent) = common::telemetry::current_traceparent()
             && let Ok(value) = HeaderValue::try_from(traceparent)
@@ -168,50 +149,81 @@ impl Proxy {
         };
         let request = Request::from_parts(parts, body);
 
-        let sent = tokio::time::timeout(
+        let exchange = tokio::time::timeout(
             self.settings.response_timeout,
-            self.client().request(request),
+            self.exchange(&upstream.authority, request),
         );
-        let response = match sent.await {
+        let (connection, response) = match exchange.await {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(e)) => {
-                let error = classify(e, limit);
-                if let (GatewayError::TooLarge { .. }, Some(overflow)) = (&error, overflow) {
-                    overflow.drain();
-                }
-                return Err(error);
-            }
-            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(failed(e, limit, overflow)),
+            Ok(Ok(exchanged)) => exchanged,
         };
         let (mut parts, body) = response.into_parts();
         forwarding::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Body::new(body)))
+        Ok(Response::from_parts(parts, connection.body(body)))
+    }
+
+    /// Sends `request` on an idle connection, or on a new one when there is none or every
+    /// idle one turns out closed before the request went out on it.
+    async fn exchange(
+        &self,
+        authority: &Authority,
+        mut request: Request,
+    ) -> Result<(Pooled, hyper::Response<hyper::body::Incoming>), Failure> {
+        while let Some(mut connection) = self.pool.idle(authority) {
+            // Ready once the previous exchange on it is over; an error means it closed.
+            if connection.sender().ready().await.is_err() {
+                continue;
+            }
+            match connection.sender().try_send_request(request).await {
+                Ok(response) => return Ok((connection, response)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(Failure::Exchange(e.into_error())),
+                },
+            }
+        }
+        let mut connection = self
+            .pool
+            .connect(authority)
+            .await
+            .map_err(Failure::Connect)?;
+        match connection.sender().send_request(request).await {
+            Ok(response) => Ok((connection, response)),
+            Err(e) => Err(Failure::Exchange(e)),
+        }
     }
 }
 
-fn classify(error: hyper_util::client::legacy::Error, limit: usize) -> GatewayError {
+/// What went wrong talking to an upstream.
+enum Failure {
+    Connect(ConnectError),
+    Exchange(hyper::Error),
+}
+
+/// The gateway's answer to a failed exchange: a body over the cap is the client's fault
+/// (and the rest of it is drained), so is a body that could not be read; a connect timeout
+/// is a timeout; everything else is the upstream's.
+fn failed(failure: Failure, limit: usize, overflow: Option<Overflow>) -> GatewayError {
+    let error = match failure {
+        Failure::Connect(e @ ConnectError::TimedOut(_)) => {
+            tracing::debug!(error = %e, "upstream connect timed out");
+            return GatewayError::UpstreamTimeout;
+        }
+        Failure::Connect(e) => return GatewayError::UpstreamUnreachable(Box::new(e)),
+        Failure::Exchange(e) => e,
+    };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-    let mut timed_out = false;
-    let mut body_failed = false;
     while let Some(e) = source {
         if e.is::<TooLarge>() {
+            if let Some(overflow) = overflow {
+                overflow.drain();
+            }
             return GatewayError::TooLarge { limit };
-        }
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            timed_out |= io.kind() == io::ErrorKind::TimedOut;
-        }
-        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
-            body_failed |= hyper.is_user();
         }
         source = e.source();
     }
-    if error.is_connect() {
-        if timed_out {
-            GatewayError::UpstreamTimeout
-        } else {
-            GatewayError::UpstreamUnreachable(Box::new(error))
-        }
-    } else if body_failed {
+    if error.is_user() {
         // Reading the client's body failed (it went away): not the upstream's fault.
         GatewayError::BadRequest(Box::new(error))
     } else {

@@ -2,7 +2,14 @@
 //! headers are forwarded as a proxy should (hop-by-hop dropped, `X-Forwarded-*` set,
 //! `traceparent` passed on).
 
-use std::{convert::Infallible, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::body::Bytes;
 use http_body_util::{BodyExt as _, StreamBody};
@@ -10,6 +17,7 @@ use hyper::body::Frame;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use reqwest::Method;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::{
     fakes::{checksum, pattern},
@@ -184,4 +192,94 @@ async fn upstream_connections_are_pooled_and_reused() {
     }
     assert_eq!(world.legacy.served(), 20);
     assert_eq!(world.legacy.connections(), 1);
+}
+
+/// A bare HTTP/1.1 upstream that answers every request `200 ok` and, in `closing` mode,
+/// closes the connection after each answer without saying so. It counts the connections
+/// it accepted and those the gateway closed.
+struct BareUpstream {
+    url: String,
+    accepted: Arc<AtomicU64>,
+    closed_by_peer: Arc<AtomicU64>,
+}
+
+impl BareUpstream {
+    async fn start(closing: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let closed_by_peer = Arc::new(AtomicU64::new(0));
+        let (a, c) = (accepted.clone(), closed_by_peer.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let n = stream.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            c.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                        // Requests here carry no body: a request ends at its blank line.
+                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            head.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(answer).await.is_err() || closing {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            accepted,
+            closed_by_peer,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_upstream_closed_is_replaced_not_failed() {
+    let world = World::new().await;
+    let upstream = BareUpstream::start(true).await;
+    let mut settings = world.settings();
+    settings.legacy_url =
+        Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream.url).unwrap());
+    let gateway = world.gateway_with(settings).await;
+    for _ in 0..10 {
+        let response = gateway.request(Method::GET, "/").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_close_after_the_idle_timeout() {
+    let world = World::new().await;
+    let upstream = BareUpstream::start(false).await;
+    let mut settings = world.settings();
+    settings.legacy_url =
+        Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream.url).unwrap());
+    settings.upstream_pool_idle = Duration::from_millis(200);
+    let gateway = world.gateway_with(settings).await;
+    for _ in 0..3 {
+        let response = gateway.request(Method::GET, "/").send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+    assert_eq!(
+        upstream.accepted.load(Ordering::SeqCst),
+        1,
+        "one kept-alive connection"
+    );
+    testkit::eventually("the idle connection is closed", || async {
+        upstream.closed_by_peer.load(Ordering::SeqCst) == 1
+    })
+    .await;
 }
