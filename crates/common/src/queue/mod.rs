@@ -11,7 +11,10 @@ mod worker;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row as _};
+use sqlx::{
+    AssertSqlSafe, PgConnection, PgPool, Postgres, Row as _, postgres::PgArguments,
+    query::QueryScalar,
+};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
@@ -112,6 +115,34 @@ pub struct DeadJob {
     pub updated_at: OffsetDateTime,
 }
 
+/// An enqueue written into a caller's statement (`Queue::enqueue_step`).
+pub struct EnqueueStep {
+    /// The `WITH` item that adds the job.
+    pub cte: String,
+    /// The expression that wakes the workers.
+    pub wake: String,
+    channel: &'static str,
+}
+
+impl EnqueueStep {
+    /// Binds `job` as the step's parameters, which must come next in `query`.
+    pub fn bind<'q, O>(
+        &self,
+        query: QueryScalar<'q, Postgres, O, PgArguments>,
+        job: &'q NewJob,
+    ) -> QueryScalar<'q, Postgres, O, PgArguments> {
+        query
+            .bind(job.kind)
+            .bind(&job.payload)
+            .bind(job.max_attempts)
+            .bind(job.delay.as_millis() as i64)
+            .bind(&job.dedup_key)
+            .bind(crate::telemetry::current_traceparent())
+            .bind(self.channel)
+            .bind(job.priority)
+    }
+}
+
 /// One queue: a table and the channel that wakes its workers.
 #[derive(Clone)]
 pub struct Queue {
@@ -144,26 +175,38 @@ impl Queue {
     ) -> Result<Option<i64>, sqlx::Error> {
         // One round trip: the insert and, for a job due now, the wake-up of the workers
         // (delivered when the caller's transaction commits).
-        let sql = format!(
-            "WITH job AS (
-                 INSERT INTO {} (kind, payload, max_attempts, run_at, dedup_key, traceparent, priority)
-                 VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond', $5, $6, $8)
-                 ON CONFLICT (dedup_key) DO NOTHING RETURNING id)
-             SELECT job.id FROM job LEFT JOIN LATERAL (SELECT pg_notify($7, $1) WHERE $4 = 0) wake ON true",
-            self.table
-        );
-        let id: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(job.kind)
-            .bind(&job.payload)
-            .bind(job.max_attempts)
-            .bind(job.delay.as_millis() as i64)
-            .bind(&job.dedup_key)
-            .bind(crate::telemetry::current_traceparent())
-            .bind(self.channel)
-            .bind(job.priority)
+        let step = self.enqueue_step("job", "(VALUES (1)) AS once", 1);
+        let sql = format!("WITH {} SELECT id, {} FROM job", step.cte, step.wake);
+        let id: Option<i64> = step
+            .bind(sqlx::query_scalar(AssertSqlSafe(sql)), &job)
             .fetch_optional(&mut *conn)
             .await?;
         Ok(id)
+    }
+
+    /// Enqueueing as one step of a caller's own statement, so that a write and its job take
+    /// one round trip and need no explicit transaction: `cte` is a `WITH` item named `name`
+    /// that adds the job once per row of relation `guard` (not at all when it is empty) and
+    /// answers the job's `id`; `wake`, selected once in the statement's result when the job
+    /// went in, wakes the workers. Its parameters are `$first` to `$first + 7`.
+    pub fn enqueue_step(&self, name: &str, guard: &str, first: usize) -> EnqueueStep {
+        let p = |i: usize| format!("${}", first + i);
+        let (kind, payload, attempts, delay, dedup, trace, channel, priority) =
+            (p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7));
+        EnqueueStep {
+            cte: format!(
+                "{name} AS (
+                     INSERT INTO {table} (kind, payload, max_attempts, run_at, dedup_key, traceparent, priority)
+                     SELECT {kind}, {payload}, {attempts}, now() + {delay} * interval '1 millisecond', {dedup}, {trace}, {priority}
+                     FROM {guard}
+                     ON CONFLICT (dedup_key) DO NOTHING RETURNING id)",
+                table = self.table
+            ),
+            wake: format!(
+                "(SELECT count(*) FROM (SELECT pg_notify({channel}, {kind}) WHERE {delay} = 0) AS woken)"
+            ),
+            channel: self.channel,
+        }
     }
 
     /// Withdraws a job that has not started, by its dedup key, inside the caller's

@@ -113,18 +113,12 @@ pub async fn create(
         ttl: app.idempotency_ttl,
     };
 
+    let job = app.saga.process_job(&order.id);
     for _ in 0..2 {
-        let mut tx = app.pool.begin().await?;
-        if orders::place(&mut tx, &claim, &order, &lines).await? {
-            app.saga
-                .queue
-                .enqueue(&mut tx, app.saga.process_job(&order.id))
-                .await?;
-            tx.commit().await?;
+        if orders::place(&app.pool, &claim, &order, &lines, &app.saga.queue, &job).await? {
             metrics::counter!("orders_accepted_total").increment(1);
             return Ok(accepted(&order.id, view, false));
         }
-        tx.rollback().await?;
         // The key is taken: replay its answer, or reclaim it once if it has expired.
         if let Some(stored) = idempotency::find(&app.pool, &key).await? {
             return replay(stored, &request);

@@ -3,7 +3,8 @@
 //! in the caller's transaction. Stock moves (`reserve`, `release`, `sell`) are conditional on
 //! the order's `stock` column, so each happens at most once per order.
 
-use sqlx::{PgConnection, PgPool};
+use common::queue::{NewJob, Queue};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::domain::Status;
@@ -79,16 +80,20 @@ pub enum StoreError {
 const COLUMNS: &str = "id, status, stock, cart_id, email, currency, total, payment_method, payment_id, \
                        payment_status, client_secret, failure_reason, payment_due_at, created_at";
 
-/// Places a new `pending` order with its lines, claiming `key` for it with the response to
-/// replay, in one statement. Answers `false`, writing nothing, when the key is taken: a
-/// concurrent request with the same key waits on the key's row until the first commits.
+/// Places a new `pending` order with its lines and its `job`, claiming `key` for it with the
+/// response to replay, in one statement (atomic by itself: one round trip, no transaction).
+/// Answers `false`, writing nothing, when the key is taken: a concurrent request with the
+/// same key waits on the key's row until the first commits.
 pub async fn place(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     key: &Claim<'_>,
     order: &Order,
     lines: &[Line],
+    queue: &Queue,
+    job: &NewJob,
 ) -> Result<bool, sqlx::Error> {
-    let placed = sqlx::query(
+    let enqueue = queue.enqueue_step("job", "placed", 17);
+    let sql = format!(
         "WITH claimed AS (
              INSERT INTO orders.idempotency_keys (key, request, order_id, status_code, response, expires_at)
              VALUES ($1, $2, $3, 202, $4, now() + $5 * interval '1 second')
@@ -101,27 +106,29 @@ pub async fn place(
              SELECT placed.id, l.* FROM placed,
                  UNNEST($12::text[], $13::text[], $14::int[], $15::bigint[], $16::bigint[]) AS l),
          event AS (
-             INSERT INTO orders.order_events (order_id, to_status) SELECT id, 'pending' FROM placed)
-         SELECT id FROM placed",
-    )
-    .bind(key.key)
-    .bind(key.request)
-    .bind(&order.id)
-    .bind(key.response)
-    .bind(key.ttl.as_secs() as i64)
-    .bind(&order.cart_id)
-    .bind(&order.email)
-    .bind(&order.currency)
-    .bind(order.total)
-    .bind(&order.payment_method)
-    .bind(order.created_at)
-    .bind(lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.unit_price).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.line_total).collect::<Vec<_>>())
-    .fetch_optional(&mut *conn)
-    .await?;
+             INSERT INTO orders.order_events (order_id, to_status) SELECT id, 'pending' FROM placed),
+         {}
+         SELECT id, {} FROM placed",
+        enqueue.cte, enqueue.wake
+    );
+    let query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
+        .bind(key.key)
+        .bind(key.request)
+        .bind(&order.id)
+        .bind(key.response)
+        .bind(key.ttl.as_secs() as i64)
+        .bind(&order.cart_id)
+        .bind(&order.email)
+        .bind(&order.currency)
+        .bind(order.total)
+        .bind(&order.payment_method)
+        .bind(order.created_at)
+        .bind(lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.unit_price).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.line_total).collect::<Vec<_>>());
+    let placed = enqueue.bind(query, job).fetch_optional(pool).await?;
     Ok(placed.is_some())
 }
 
