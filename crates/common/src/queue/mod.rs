@@ -209,6 +209,16 @@ impl Queue {
         }
     }
 
+    /// Refreshes the planner's statistics of the queue table (`ANALYZE`), so that claims
+    /// keep walking the due-jobs index when a burst has grown the table since the last
+    /// autovacuum. A failure (the role does not own the table) is only logged.
+    pub async fn refresh_statistics(&self) {
+        let sql = format!("ANALYZE {}", self.table);
+        if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&self.pool).await {
+            tracing::warn!(table = self.table, error = %e, "refreshing queue statistics failed");
+        }
+    }
+
     /// Withdraws a job that has not started, by its dedup key, inside the caller's
     /// transaction (a payment-timeout check for an order that was paid).
     pub async fn cancel(
@@ -238,15 +248,26 @@ impl Queue {
         lease: Duration,
     ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
         let sql = format!(
-            "UPDATE {t} SET status = 'running', attempts = attempts + 1, locked_by = $1,
-                 locked_until = now() + $2 * interval '1 millisecond', updated_at = now()
-             WHERE id IN (
+            // Two index walks that stop at `limit` rows each: due pending jobs in claim
+            // order, and running jobs whose lease ran out (their worker died). One condition
+            // with OR would read every pending job, the whole backlog, on every claim.
+            "WITH due AS (
                  SELECT id FROM {t}
-                 WHERE kind = ANY($3)
-                   AND ((status = 'pending' AND run_at <= now()) OR (status = 'running' AND locked_until < now()))
+                 WHERE status = 'pending' AND run_at <= now() AND kind = ANY($3)
                  ORDER BY priority DESC, run_at
                  LIMIT $4
+                 FOR UPDATE SKIP LOCKED),
+             expired AS (
+                 SELECT id FROM {t}
+                 WHERE status = 'running' AND locked_until < now() AND kind = ANY($3)
+                 ORDER BY locked_until
+                 LIMIT $4
                  FOR UPDATE SKIP LOCKED)
+             UPDATE {t} SET status = 'running', attempts = attempts + 1, locked_by = $1,
+                 locked_until = now() + $2 * interval '1 millisecond', updated_at = now()
+             WHERE id IN (
+                 SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) AS claimable
+                 LIMIT $4)
              RETURNING id, kind, payload, attempts, max_attempts, traceparent",
             t = self.table
         );

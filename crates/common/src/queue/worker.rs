@@ -77,6 +77,9 @@ impl WorkerConfig {
     }
 }
 
+/// How often a worker that finds a backlog refreshes the queue table's statistics.
+const STATISTICS_REFRESH: Duration = Duration::from_secs(10);
+
 /// A worker for one handler.
 pub struct Worker<H> {
     queue: Queue,
@@ -113,6 +116,7 @@ impl<H: Handler> Worker<H> {
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let mut running = JoinSet::new();
         let kinds = self.handler.kinds();
+        let mut analyzed: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             while running.try_join_next().is_some() {}
             let free = slots.available_permits();
@@ -147,6 +151,14 @@ impl<H: Handler> Worker<H> {
                 }
             }
             if claimed_all {
+                // A backlog: the planner must know it, or it reads every pending job on
+                // each claim (statistics from when the table was nearly empty make that
+                // look cheap, and autovacuum looks only once a minute).
+                if analyzed.is_none_or(|at| at.elapsed() >= STATISTICS_REFRESH) {
+                    analyzed = Some(Instant::now());
+                    let queue = self.queue.clone();
+                    tokio::spawn(async move { queue.refresh_statistics().await });
+                }
                 // The queue may hold more; claim again as soon as a slot frees.
                 tokio::select! {
                     () = shutdown.cancelled() => break,

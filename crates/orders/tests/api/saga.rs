@@ -266,3 +266,52 @@ async fn a_checkout_step_is_claimed_before_housekeeping_queued_ahead_of_it() {
     assert_eq!(claimed[0].kind, orders::saga::PROCESS_ORDER);
     assert_eq!(claimed[0].payload["order_id"], order.as_str());
 }
+
+#[tokio::test]
+async fn a_claim_takes_expired_leases_first_and_never_more_than_its_limit() {
+    // Worker off: the test claims itself.
+    let app = spawn_with(settings().await, false).await;
+    let queue = &app.core.saga.queue;
+    let mut tx = app.pool.begin().await.unwrap();
+    for n in 0..5 {
+        let job = common::queue::NewJob::new(
+            orders::saga::CLEAR_CART,
+            json!({"cart_id": format!("crt_gone{n}")}),
+        );
+        queue.enqueue(&mut tx, job).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let kinds = [orders::saga::CLEAR_CART];
+    let lease = std::time::Duration::from_secs(30);
+
+    let first = queue.claim("dies", &kinds, 2, lease).await.unwrap();
+    assert_eq!(first.len(), 2);
+    // Its worker died: the leases run out.
+    sqlx::query("UPDATE orders.jobs SET locked_until = now() - interval '1 second' WHERE locked_by = 'dies'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let second = queue.claim("lives", &kinds, 3, lease).await.unwrap();
+    assert_eq!(
+        second.len(),
+        3,
+        "the limit holds with expired and due jobs both there"
+    );
+    let mut retried: Vec<i64> = second
+        .iter()
+        .filter(|j| j.attempt == 2)
+        .map(|j| j.id)
+        .collect();
+    let mut expected: Vec<i64> = first.iter().map(|j| j.id).collect();
+    retried.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(
+        retried, expected,
+        "both expired leases are taken over"
+    );
+
+    let rest = queue.claim("lives", &kinds, 10, lease).await.unwrap();
+    assert_eq!(rest.len(), 2, "the two jobs left");
+    assert!(rest.iter().all(|j| j.attempt == 1));
+}
