@@ -107,6 +107,7 @@ pub async fn sweep_once(saga: &Saga, stuck_after: Duration) -> Result<u64, sqlx:
     }
     tx.commit().await?;
     if enqueued > 0 {
+        saga.queue.wake();
         tracing::warn!(enqueued, "sweeper re-enqueued stuck orders");
         metrics::counter!("orders_swept_total").increment(enqueued);
     }

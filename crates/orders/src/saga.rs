@@ -169,6 +169,7 @@ impl Saga {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.queue.wake();
         Ok(order)
     }
 
@@ -181,6 +182,7 @@ impl Saga {
             .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))?;
         self.confirm(&mut tx, &mut order).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.queue.wake();
         Ok(order)
     }
 

@@ -161,6 +161,9 @@ impl Sink {
             self.queue.enqueue(&mut tx, job).await?;
         }
         tx.commit().await?;
+        if !new.is_empty() {
+            self.queue.wake();
+        }
         Ok(new)
     }
 }

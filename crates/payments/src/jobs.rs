@@ -132,6 +132,7 @@ impl PaymentJobs {
                     .map_err(db)?;
             }
             tx.commit().await.map_err(db)?;
+            self.ledger.queue.wake();
         }
         Ok(())
     }
@@ -170,6 +171,7 @@ impl PaymentJobs {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.ledger.queue.wake();
         metrics::counter!("payments_events_applied_total", "reported" => effect.report.status.as_str(), "outcome" => label(outcome))
             .increment(1);
         if matches!(outcome, Transition::Stale | Transition::Conflict) {

@@ -141,6 +141,7 @@ impl Ledger {
             .apply(&mut tx, &mut payment, &Report::from(&intent))
             .await?;
         tx.commit().await?;
+        self.queue.wake();
         if outcome == Transition::Conflict {
             // Say, failed here and paid at Stripe: money and order disagree; a person decides.
             metrics::counter!("payments_conflicts_total").increment(1);

@@ -47,6 +47,7 @@ pub async fn reconcile_once(jobs: &PaymentJobs, age: Duration) -> Result<u64, sq
     }
     tx.commit().await?;
     if queued > 0 {
+        ledger.queue.wake();
         tracing::info!(queued, "checking unsettled payments with Stripe");
         metrics::counter!("payments_reconciliations_total").increment(queued);
     }

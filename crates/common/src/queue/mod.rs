@@ -8,7 +8,13 @@
 mod backoff;
 mod worker;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use serde::Serialize;
 use sqlx::{
@@ -16,6 +22,7 @@ use sqlx::{
     query::QueryScalar,
 };
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 pub use backoff::Backoff;
@@ -115,13 +122,26 @@ pub struct DeadJob {
     pub updated_at: OffsetDateTime,
 }
 
+/// Sends one `NOTIFY` per batch of wake-ups.
+async fn notifier(pool: PgPool, channel: &'static str, waker: Arc<Waker>) {
+    loop {
+        waker.wanted.notified().await;
+        let sent = sqlx::query(
+            "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, 'jobs')",
+        )
+        .bind(channel)
+        .execute(&pool)
+        .await;
+        if let Err(e) = sent {
+            tracing::debug!(channel, error = %e, "waking the workers failed; they poll");
+        }
+    }
+}
+
 /// An enqueue written into a caller's statement (`Queue::enqueue_step`).
 pub struct EnqueueStep {
     /// The `WITH` item that adds the job.
     pub cte: String,
-    /// The expression that wakes the workers.
-    pub wake: String,
-    channel: &'static str,
 }
 
 impl EnqueueStep {
@@ -138,7 +158,6 @@ impl EnqueueStep {
             .bind(job.delay.as_millis() as i64)
             .bind(&job.dedup_key)
             .bind(crate::telemetry::current_traceparent())
-            .bind(self.channel)
             .bind(job.priority)
     }
 }
@@ -149,6 +168,15 @@ pub struct Queue {
     pool: PgPool,
     table: &'static str,
     channel: &'static str,
+    waker: Arc<Waker>,
+}
+
+/// Coalesces wake-ups: however many commits ask for one while a `NOTIFY` is on its way,
+/// one more follows it.
+#[derive(Default)]
+struct Waker {
+    wanted: Notify,
+    started: AtomicBool,
 }
 
 impl Queue {
@@ -158,7 +186,27 @@ impl Queue {
             pool,
             table,
             channel,
+            waker: Arc::default(),
         }
+    }
+
+    /// Wakes the workers for jobs that a transaction added: call it after the commit.
+    ///
+    /// The wake-up is not part of the transaction. A `NOTIFY` inside it would take the
+    /// database-wide notification lock at commit and hold it through the WAL flush,
+    /// so that every committing transaction that enqueues waits for the others'. Here one
+    /// `NOTIFY`, sent by a task of this process, covers every commit since the last, and
+    /// commits without waiting for the WAL (it is a hint: the jobs themselves are durable,
+    /// and workers also poll). A missed call costs latency, never a job.
+    pub fn wake(&self) {
+        if !self.waker.started.swap(true, Ordering::Relaxed) {
+            tokio::spawn(notifier(
+                self.pool.clone(),
+                self.channel,
+                self.waker.clone(),
+            ));
+        }
+        self.waker.wanted.notify_one();
     }
 
     /// The pool the queue runs on.
@@ -167,16 +215,14 @@ impl Queue {
     }
 
     /// Adds a job inside the caller's transaction; answers its id, or `None` when a job with
-    /// the same dedup key exists. Workers are woken when the transaction commits.
+    /// the same dedup key exists. Call `wake` once the transaction has committed.
     pub async fn enqueue(
         &self,
         conn: &mut PgConnection,
         job: NewJob,
     ) -> Result<Option<i64>, sqlx::Error> {
-        // One round trip: the insert and, for a job due now, the wake-up of the workers
-        // (delivered when the caller's transaction commits).
         let step = self.enqueue_step("job", "(VALUES (1)) AS once", 1);
-        let sql = format!("WITH {} SELECT id, {} FROM job", step.cte, step.wake);
+        let sql = format!("WITH {} SELECT id FROM job", step.cte);
         let id: Option<i64> = step
             .bind(sqlx::query_scalar(AssertSqlSafe(sql)), &job)
             .fetch_optional(&mut *conn)
@@ -187,12 +233,12 @@ impl Queue {
     /// Enqueueing as one step of a caller's own statement, so that a write and its job take
     /// one round trip and need no explicit transaction: `cte` is a `WITH` item named `name`
     /// that adds the job once per row of relation `guard` (not at all when it is empty) and
-    /// answers the job's `id`; `wake`, selected once in the statement's result when the job
-    /// went in, wakes the workers. Its parameters are `$first` to `$first + 7`.
+    /// answers the job's `id`. Its parameters are `$first` to `$first + 6`. Call `wake`
+    /// after the statement.
     pub fn enqueue_step(&self, name: &str, guard: &str, first: usize) -> EnqueueStep {
         let p = |i: usize| format!("${}", first + i);
-        let (kind, payload, attempts, delay, dedup, trace, channel, priority) =
-            (p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7));
+        let (kind, payload, attempts, delay, dedup, trace, priority) =
+            (p(0), p(1), p(2), p(3), p(4), p(5), p(6));
         EnqueueStep {
             cte: format!(
                 "{name} AS (
@@ -202,10 +248,6 @@ impl Queue {
                      ON CONFLICT (dedup_key) DO NOTHING RETURNING id)",
                 table = self.table
             ),
-            wake: format!(
-                "(SELECT count(*) FROM (SELECT pg_notify({channel}, {kind}) WHERE {delay} = 0) AS woken)"
-            ),
-            channel: self.channel,
         }
     }
 
@@ -423,10 +465,7 @@ impl Queue {
             .rows_affected()
             == 1;
         if replayed {
-            sqlx::query("SELECT pg_notify($1, 'replay')")
-                .bind(self.channel)
-                .execute(&self.pool)
-                .await?;
+            self.wake();
         }
         Ok(replayed)
     }

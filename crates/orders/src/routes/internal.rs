@@ -82,5 +82,6 @@ pub async fn payment_event(
             e => Problem::internal(&e),
         })?;
     tx.commit().await.map_err(OrdersError::from)?;
+    app.saga.queue.wake();
     Ok(Json(json!({"order_id": order.id, "status": order.status})))
 }

@@ -116,6 +116,7 @@ pub async fn create(
     let job = app.saga.process_job(&order.id);
     for _ in 0..2 {
         if orders::place(&app.pool, &claim, &order, &lines, &app.saga.queue, &job).await? {
+            app.saga.queue.wake();
             metrics::counter!("orders_accepted_total").increment(1);
             return Ok(accepted(&order.id, view, false));
         }

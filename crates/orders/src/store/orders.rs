@@ -81,7 +81,8 @@ const COLUMNS: &str = "id, status, stock, cart_id, email, currency, total, payme
                        payment_status, client_secret, failure_reason, payment_due_at, created_at";
 
 /// Places a new `pending` order with its lines and its `job`, claiming `key` for it with the
-/// response to replay, in one statement (atomic by itself: one round trip, no transaction).
+/// response to replay, in one statement (atomic by itself: one round trip, no transaction);
+/// wake the queue after it.
 /// Answers `false`, writing nothing, when the key is taken: a concurrent request with the
 /// same key waits on the key's row until the first commits.
 pub async fn place(
@@ -108,8 +109,8 @@ pub async fn place(
          event AS (
              INSERT INTO orders.order_events (order_id, to_status) SELECT id, 'pending' FROM placed),
          {}
-         SELECT id, {} FROM placed",
-        enqueue.cte, enqueue.wake
+         SELECT id FROM placed",
+        enqueue.cte
     );
     let query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
         .bind(key.key)

@@ -306,12 +306,36 @@ async fn a_claim_takes_expired_leases_first_and_never_more_than_its_limit() {
     let mut expected: Vec<i64> = first.iter().map(|j| j.id).collect();
     retried.sort_unstable();
     expected.sort_unstable();
-    assert_eq!(
-        retried, expected,
-        "both expired leases are taken over"
-    );
+    assert_eq!(retried, expected, "both expired leases are taken over");
 
     let rest = queue.claim("lives", &kinds, 10, lease).await.unwrap();
     assert_eq!(rest.len(), 2, "the two jobs left");
     assert!(rest.iter().all(|j| j.attempt == 1));
+}
+
+#[tokio::test]
+async fn a_checkout_wakes_the_worker_without_waiting_for_its_poll() {
+    // The worker polls once an hour: only the wake-up after a checkout can start its saga.
+    let mut settings = settings().await;
+    settings.job_poll = std::time::Duration::from_secs(3600);
+    let app = spawn_with(settings, true).await;
+    let sku = app.product(1500, 5).await;
+    // A first order runs the worker through its start-up claim and its cart clearing, so
+    // that it then waits: the second order's job can only reach it by a wake-up.
+    let first = app.cart_with(&sku, 1).await;
+    let order = app.order(&first, Some("pm_card_visa")).await;
+    app.wait_for(&order, "confirmed").await;
+    crate::support::eventually("the first cart is cleared", || async {
+        app.http
+            .get(format!("{}/v1/carts/{first}", app.cart_url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 404
+    })
+    .await;
+    let second = app.cart_with(&sku, 1).await;
+    let order = app.order(&second, Some("pm_card_visa")).await;
+    app.wait_for(&order, "confirmed").await;
 }

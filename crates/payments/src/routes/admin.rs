@@ -172,6 +172,7 @@ pub async fn refund(
     };
     app.ledger.apply(&mut tx, &mut payment, &report).await?;
     tx.commit().await?;
+    app.ledger.queue.wake();
     metrics::counter!("payments_refunds_total").increment(1);
     let view = RefundView {
         refund,

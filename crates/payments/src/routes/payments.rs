@@ -143,6 +143,7 @@ pub async fn create(
     };
     app.ledger.apply(&mut tx, &mut payment, &report).await?;
     tx.commit().await?;
+    app.ledger.queue.wake();
     metrics::counter!("payments_created_total", "status" => payment.status.as_str()).increment(1);
     Ok(created(&payment, false))
 }
