@@ -10,7 +10,6 @@
 
 use std::{
     io,
-    net::SocketAddr,
     pin::Pin,
     sync::{Arc, Mutex, PoisonError, Weak},
     task::{Context, Poll},
@@ -58,9 +57,9 @@ pub struct Pool {
 }
 
 /// One thread's idle connections, by upstream.
-#[derive(Default)]
 struct ThreadPool {
     idle: Mutex<Vec<(Authority, Vec<Idle>)>>,
+    max_idle: usize,
 }
 
 struct Idle {
@@ -73,7 +72,6 @@ pub struct Pooled {
     sender: SendRequest<Body>,
     authority: Authority,
     home: Weak<ThreadPool>,
-    max_idle: usize,
 }
 
 impl Pool {
@@ -87,7 +85,10 @@ impl Pool {
 
     fn this_thread(&self) -> &Arc<ThreadPool> {
         self.threads.get_or(|| {
-            let pool = Arc::new(ThreadPool::default());
+            let pool = Arc::new(ThreadPool {
+                idle: Mutex::default(),
+                max_idle: self.settings.max_idle,
+            });
             tokio::spawn(sweep(Arc::downgrade(&pool), self.settings.idle_timeout));
             pool
         })
@@ -105,7 +106,6 @@ impl Pool {
                     sender,
                     authority: authority.clone(),
                     home: Arc::downgrade(home),
-                    max_idle: self.settings.max_idle,
                 });
             }
         }
@@ -114,30 +114,13 @@ impl Pool {
 
     /// Opens a new connection to `authority`; its I/O runs in a task of this thread.
     pub async fn connect(&self, authority: &Authority) -> Result<Pooled, ConnectError> {
-        let home = Arc::downgrade(self.this_thread());
+        let home = self.this_thread();
         let port = authority.port_u16().unwrap_or(80);
         let host = authority
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let stream = match host.parse() {
-            Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)),
-            Err(_) => return self.connect_by_name(authority, host, port, home).await,
-        };
-        let stream = tokio::time::timeout(self.settings.connect_timeout, stream)
-            .await
-            .map_err(|_| ConnectError::TimedOut(authority.clone()))?
-            .map_err(|e| ConnectError::Failed(authority.clone(), e))?;
-        self.handshake(authority, stream, home).await
-    }
-
-    async fn connect_by_name(
-        &self,
-        authority: &Authority,
-        host: &str,
-        port: u16,
-        home: Weak<ThreadPool>,
-    ) -> Result<Pooled, ConnectError> {
+        // An address is used as is; only a name is looked up.
         let stream = tokio::time::timeout(
             self.settings.connect_timeout,
             TcpStream::connect((host, port)),
@@ -145,15 +128,6 @@ impl Pool {
         .await
         .map_err(|_| ConnectError::TimedOut(authority.clone()))?
         .map_err(|e| ConnectError::Failed(authority.clone(), e))?;
-        self.handshake(authority, stream, home).await
-    }
-
-    async fn handshake(
-        &self,
-        authority: &Authority,
-        stream: TcpStream,
-        home: Weak<ThreadPool>,
-    ) -> Result<Pooled, ConnectError> {
         // Small requests go out at once: a proxy must not add Nagle's delay to every hop.
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
@@ -167,8 +141,7 @@ impl Pool {
         Ok(Pooled {
             sender,
             authority: authority.clone(),
-            home,
-            max_idle: self.settings.max_idle,
+            home: Arc::downgrade(home),
         })
     }
 }
@@ -196,7 +169,7 @@ impl Pooled {
             }
         };
         let list = &mut idle[position].1;
-        if list.len() < self.max_idle {
+        if list.len() < home.max_idle {
             list.push(Idle {
                 sender: self.sender,
                 since: Instant::now(),

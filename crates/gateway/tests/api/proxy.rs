@@ -14,7 +14,7 @@ use std::{
 use axum::body::Bytes;
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Frame;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_util::rt::TokioIo;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -30,12 +30,19 @@ const FIVE_MB: usize = 5 * 1024 * 1024;
 async fn stream_upload(url: &str, bytes: usize) -> (u16, Bytes) {
     let frames = pattern(bytes).map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
     let body = StreamBody::new(futures_util::stream::iter(frames));
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let request = hyper::Request::post(url)
+    let uri: hyper::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().as_str();
+    let stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::post(uri.path())
+        .header("host", authority)
         .header("x-fake", "upload")
         .body(body)
         .unwrap();
-    let response = client.request(request).await.unwrap();
+    let response = sender.send_request(request).await.unwrap();
     let status = response.status().as_u16();
     (
         status,
