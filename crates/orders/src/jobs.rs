@@ -105,9 +105,8 @@ pub async fn sweep_once(saga: &Saga, stuck_after: Duration) -> Result<u64, sqlx:
             .dedup(format!("timeout:{id}"));
         enqueued += u64::from(saga.queue.enqueue(&mut tx, job).await?.is_some());
     }
-    tx.commit().await?;
+    saga.queue.commit(tx).await?;
     if enqueued > 0 {
-        saga.queue.wake();
         tracing::warn!(enqueued, "sweeper re-enqueued stuck orders");
         metrics::counter!("orders_swept_total").increment(enqueued);
     }

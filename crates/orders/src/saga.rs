@@ -168,8 +168,7 @@ impl Saga {
         self.apply_payment(&mut tx, &mut order, &payment.id, &payment.status, None)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        self.queue.wake();
+        self.queue.commit(tx).await.map_err(db)?;
         Ok(order)
     }
 
@@ -181,8 +180,7 @@ impl Saga {
             .map_err(db)?
             .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))?;
         self.confirm(&mut tx, &mut order).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        self.queue.wake();
+        self.queue.commit(tx).await.map_err(db)?;
         Ok(order)
     }
 

@@ -160,10 +160,7 @@ impl Sink {
                 NewJob::new(PROCESS_EVENTS, json!({ "event_ids": new })).attempts(self.attempts);
             self.queue.enqueue(&mut tx, job).await?;
         }
-        tx.commit().await?;
-        if !new.is_empty() {
-            self.queue.wake();
-        }
+        self.queue.commit(tx).await?;
         Ok(new)
     }
 }

@@ -131,8 +131,7 @@ impl PaymentJobs {
                     .await
                     .map_err(db)?;
             }
-            tx.commit().await.map_err(db)?;
-            self.ledger.queue.wake();
+            self.ledger.queue.commit(tx).await.map_err(db)?;
         }
         Ok(())
     }
@@ -170,8 +169,7 @@ impl PaymentJobs {
         store::events::processed(&mut tx, event_id, label(outcome))
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        self.ledger.queue.wake();
+        self.ledger.queue.commit(tx).await.map_err(db)?;
         metrics::counter!("payments_events_applied_total", "reported" => effect.report.status.as_str(), "outcome" => label(outcome))
             .increment(1);
         if matches!(outcome, Transition::Stale | Transition::Conflict) {

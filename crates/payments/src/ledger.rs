@@ -140,8 +140,7 @@ impl Ledger {
         let outcome = self
             .apply(&mut tx, &mut payment, &Report::from(&intent))
             .await?;
-        tx.commit().await?;
-        self.queue.wake();
+        self.queue.commit(tx).await?;
         if outcome == Transition::Conflict {
             // Say, failed here and paid at Stripe: money and order disagree; a person decides.
             metrics::counter!("payments_conflicts_total").increment(1);

@@ -45,9 +45,8 @@ pub async fn reconcile_once(jobs: &PaymentJobs, age: Duration) -> Result<u64, sq
                 .is_some(),
         );
     }
-    tx.commit().await?;
+    ledger.queue.commit(tx).await?;
     if queued > 0 {
-        ledger.queue.wake();
         tracing::info!(queued, "checking unsettled payments with Stripe");
         metrics::counter!("payments_reconciliations_total").increment(queued);
     }

@@ -18,7 +18,7 @@ use std::{
 
 use serde::Serialize;
 use sqlx::{
-    AssertSqlSafe, PgConnection, PgPool, Postgres, Row as _, postgres::PgArguments,
+    AssertSqlSafe, PgConnection, PgPool, Postgres, Row as _, Transaction, postgres::PgArguments,
     query::QueryScalar,
 };
 use time::OffsetDateTime;
@@ -190,7 +190,8 @@ impl Queue {
         }
     }
 
-    /// Wakes the workers for jobs that a transaction added: call it after the commit.
+    /// Wakes the workers for jobs that a statement added (`commit` does it for a
+    /// transaction).
     ///
     /// The wake-up is not part of the transaction. A `NOTIFY` inside it would take the
     /// database-wide notification lock at commit and hold it through the WAL flush,
@@ -209,13 +210,20 @@ impl Queue {
         self.waker.wanted.notify_one();
     }
 
+    /// Commits a transaction that enqueued, then wakes the workers.
+    pub async fn commit(&self, tx: Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.wake();
+        Ok(())
+    }
+
     /// The pool the queue runs on.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
     /// Adds a job inside the caller's transaction; answers its id, or `None` when a job with
-    /// the same dedup key exists. Call `wake` once the transaction has committed.
+    /// the same dedup key exists. Commit the transaction with `commit`, which wakes the workers.
     pub async fn enqueue(
         &self,
         conn: &mut PgConnection,

@@ -81,7 +81,6 @@ pub async fn payment_event(
             orders::StoreError::Db(e) => Problem::from(OrdersError::Db(e)),
             e => Problem::internal(&e),
         })?;
-    tx.commit().await.map_err(OrdersError::from)?;
-    app.saga.queue.wake();
+    app.saga.queue.commit(tx).await.map_err(OrdersError::from)?;
     Ok(Json(json!({"order_id": order.id, "status": order.status})))
 }

@@ -239,16 +239,7 @@ async fn a_checkout_step_is_claimed_before_housekeeping_queued_ahead_of_it() {
     // Worker off: the jobs stay queued until the test claims one itself.
     let app = spawn_with(settings().await, false).await;
     let queue = &app.core.saga.queue;
-    let mut tx = app.pool.begin().await.unwrap();
-    for n in 0..20 {
-        let job = common::queue::NewJob::new(
-            orders::saga::CLEAR_CART,
-            json!({"cart_id": format!("crt_gone{n}")}),
-        )
-        .priority(orders::saga::HOUSEKEEPING);
-        queue.enqueue(&mut tx, job).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    queue_cart_clearing(queue, 20, orders::saga::HOUSEKEEPING).await;
     let sku = app.product(1000, 5).await;
     let cart = app.cart_with(&sku, 1).await;
     let order = app.order(&cart, Some("pm_card_visa")).await;
@@ -272,15 +263,7 @@ async fn a_claim_takes_expired_leases_first_and_never_more_than_its_limit() {
     // Worker off: the test claims itself.
     let app = spawn_with(settings().await, false).await;
     let queue = &app.core.saga.queue;
-    let mut tx = app.pool.begin().await.unwrap();
-    for n in 0..5 {
-        let job = common::queue::NewJob::new(
-            orders::saga::CLEAR_CART,
-            json!({"cart_id": format!("crt_gone{n}")}),
-        );
-        queue.enqueue(&mut tx, job).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    queue_cart_clearing(queue, 5, 0).await;
     let kinds = [orders::saga::CLEAR_CART];
     let lease = std::time::Duration::from_secs(30);
 
@@ -338,4 +321,18 @@ async fn a_checkout_wakes_the_worker_without_waiting_for_its_poll() {
     let second = app.cart_with(&sku, 1).await;
     let order = app.order(&second, Some("pm_card_visa")).await;
     app.wait_for(&order, "confirmed").await;
+}
+
+/// Queues `n` cart-clearing jobs at `priority`, for tests that claim by hand.
+async fn queue_cart_clearing(queue: &common::queue::Queue, n: usize, priority: i16) {
+    let mut tx = queue.pool().begin().await.unwrap();
+    for n in 0..n {
+        let job = common::queue::NewJob::new(
+            orders::saga::CLEAR_CART,
+            json!({"cart_id": format!("crt_gone{n}")}),
+        )
+        .priority(priority);
+        queue.enqueue(&mut tx, job).await.unwrap();
+    }
+    tx.commit().await.unwrap();
 }

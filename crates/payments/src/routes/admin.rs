@@ -171,8 +171,7 @@ pub async fn refund(
         ..Report::status(status)
     };
     app.ledger.apply(&mut tx, &mut payment, &report).await?;
-    tx.commit().await?;
-    app.ledger.queue.wake();
+    app.ledger.queue.commit(tx).await?;
     metrics::counter!("payments_refunds_total").increment(1);
     let view = RefundView {
         refund,

@@ -142,8 +142,7 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     };
     app.ledger.apply(&mut tx, &mut payment, &report).await?;
-    tx.commit().await?;
-    app.ledger.queue.wake();
+    app.ledger.queue.commit(tx).await?;
     metrics::counter!("payments_created_total", "status" => payment.status.as_str()).increment(1);
     Ok(created(&payment, false))
 }
