@@ -114,6 +114,25 @@ where
     panic!("{what} did not happen within {DEADLINE:?}");
 }
 
+/// Polls `read` until the resource it answers has `status`; answers that resource, or fails
+/// the test after `DEADLINE` with the last one seen.
+pub async fn until_status<F, Fut>(what: &str, status: &str, mut read: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Value>,
+{
+    let started = Instant::now();
+    let mut last = Value::Null;
+    while started.elapsed() < DEADLINE {
+        last = read().await;
+        if last["status"] == status {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} never reached {status}; last seen {last}");
+}
+
 /// Asserts a problem+json answer (RFC 9457) with this status; answers its body.
 pub async fn problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status, "unexpected status");

@@ -350,16 +350,7 @@ impl TestApp {
 
     /// Waits until the order is in `status`; answers it.
     pub async fn wait_for(&self, id: &str, status: &str) -> Value {
-        let mut last = Value::Null;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            last = self.get_order(id).await;
-            if last["status"] == status {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("order {id} never reached {status}; last seen {last}");
+        testkit::until_status(&format!("order {id}"), status, || self.get_order(id)).await
     }
 
     /// A sku's stock through the admin API.

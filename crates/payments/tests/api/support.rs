@@ -2,7 +2,7 @@
 //! test, the orders stand-in, a fresh database, and the payments API and worker in-process
 //! on random ports; plus the helpers tests talk to them with.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use payments::Settings;
 use serde_json::{Value, json};
@@ -186,16 +186,7 @@ impl TestApp {
 
     /// Waits until payment `id` is in `status`; answers it.
     pub async fn wait_for(&self, id: &str, status: &str) -> Value {
-        let mut last = Value::Null;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            last = self.payment(id).await;
-            if last["status"] == status {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("payment {id} never reached {status}; last seen {last}");
+        testkit::until_status(&format!("payment {id}"), status, || self.payment(id)).await
     }
 
     /// Waits until the worker has nothing left to do (no pending or running jobs).
