@@ -9,12 +9,8 @@ use common::{ConfigError, config};
 pub struct Settings {
     /// `LISTEN_ADDR`: where the HTTP server binds.
     pub listen_addr: SocketAddr,
-    /// `DATABASE_URL`: Postgres holding the catalog.
-    pub database_url: String,
-    /// `DB_MAX_CONNECTIONS`: pool size.
-    pub db_max_connections: u32,
-    /// `MIGRATE_ON_START`: apply pending migrations before serving.
-    pub migrate_on_start: bool,
+    /// `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `MIGRATE_ON_START`.
+    pub db: common::db::Settings,
     /// `REDIS_URL`: Redis holding the carts.
     pub redis_url: String,
     /// `REDIS_TIMEOUT_MS`: bound on every Redis call; past it the request answers 503.
@@ -38,12 +34,7 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self {
             listen_addr: config::parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
-            database_url: config::string(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/checkout",
-            ),
-            db_max_connections: config::parse("DB_MAX_CONNECTIONS", 10)?,
-            migrate_on_start: config::flag("MIGRATE_ON_START", true)?,
+            db: common::db::Settings::from_env(10)?,
             redis_url: config::string("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_timeout: config::millis("REDIS_TIMEOUT_MS", Duration::from_millis(500))?,
             key_prefix: config::string("CART_KEY_PREFIX", "cart:"),

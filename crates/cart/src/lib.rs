@@ -29,12 +29,7 @@ pub struct AppState {
 
 /// Connects the stores, applies migrations when configured, and assembles the app.
 pub async fn build(settings: &Settings) -> anyhow::Result<Router> {
-    let pool = common::db::open(
-        &settings.database_url,
-        settings.db_max_connections,
-        settings.migrate_on_start,
-    )
-    .await?;
+    let pool = settings.db.open().await?;
     let redis =
         common::redis::connect(&settings.redis_url, settings.redis_timeout).with_context(|| {
             format!(

@@ -22,17 +22,43 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
-/// A service's start-up: the pool for `DATABASE_URL` (`url`), then, when `migrate`, the pending
-/// migrations. Errors name the variable and never the password.
-pub async fn open(url: &str, max_connections: u32, migrate: bool) -> anyhow::Result<PgPool> {
-    use anyhow::Context as _;
-    let pool = connect(url, max_connections)
-        .await
-        .with_context(|| format!("connecting to DATABASE_URL {}", redact_url(url)))?;
-    if migrate {
-        self::migrate(&pool).await.context("applying migrations")?;
+/// Where a service's database is and how it uses it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`.
+    pub url: String,
+    /// `DB_MAX_CONNECTIONS`: pool size.
+    pub max_connections: u32,
+    /// `MIGRATE_ON_START`: apply pending migrations at start-up.
+    pub migrate_on_start: bool,
+}
+
+impl Settings {
+    /// Reads the variables; the pool holds `max_connections` unless `DB_MAX_CONNECTIONS`
+    /// says otherwise.
+    pub fn from_env(max_connections: u32) -> Result<Self, crate::ConfigError> {
+        Ok(Self {
+            url: crate::config::string(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/checkout",
+            ),
+            max_connections: crate::config::parse("DB_MAX_CONNECTIONS", max_connections)?,
+            migrate_on_start: crate::config::flag("MIGRATE_ON_START", true)?,
+        })
     }
-    Ok(pool)
+
+    /// Connects, then applies pending migrations when `migrate_on_start`; an error names
+    /// the (redacted) URL or the migration step.
+    pub async fn open(&self) -> anyhow::Result<PgPool> {
+        use anyhow::Context as _;
+        let pool = connect(&self.url, self.max_connections)
+            .await
+            .with_context(|| format!("connecting to DATABASE_URL {}", redact_url(&self.url)))?;
+        if self.migrate_on_start {
+            migrate(&pool).await.context("applying migrations")?;
+        }
+        Ok(pool)
+    }
 }
 
 /// Applies pending migrations under the migrator's advisory lock.

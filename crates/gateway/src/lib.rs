@@ -69,12 +69,7 @@ pub async fn build(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Router> {
-    let pool = common::db::open(
-        &settings.database_url,
-        settings.db_max_connections,
-        settings.migrate_on_start,
-    )
-    .await?;
+    let pool = settings.db.open().await?;
     let redis_url = common::db::redact_url(&settings.redis_url);
     let redis = common::redis::connect(&settings.redis_url, settings.redis_timeout)
         .with_context(|| format!("REDIS_URL {redis_url} is not a Redis URL"))?;

@@ -9,12 +9,8 @@ use common::{ConfigError, Secret, config};
 pub struct Settings {
     /// `LISTEN_ADDR`: where the HTTP API binds.
     pub listen_addr: SocketAddr,
-    /// `DATABASE_URL`: Postgres (schema `orders`).
-    pub database_url: String,
-    /// `DB_MAX_CONNECTIONS`: pool size.
-    pub db_max_connections: u32,
-    /// `MIGRATE_ON_START`: apply pending migrations before serving.
-    pub migrate_on_start: bool,
+    /// `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `MIGRATE_ON_START`.
+    pub db: common::db::Settings,
     /// `REDIS_URL`: Redis for the shared payment-rate limiter.
     pub redis_url: String,
     /// `CART_URL`: the cart service.
@@ -59,12 +55,7 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let settings = Self {
             listen_addr: config::parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8082)))?,
-            database_url: config::string(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/checkout",
-            ),
-            db_max_connections: config::parse("DB_MAX_CONNECTIONS", 20)?,
-            migrate_on_start: config::flag("MIGRATE_ON_START", true)?,
+            db: common::db::Settings::from_env(20)?,
             redis_url: config::string("REDIS_URL", "redis://127.0.0.1:6379"),
             cart_url: config::string("CART_URL", "http://127.0.0.1:8081"),
             payments_url: config::string("PAYMENTS_URL", "http://127.0.0.1:8083"),

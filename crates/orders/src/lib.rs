@@ -60,12 +60,7 @@ pub struct Core {
 
 /// Connects the stores and applies migrations when configured.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
-    let pool = common::db::open(
-        &settings.database_url,
-        settings.db_max_connections,
-        settings.migrate_on_start,
-    )
-    .await?;
+    let pool = settings.db.open().await?;
     let redis = common::redis::connect(&settings.redis_url, std::time::Duration::from_secs(2))
         .with_context(|| {
             format!(

@@ -10,12 +10,8 @@ use common::{ConfigError, Secret, config};
 pub struct Settings {
     /// `LISTEN_ADDR`: where the HTTP API binds.
     pub listen_addr: SocketAddr,
-    /// `DATABASE_URL`: Postgres (schema `payments`).
-    pub database_url: String,
-    /// `DB_MAX_CONNECTIONS`: pool size.
-    pub db_max_connections: u32,
-    /// `MIGRATE_ON_START`: apply pending migrations before serving.
-    pub migrate_on_start: bool,
+    /// `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `MIGRATE_ON_START`.
+    pub db: common::db::Settings,
     /// `STRIPE_API_BASE`: Stripe's origin (stripe-sim locally); no path.
     pub stripe_api_base: String,
     /// `STRIPE_SECRET_KEY`: the API key.
@@ -64,12 +60,7 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let settings = Self {
             listen_addr: config::parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8083)))?,
-            database_url: config::string(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/checkout",
-            ),
-            db_max_connections: config::parse("DB_MAX_CONNECTIONS", 20)?,
-            migrate_on_start: config::flag("MIGRATE_ON_START", true)?,
+            db: common::db::Settings::from_env(20)?,
             stripe_api_base: config::string("STRIPE_API_BASE", "http://127.0.0.1:12111"),
             stripe_secret_key: Secret::new(config::string("STRIPE_SECRET_KEY", "sk_test_local")),
             stripe_webhook_secrets: secrets(&config::string(

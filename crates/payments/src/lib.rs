@@ -69,12 +69,7 @@ pub struct Core {
 
 /// Connects Postgres, applies migrations when configured, and builds the clients.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
-    let pool = common::db::open(
-        &settings.database_url,
-        settings.db_max_connections,
-        settings.migrate_on_start,
-    )
-    .await?;
+    let pool = settings.db.open().await?;
     let stripe = stripe::Stripe::new(
         &settings.stripe_api_base,
         &settings.stripe_secret_key,

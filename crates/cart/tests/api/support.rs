@@ -33,7 +33,7 @@ impl Drop for TestApp {
 /// Settings for a test app: the test database, the test Redis and a random key prefix.
 pub fn settings() -> Settings {
     let mut settings = Settings::from_env().expect("valid test settings");
-    settings.database_url = testkit::database("checkout_test_cart");
+    settings.db.url = testkit::database("checkout_test_cart");
     settings.redis_url = testkit::redis_url();
     settings.key_prefix = format!("test:{}:", common::id::new_id("t"));
     settings.redis_timeout = Duration::from_millis(300);
@@ -53,7 +53,7 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(common::http::serve(listener, app, shutdown.clone()));
-    let pool = PgPool::connect(&settings.database_url).await.unwrap();
+    let pool = PgPool::connect(&settings.db.url).await.unwrap();
     let redis = ConnectionManager::new(redis::Client::open(settings.redis_url.as_str()).unwrap())
         .await
         .unwrap();

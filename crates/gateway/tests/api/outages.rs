@@ -59,7 +59,7 @@ async fn without_postgres_the_last_snapshot_keeps_routing_and_rolling_back() {
     let world = World::new().await;
     let mut settings = world.settings();
     settings.flags_resync = Duration::from_millis(50);
-    let database_url = settings.database_url.clone();
+    let database_url = settings.db.url.clone();
     let gateway = world.gateway_with(settings).await;
     gateway.set_flag("cart", true, 100).await;
 

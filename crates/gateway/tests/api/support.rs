@@ -47,7 +47,7 @@ impl World {
     pub fn settings(&self) -> Settings {
         let upstream = |name: &str, fake: &Fake| Upstream::parse(name, &fake.url).unwrap();
         let mut settings = Settings::from_env().expect("valid test settings");
-        settings.database_url = self.database_url.clone();
+        settings.db.url = self.database_url.clone();
         settings.redis_url =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         settings.flags_channel = self.channel.clone();
@@ -80,7 +80,7 @@ impl World {
         TestGateway {
             url,
             http: reqwest::Client::new(),
-            pool: PgPool::connect(&settings.database_url).await.unwrap(),
+            pool: PgPool::connect(&settings.db.url).await.unwrap(),
             clock,
             shutdown,
         }

@@ -181,7 +181,7 @@ impl Drop for TestApp {
 /// Settings pointing at the test stores, with fast retries.
 pub async fn settings() -> Settings {
     let mut s = Settings::from_env().expect("valid test settings");
-    s.database_url = testkit::database("checkout_test_orders");
+    s.db.url = testkit::database("checkout_test_orders");
     s.redis_url = testkit::redis_url();
     s.internal_token = common::Secret::new("test-internal");
     s.admin_token = common::Secret::new("test-admin");
@@ -206,11 +206,11 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
     let shutdown = CancellationToken::new();
 
     let mut cart_settings = cart::Settings::from_env().unwrap();
-    cart_settings.database_url = settings.database_url.clone();
-    cart_settings.migrate_on_start = false;
+    cart_settings.db.url = settings.db.url.clone();
+    cart_settings.db.migrate_on_start = false;
     cart_settings.redis_url = testkit::redis_url();
     cart_settings.key_prefix = format!("test:{}:", common::id::new_id("t"));
-    cart_settings.db_max_connections = 4;
+    cart_settings.db.max_connections = 4;
     let cart_app = cart::build(&cart_settings).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cart_url = format!("http://{}", listener.local_addr().unwrap());
@@ -219,8 +219,8 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
     let payments = PaymentsStub::default();
     settings.cart_url = cart_url.clone();
     settings.payments_url = payments.clone().serve().await;
-    settings.db_max_connections = 10;
-    settings.migrate_on_start = false;
+    settings.db.max_connections = 10;
+    settings.db.migrate_on_start = false;
 
     let core = Arc::new(orders::connect(&settings).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -231,7 +231,7 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
         shutdown.clone(),
     ));
 
-    let pool = PgPool::connect(&settings.database_url).await.unwrap();
+    let pool = PgPool::connect(&settings.db.url).await.unwrap();
     let mut app = TestApp {
         url,
         cart_url,

@@ -57,9 +57,9 @@ impl Drop for TestApp {
 /// Settings for the test stores, with fast retries and no background reconciliation.
 pub async fn settings() -> Settings {
     let mut s = Settings::from_env().expect("valid test settings");
-    s.database_url = testkit::database("checkout_test_payments");
-    s.db_max_connections = 8;
-    s.migrate_on_start = false;
+    s.db.url = testkit::database("checkout_test_payments");
+    s.db.max_connections = 8;
+    s.db.migrate_on_start = false;
     s.stripe_webhook_secrets = vec![
         common::Secret::new(OLD_SECRET),
         common::Secret::new(WEBHOOK_SECRET),
@@ -117,7 +117,7 @@ pub async fn spawn_with(mut settings: Settings) -> TestApp {
         payments::app(&core, &settings),
         shutdown.clone(),
     ));
-    let pool = PgPool::connect(&settings.database_url).await.unwrap();
+    let pool = PgPool::connect(&settings.db.url).await.unwrap();
     let mut app = TestApp {
         url,
         http: reqwest::Client::new(),
