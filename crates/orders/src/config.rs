@@ -30,16 +30,11 @@ pub struct Settings {
     pub payments_rate_limit: u32,
     /// `PAYMENTS_RATE_LIMIT_PER_WORKER`: payment creations per second in this process (0: no cap).
     pub payments_rate_limit_per_worker: u32,
-    /// `WORKER_CONCURRENCY`: jobs one worker process runs at once.
-    pub worker_concurrency: usize,
+    /// The queue worker: `WORKER_CONCURRENCY`, `JOB_TIMEOUT_MS`, `JOB_BACKOFF_BASE_MS`,
+    /// `JOB_BACKOFF_MAX_MS`, `JOB_POLL_MS`.
+    pub worker: common::queue::WorkerConfig,
     /// `JOB_MAX_ATTEMPTS`: attempts before a job becomes a dead letter.
     pub job_max_attempts: i32,
-    /// `JOB_BACKOFF_BASE_MS` / `JOB_BACKOFF_MAX_MS`: retry delays.
-    pub backoff: common::queue::Backoff,
-    /// `JOB_TIMEOUT_MS`: bound on one job attempt.
-    pub job_timeout: Duration,
-    /// `JOB_POLL_MS`: how often an idle worker looks for due jobs (retries, expired leases).
-    pub job_poll: Duration,
     /// `SWEEP_INTERVAL_SECS`: how often stuck orders are looked for.
     pub sweep_interval: Duration,
     /// `STUCK_AFTER_SECS`: an open order untouched this long is handed to the saga again.
@@ -65,22 +60,13 @@ impl Settings {
             payment_timeout: config::secs("PAYMENT_TIMEOUT_SECS", Duration::from_secs(15 * 60))?,
             payments_rate_limit: config::parse("PAYMENTS_RATE_LIMIT", 0)?,
             payments_rate_limit_per_worker: config::parse("PAYMENTS_RATE_LIMIT_PER_WORKER", 0)?,
-            worker_concurrency: config::parse("WORKER_CONCURRENCY", 32)?,
+            worker: common::queue::WorkerConfig::from_env("orders", Duration::from_secs(15))?,
             job_max_attempts: config::parse("JOB_MAX_ATTEMPTS", 8)?,
-            backoff: common::queue::Backoff {
-                base: config::millis("JOB_BACKOFF_BASE_MS", Duration::from_millis(200))?,
-                max: config::millis("JOB_BACKOFF_MAX_MS", Duration::from_secs(60))?,
-            },
-            job_timeout: config::millis("JOB_TIMEOUT_MS", Duration::from_secs(15))?,
-            job_poll: config::millis("JOB_POLL_MS", Duration::from_millis(500))?,
             sweep_interval: config::secs("SWEEP_INTERVAL_SECS", Duration::from_secs(30))?,
             stuck_after: config::secs("STUCK_AFTER_SECS", Duration::from_secs(120))?,
             idempotency_ttl: config::secs("IDEMPOTENCY_TTL_SECS", Duration::from_secs(24 * 3600))?,
             max_body_bytes: config::parse("MAX_BODY_BYTES", 16 * 1024)?,
         };
-        if settings.worker_concurrency == 0 {
-            return Err(ConfigError::new("WORKER_CONCURRENCY", "must be at least 1"));
-        }
         if settings.job_max_attempts < 1 {
             return Err(ConfigError::new("JOB_MAX_ATTEMPTS", "must be at least 1"));
         }

@@ -20,7 +20,7 @@ use axum::Router;
 use common::{
     Secret,
     health::Check,
-    queue::{Queue, Worker, WorkerConfig},
+    queue::{Queue, Worker},
 };
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::{net::TcpListener, sync::broadcast};
@@ -111,15 +111,10 @@ pub fn app(core: &Core, settings: &Settings, shutdown: CancellationToken) -> Rou
 
 /// The worker: the queue consumer plus the sweeper, until `shutdown`.
 pub async fn work(core: &Core, settings: &Settings, shutdown: CancellationToken) {
-    let mut config = WorkerConfig::new(format!("orders-{}", common::id::new_id("w")));
-    config.concurrency = settings.worker_concurrency;
-    config.job_timeout = settings.job_timeout;
-    config.backoff = settings.backoff;
-    config.poll_interval = settings.job_poll;
     let worker = Worker::new(
         core.saga.queue.clone(),
         Arc::new(jobs::OrderJobs(core.saga.clone())),
-        config,
+        settings.worker.clone(),
     );
     let sweeper = jobs::sweep(
         core.saga.clone(),

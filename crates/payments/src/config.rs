@@ -35,18 +35,13 @@ pub struct Settings {
     pub internal_token: Secret,
     /// `ADMIN_TOKEN`: bearer for `/admin`.
     pub admin_token: Secret,
-    /// `WORKER_CONCURRENCY`: jobs one process runs at once.
-    pub worker_concurrency: usize,
+    /// The queue worker: `WORKER_CONCURRENCY`, `JOB_TIMEOUT_MS`, `JOB_BACKOFF_BASE_MS`,
+    /// `JOB_BACKOFF_MAX_MS`, `JOB_POLL_MS`.
+    pub worker: common::queue::WorkerConfig,
     /// `EVENT_MAX_ATTEMPTS`: attempts to apply one Stripe event before it is a dead letter.
     pub event_max_attempts: i32,
     /// `NOTIFY_MAX_ATTEMPTS`: attempts to tell orders about an outcome before giving up.
     pub notify_max_attempts: i32,
-    /// `JOB_BACKOFF_BASE_MS` / `JOB_BACKOFF_MAX_MS`: retry delays.
-    pub backoff: common::queue::Backoff,
-    /// `JOB_TIMEOUT_MS`: bound on one job attempt.
-    pub job_timeout: Duration,
-    /// `JOB_POLL_MS`: how often an idle worker looks for due jobs (retries, expired leases).
-    pub job_poll: Duration,
     /// `RECONCILE_INTERVAL_SECS`: how often unsettled payments are looked for.
     pub reconcile_interval: Duration,
     /// `RECONCILE_AFTER_SECS`: a payment unsettled this long is checked with Stripe.
@@ -75,15 +70,9 @@ impl Settings {
             orders_timeout: config::millis("ORDERS_TIMEOUT_MS", Duration::from_secs(5))?,
             internal_token: Secret::new(config::string("INTERNAL_TOKEN", "dev-internal-token")),
             admin_token: Secret::new(config::string("ADMIN_TOKEN", "dev-admin-token")),
-            worker_concurrency: config::parse("WORKER_CONCURRENCY", 32)?,
+            worker: common::queue::WorkerConfig::from_env("payments", Duration::from_secs(30))?,
             event_max_attempts: config::parse("EVENT_MAX_ATTEMPTS", 12)?,
             notify_max_attempts: config::parse("NOTIFY_MAX_ATTEMPTS", 25)?,
-            backoff: common::queue::Backoff {
-                base: config::millis("JOB_BACKOFF_BASE_MS", Duration::from_millis(200))?,
-                max: config::millis("JOB_BACKOFF_MAX_MS", Duration::from_secs(60))?,
-            },
-            job_timeout: config::millis("JOB_TIMEOUT_MS", Duration::from_secs(30))?,
-            job_poll: config::millis("JOB_POLL_MS", Duration::from_millis(500))?,
             reconcile_interval: config::secs("RECONCILE_INTERVAL_SECS", Duration::from_secs(60))?,
             reconcile_after: config::secs("RECONCILE_AFTER_SECS", Duration::from_secs(600))?,
             max_body_bytes: config::parse("MAX_BODY_BYTES", 256 * 1024)?,
@@ -94,7 +83,6 @@ impl Settings {
 
     fn check(&self) -> Result<(), ConfigError> {
         let at_least_one = [
-            ("WORKER_CONCURRENCY", self.worker_concurrency),
             ("WEBHOOK_BATCH_MAX", self.webhook_batch_max),
             ("WEBHOOK_WRITERS", self.webhook_writers),
         ];

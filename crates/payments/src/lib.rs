@@ -29,7 +29,7 @@ use axum::Router;
 use common::{
     Secret,
     health::Check,
-    queue::{Queue, Worker, WorkerConfig},
+    queue::{Queue, Worker},
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -127,13 +127,12 @@ pub fn jobs(core: &Core, settings: &Settings) -> jobs::PaymentJobs {
 
 /// The worker: the queue consumer plus the reconciler, until `shutdown`.
 pub async fn work(core: &Core, settings: &Settings, shutdown: CancellationToken) {
-    let mut config = WorkerConfig::new(format!("payments-{}", common::id::new_id("w")));
-    config.concurrency = settings.worker_concurrency;
-    config.job_timeout = settings.job_timeout;
-    config.backoff = settings.backoff;
-    config.poll_interval = settings.job_poll;
     let handler = Arc::new(jobs(core, settings));
-    let worker = Worker::new(core.ledger.queue.clone(), handler.clone(), config);
+    let worker = Worker::new(
+        core.ledger.queue.clone(),
+        handler.clone(),
+        settings.worker.clone(),
+    );
     let reconciler = reconciler::run(
         &handler,
         settings.reconcile_interval,

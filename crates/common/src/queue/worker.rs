@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::{Backoff, ClaimedJob, Queue};
+use crate::{ConfigError, config};
 
 /// Why a job attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,8 @@ pub trait Handler: Send + Sync + 'static {
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Unique per process; written on claimed jobs.
+    /// Names the worker's claims (`locked_by`); each `Worker` adds a suffix of its own, so
+    /// two workers never share one.
     pub name: String,
     /// Jobs run at once.
     pub concurrency: usize,
@@ -75,6 +77,27 @@ impl WorkerConfig {
             drain_timeout: Duration::from_secs(10),
         }
     }
+
+    /// The defaults for a worker of `service` (named after it),
+    /// with attempts bounded by `job_timeout`, then `WORKER_CONCURRENCY`, `JOB_TIMEOUT_MS`,
+    /// `JOB_BACKOFF_BASE_MS`, `JOB_BACKOFF_MAX_MS` and `JOB_POLL_MS` where they are set.
+    pub fn from_env(service: &str, job_timeout: Duration) -> Result<Self, ConfigError> {
+        let defaults = Self::new(service);
+        let config = Self {
+            concurrency: config::parse("WORKER_CONCURRENCY", defaults.concurrency)?,
+            job_timeout: config::millis("JOB_TIMEOUT_MS", job_timeout)?,
+            backoff: Backoff {
+                base: config::millis("JOB_BACKOFF_BASE_MS", defaults.backoff.base)?,
+                max: config::millis("JOB_BACKOFF_MAX_MS", defaults.backoff.max)?,
+            },
+            poll_interval: config::millis("JOB_POLL_MS", defaults.poll_interval)?,
+            ..defaults
+        };
+        if config.concurrency == 0 {
+            return Err(ConfigError::new("WORKER_CONCURRENCY", "must be at least 1"));
+        }
+        Ok(config)
+    }
 }
 
 /// How often a worker that finds a backlog refreshes the queue table's statistics.
@@ -89,7 +112,8 @@ pub struct Worker<H> {
 
 impl<H: Handler> Worker<H> {
     /// A worker taking `handler`'s kinds from `queue`.
-    pub fn new(queue: Queue, handler: Arc<H>, config: WorkerConfig) -> Self {
+    pub fn new(queue: Queue, handler: Arc<H>, mut config: WorkerConfig) -> Self {
+        config.name = format!("{}-{}", config.name, crate::id::new_id("w"));
         Self {
             queue,
             handler,

@@ -108,7 +108,7 @@ async fn a_rejected_payment_is_not_retried_and_the_order_is_compensated() {
 #[tokio::test]
 async fn a_worker_killed_mid_saga_is_replaced_and_the_order_completes_exactly_once() {
     let mut settings = settings().await;
-    settings.job_timeout = Duration::from_millis(500);
+    settings.worker.job_timeout = Duration::from_millis(500);
     let mut app = spawn_with(settings, true).await;
     let (gate, entered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     app.payments.hold(gate.clone(), entered.clone());
@@ -161,7 +161,7 @@ async fn a_backlog_never_exceeds_the_payment_rate_cap_in_any_second() {
     const ORDERS: usize = 500;
     let mut settings = settings().await;
     settings.payments_rate_limit = CAP;
-    settings.worker_concurrency = 64;
+    settings.worker.concurrency = 64;
     let mut app = spawn_with(settings, false).await;
     let sku = app.product(1, ORDERS as i64).await;
     for _ in 0..ORDERS {

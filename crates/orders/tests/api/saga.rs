@@ -300,7 +300,7 @@ async fn a_claim_takes_expired_leases_first_and_never_more_than_its_limit() {
 async fn a_checkout_wakes_the_worker_without_waiting_for_its_poll() {
     // The worker polls once an hour: only the wake-up after a checkout can start its saga.
     let mut settings = settings().await;
-    settings.job_poll = std::time::Duration::from_secs(3600);
+    settings.worker.poll_interval = std::time::Duration::from_secs(3600);
     let app = spawn_with(settings, true).await;
     let sku = app.product(1500, 5).await;
     // A first order runs the worker through its start-up claim and its cart clearing, so

@@ -186,11 +186,11 @@ pub async fn settings() -> Settings {
     s.internal_token = common::Secret::new("test-internal");
     s.admin_token = common::Secret::new("test-admin");
     s.job_max_attempts = 3;
-    s.backoff = common::queue::Backoff {
+    s.worker.backoff = common::queue::Backoff {
         base: Duration::from_millis(20),
         max: Duration::from_millis(100),
     };
-    s.job_poll = Duration::from_millis(50);
+    s.worker.poll_interval = Duration::from_millis(50);
     s.sweep_interval = Duration::from_secs(3600);
     s
 }

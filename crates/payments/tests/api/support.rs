@@ -67,11 +67,11 @@ pub async fn settings() -> Settings {
     s.internal_token = common::Secret::new(INTERNAL);
     s.admin_token = common::Secret::new(ADMIN);
     s.notify_max_attempts = 6;
-    s.backoff = common::queue::Backoff {
+    s.worker.backoff = common::queue::Backoff {
         base: Duration::from_millis(20),
         max: Duration::from_millis(200),
     };
-    s.job_poll = Duration::from_millis(50);
+    s.worker.poll_interval = Duration::from_millis(50);
     s.reconcile_interval = Duration::from_secs(3600);
     s.reconcile_after = Duration::from_secs(3600);
     s
