@@ -11,6 +11,7 @@ pub mod id;
 pub mod idempotency;
 pub mod metrics;
 pub mod money;
+pub mod notify;
 pub mod problem;
 pub mod queue;
 pub mod redis;

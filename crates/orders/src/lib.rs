@@ -20,6 +20,7 @@ use axum::Router;
 use common::{
     Secret,
     health::Check,
+    notify::Notifier,
     queue::{Queue, Worker},
 };
 use sqlx::{PgPool, postgres::PgListener};
@@ -77,6 +78,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
     let saga = saga::Saga {
         pool: pool.clone(),
         queue: Queue::new(pool.clone(), QUEUE_TABLE, QUEUE_CHANNEL),
+        changes: Notifier::new(pool.clone(), store::orders::EVENTS_CHANNEL),
         clients: clients::Clients::new(
             &settings.cart_url,
             &settings.payments_url,
@@ -187,7 +189,11 @@ async fn feed_events(pool: PgPool, events: broadcast::Sender<String>, shutdown: 
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 received = listener.recv() => match received {
-                    Ok(n) => { let _ = events.send(n.payload().to_owned()); }
+                    Ok(n) => {
+                        for id in common::notify::payloads(n.payload()) {
+                            let _ = events.send(id.to_owned());
+                        }
+                    }
                     Err(e) => { tracing::warn!(error = %e, "order events: connection lost"); break; }
                 },
             }

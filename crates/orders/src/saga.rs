@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
-use common::queue::{JobError, NewJob, Queue};
-use sqlx::{PgConnection, PgPool};
+use common::{
+    notify::Notifier,
+    queue::{JobError, NewJob, Queue},
+};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 
 use crate::{
@@ -32,6 +35,8 @@ pub struct Saga {
     pub pool: PgPool,
     /// The orders queue.
     pub queue: Queue,
+    /// Tells the event streams which orders changed (`store::orders::EVENTS_CHANNEL`).
+    pub changes: Notifier,
     /// Cart and payments.
     pub clients: Clients,
     /// The cap on payment creations.
@@ -109,7 +114,7 @@ impl Saga {
                     .map_err(db)?;
             }
         }
-        tx.commit().await.map_err(db)?;
+        self.commit(tx, &order.id).await.map_err(db)?;
         Ok(order)
     }
 
@@ -168,7 +173,7 @@ impl Saga {
         self.apply_payment(&mut tx, &mut order, &payment.id, &payment.status, None)
             .await
             .map_err(db)?;
-        self.queue.commit(tx).await.map_err(db)?;
+        self.commit(tx, &order.id).await.map_err(db)?;
         Ok(order)
     }
 
@@ -180,7 +185,7 @@ impl Saga {
             .map_err(db)?
             .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))?;
         self.confirm(&mut tx, &mut order).await.map_err(db)?;
-        self.queue.commit(tx).await.map_err(db)?;
+        self.commit(tx, order_id).await.map_err(db)?;
         Ok(order)
     }
 
@@ -261,7 +266,7 @@ impl Saga {
                 .await
                 .map_err(db)?;
         }
-        tx.commit().await.map_err(db)
+        self.commit(tx, order_id).await.map_err(db)
     }
 
     /// Ends an order whose saga ran out of attempts.
@@ -280,7 +285,7 @@ impl Saga {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        tx.commit().await.map_err(|e| e.to_string())
+        self.commit(tx, order_id).await.map_err(|e| e.to_string())
     }
 
     /// Reopens an order that was abandoned by a dead job, for a replay; `false` when the
@@ -305,8 +310,22 @@ impl Saga {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx, order_id).await?;
         Ok(reopened)
+    }
+
+    /// Commits a transaction that may have moved order `order_id`, then tells the event
+    /// streams. The jobs a saga step queues need no wake-up: a follow-up is housekeeping
+    /// (clearing the cart) or delayed (the payment-timeout check), and a worker claims again
+    /// as soon as its step ends.
+    pub async fn commit(
+        &self,
+        tx: Transaction<'_, Postgres>,
+        order_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.changes.send(order_id);
+        Ok(())
     }
 }
 

@@ -8,13 +8,7 @@
 mod backoff;
 mod worker;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::{
@@ -22,11 +16,12 @@ use sqlx::{
     query::QueryScalar,
 };
 use time::OffsetDateTime;
-use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 pub use backoff::Backoff;
 pub use worker::{Handler, JobError, Worker, WorkerConfig};
+
+use crate::notify::Notifier;
 
 /// A job to enqueue.
 #[derive(Debug, Clone)]
@@ -122,22 +117,6 @@ pub struct DeadJob {
     pub updated_at: OffsetDateTime,
 }
 
-/// Sends one `NOTIFY` per batch of wake-ups.
-async fn notifier(pool: PgPool, channel: &'static str, waker: Arc<Waker>) {
-    loop {
-        waker.wanted.notified().await;
-        let sent = sqlx::query(
-            "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, 'jobs')",
-        )
-        .bind(channel)
-        .execute(&pool)
-        .await;
-        if let Err(e) = sent {
-            tracing::debug!(channel, error = %e, "waking the workers failed; they poll");
-        }
-    }
-}
-
 /// An enqueue written into a caller's statement (`Queue::enqueue_step`).
 pub struct EnqueueStep {
     /// The `WITH` item that adds the job.
@@ -167,47 +146,24 @@ impl EnqueueStep {
 pub struct Queue {
     pool: PgPool,
     table: &'static str,
-    channel: &'static str,
-    waker: Arc<Waker>,
-}
-
-/// Coalesces wake-ups: however many commits ask for one while a `NOTIFY` is on its way,
-/// one more follows it.
-#[derive(Default)]
-struct Waker {
-    wanted: Notify,
-    started: AtomicBool,
+    waker: Notifier,
 }
 
 impl Queue {
     /// The queue in `table` (`orders.jobs`); enqueues notify `channel`.
     pub fn new(pool: PgPool, table: &'static str, channel: &'static str) -> Self {
         Self {
+            waker: Notifier::new(pool.clone(), channel),
             pool,
             table,
-            channel,
-            waker: Arc::default(),
         }
     }
 
     /// Wakes the workers for jobs that a statement added (`commit` does it for a
-    /// transaction).
-    ///
-    /// The wake-up is not part of the transaction. A `NOTIFY` inside it would take the
-    /// database-wide notification lock at commit and hold it through the WAL flush,
-    /// so that every committing transaction that enqueues waits for the others'. Here one
-    /// `NOTIFY`, sent by a task of this process, covers every commit since the last, and
-    /// commits without waiting for the WAL (it is a hint: the jobs themselves are durable,
-    /// and workers also poll). A missed call costs latency, never a job.
+    /// transaction): after the commit, one coalesced `NOTIFY` (`crate::notify`). Workers
+    /// also poll, so a missed call costs latency, never a job.
     pub fn wake(&self) {
-        if !self.waker.started.swap(true, Ordering::Relaxed) {
-            tokio::spawn(notifier(
-                self.pool.clone(),
-                self.channel,
-                self.waker.clone(),
-            ));
-        }
-        self.waker.wanted.notify_one();
+        self.waker.send("jobs");
     }
 
     /// Commits a transaction that enqueued, then wakes the workers.

@@ -125,7 +125,7 @@ impl<H: Handler> Worker<H> {
     /// still running after that are left to their lease and retried by another worker.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut listener = match PgListener::connect_with(self.queue.pool()).await {
-            Ok(mut l) => match l.listen(self.queue.channel).await {
+            Ok(mut l) => match l.listen(self.queue.waker.channel()).await {
                 Ok(()) => Some(l),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot LISTEN; polling only");

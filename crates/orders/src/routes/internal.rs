@@ -81,6 +81,9 @@ pub async fn payment_event(
             orders::StoreError::Db(e) => Problem::from(OrdersError::Db(e)),
             e => Problem::internal(&e),
         })?;
-    app.saga.queue.commit(tx).await.map_err(OrdersError::from)?;
+    app.saga
+        .commit(tx, &order.id)
+        .await
+        .map_err(OrdersError::from)?;
     Ok(Json(json!({"order_id": order.id, "status": order.status})))
 }

@@ -187,21 +187,19 @@ pub async fn transition(
             to,
         });
     }
-    // One round trip: the status, its event row, and the wake-up of the event streams.
+    // One round trip: the status and its event row. The event streams learn of it after the
+    // commit (`Saga::commit`).
     sqlx::query(
         "WITH moved AS (
              UPDATE orders.orders SET status = $2, failure_reason = coalesce($3, failure_reason), updated_at = now()
-             WHERE id = $1 RETURNING id),
-         event AS (
-             INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
-             SELECT id, $4, $2, $3 FROM moved)
-         SELECT pg_notify($5, id) FROM moved",
+             WHERE id = $1 RETURNING id)
+         INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
+         SELECT id, $4, $2, $3 FROM moved",
     )
     .bind(&order.id)
     .bind(to.as_str())
     .bind(reason)
     .bind(order.status.as_str())
-    .bind(EVENTS_CHANNEL)
     .execute(&mut *conn)
     .await?;
     metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
