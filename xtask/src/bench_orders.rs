@@ -32,6 +32,8 @@ fn sku(i: usize) -> String {
 pub async fn orders() -> anyhow::Result<()> {
     let seconds = setting("BENCH_SECONDS", 10)?;
     let conns = setting("BENCH_CONNECTIONS", 64)? as usize;
+    let only = std::env::var("BENCH_ORDERS_ONLY").ok();
+    let runs = |scenario: &str| only.as_deref().is_none_or(|o| o == scenario);
     let stack = Stack::ensure().await?;
     seed::seed(&stack.database_url).await?;
     let pool = common::db::connect(&stack.database_url, 4).await?;
@@ -102,30 +104,33 @@ pub async fn orders() -> anyhow::Result<()> {
                 .header("idempotency-key", format!("{run}-{tag}-{user}-{n}"))
         }
     };
-    let report = load(
-        "POST /v1/orders (saturated)",
-        &orders_addr,
-        conns,
-        Duration::from_secs(seconds),
-        checkout("a"),
-    )
-    .await?;
-    report.print();
-    let report = paced(
-        "POST /v1/orders at 1,000/s",
-        &orders_addr,
-        conns,
-        1000,
-        Duration::from_secs(seconds),
-        checkout("p"),
-    )
-    .await?;
-    report.print();
+    if runs("checkout") {
+        let report = load(
+            "POST /v1/orders (saturated)",
+            &orders_addr,
+            conns,
+            Duration::from_secs(seconds),
+            checkout("a"),
+        )
+        .await?;
+        report.print();
+        let report = paced(
+            "POST /v1/orders at 1,000/s",
+            &orders_addr,
+            conns,
+            1000,
+            Duration::from_secs(seconds),
+            checkout("p"),
+        )
+        .await?;
+        report.print();
+    }
 
     // (2) A backlog of (at least) 10,000 fresh orders, then drain it.
     sqlx::query(TRUNCATE).execute(&pool).await?;
+    let backlog_size = if runs("drain") { BACKLOG } else { 0 };
     let mut round = 0;
-    while pending(&pool).await? < BACKLOG {
+    while pending(&pool).await? < backlog_size {
         round += 1;
         let tag: &'static str = Box::leak(format!("top{round}").into_boxed_str());
         load(
@@ -172,27 +177,33 @@ pub async fn orders() -> anyhow::Result<()> {
     let started: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(&pool).await?;
     let worker = start_worker(&stack, &orders_env)?;
     wait_until_settled(&pool, Duration::from_secs(600)).await?;
-    let drained: f64 = sqlx::query_scalar(
-        "SELECT extract(epoch FROM max(at) - $1)::float8 FROM orders.order_events WHERE at >= $1",
-    )
-    .bind(started)
-    .fetch_one(&pool)
-    .await?;
-    let drained = Duration::from_secs_f64(drained);
-    let confirmed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'")
-            .fetch_one(&pool)
-            .await?;
-    println!(
-        "{:<34} {:>9.0} orders/s  {backlog} orders in {:.1} s ({confirmed} confirmed)",
-        "drain backlog (no cap, sim 0 ms)",
-        backlog as f64 / drained.as_secs_f64(),
-        drained.as_secs_f64()
-    );
+    if runs("drain") {
+        let drained: f64 = sqlx::query_scalar(
+            "SELECT extract(epoch FROM max(at) - $1)::float8 FROM orders.order_events WHERE at >= $1",
+        )
+        .bind(started)
+        .fetch_one(&pool)
+        .await?;
+        let drained = Duration::from_secs_f64(drained);
+        let confirmed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'")
+                .fetch_one(&pool)
+                .await?;
+        println!(
+            "{:<34} {:>9.0} orders/s  {backlog} orders in {:.1} s ({confirmed} confirmed)",
+            "drain backlog (no cap, sim 0 ms)",
+            backlog as f64 / drained.as_secs_f64(),
+            drained.as_secs_f64()
+        );
+    }
 
     // The follow-up work of the drain (clearing carts, telling orders of each payment) is
     // still queued: let it finish, so the steady phase measures a quiet system.
     wait_for_queues(&pool, Duration::from_secs(600)).await?;
+    if !runs("steady") {
+        drop((worker, api, payments, sim, cart));
+        return Ok(());
+    }
 
     // (3) A steady 100 orders/s: accepted-to-confirmed latency, measured by the database from
     // the order's `pending` event (its commit, the moment of the 202; `created_at` is whole

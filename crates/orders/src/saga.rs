@@ -84,6 +84,14 @@ impl Saga {
             .attempts(self.max_attempts)
     }
 
+    /// The job that deletes a confirmed order's cart.
+    fn clear_cart_job(&self, order: &Order) -> NewJob {
+        NewJob::new(CLEAR_CART, serde_json::json!({ "cart_id": order.cart_id }))
+            .dedup(format!("clear:{}", order.id))
+            .attempts(self.max_attempts)
+            .priority(HOUSEKEEPING)
+    }
+
     /// Runs the saga as far as it can go now: up to awaiting the payment, or a final state.
     pub async fn advance(&self, order_id: &str) -> Result<(), JobError> {
         let mut order = self.reserve(order_id).await?;
@@ -98,24 +106,18 @@ impl Saga {
 
     /// Holds the order's stock, or fails it `out_of_stock`; answers the order as committed.
     async fn reserve(&self, order_id: &str) -> Result<Order, JobError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let mut order = orders::lock(&mut tx, order_id)
+        if let Some(order) = orders::reserve_pending(&self.pool, order_id)
             .await
             .map_err(db)?
-            .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))?;
-        if order.status == Status::Pending {
-            if orders::reserve(&mut tx, &mut order).await.map_err(db)? {
-                orders::transition(&mut tx, &mut order, Status::Reserved, None)
-                    .await
-                    .map_err(db)?;
-            } else {
-                orders::transition(&mut tx, &mut order, Status::Failed, Some("out_of_stock"))
-                    .await
-                    .map_err(db)?;
-            }
+        {
+            self.changes.send(order_id);
+            return Ok(order);
         }
-        self.commit(tx, &order.id).await.map_err(db)?;
-        Ok(order)
+        // Not pending: a retry, or the job of an order that moved on without it.
+        orders::find(&self.pool, order_id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))
     }
 
     /// Creates the payment (idempotent at payments by the order's key) and records it.
@@ -140,6 +142,23 @@ impl Saga {
                 )),
             })?;
 
+        if PaymentOutcome::of(&payment.status) == PaymentOutcome::Succeeded {
+            // Confirmed server-side and paid at once, the usual case: one statement.
+            let answer = orders::PaymentAnswer {
+                id: &payment.id,
+                status: &payment.status,
+                client_secret: payment.client_secret.as_deref(),
+            };
+            let clear = self.clear_cart_job(&order);
+            if let Some(order) =
+                orders::confirm_paid_at_once(&self.pool, &order.id, answer, &self.queue, &clear)
+                    .await
+                    .map_err(db)?
+            {
+                self.changes.send(&order.id);
+                return Ok(order);
+            }
+        }
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut order = orders::lock(&mut tx, &order.id)
             .await
@@ -200,13 +219,7 @@ impl Saga {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         if order.status.is_final() {
-            if PaymentOutcome::of(status) == PaymentOutcome::Succeeded
-                && order.status != Status::Confirmed
-            {
-                // Paid after the order was given up on: the money must go back.
-                metrics::counter!("orders_paid_after_close_total").increment(1);
-                tracing::error!(order = %order.id, payment = payment_id, "payment succeeded for a closed order; refund it");
-            }
+            self.note_closed(order, payment_id, status);
             return Ok(());
         }
         if order.payment_id.as_deref() != Some(payment_id)
@@ -234,6 +247,17 @@ impl Saga {
         Ok(())
     }
 
+    /// A payment status for an order that has ended changes nothing; a success for an order
+    /// that was given up on is money to give back, which an operator must see.
+    pub fn note_closed(&self, order: &Order, payment_id: &str, status: &str) {
+        if PaymentOutcome::of(status) == PaymentOutcome::Succeeded
+            && order.status != Status::Confirmed
+        {
+            metrics::counter!("orders_paid_after_close_total").increment(1);
+            tracing::error!(order = %order.id, payment = payment_id, "payment succeeded for a closed order; refund it");
+        }
+    }
+
     async fn confirm(&self, conn: &mut PgConnection, order: &mut Order) -> Result<(), StoreError> {
         if order.status != Status::Paid {
             return Ok(());
@@ -242,11 +266,7 @@ impl Saga {
         self.queue
             .cancel(conn, &format!("timeout:{}", order.id))
             .await?;
-        let clear = NewJob::new(CLEAR_CART, serde_json::json!({ "cart_id": order.cart_id }))
-            .dedup(format!("clear:{}", order.id))
-            .attempts(self.max_attempts)
-            .priority(HOUSEKEEPING);
-        self.queue.enqueue(conn, clear).await?;
+        self.queue.enqueue(conn, self.clear_cart_job(order)).await?;
         // Last: the sale locks the inventory rows, which other checkouts wait for.
         orders::sell(conn, order).await?;
         Ok(())

@@ -88,38 +88,58 @@ impl Ledger {
         payment: &mut Payment,
         report: &Report,
     ) -> Result<Transition, sqlx::Error> {
+        self.apply_with(conn, payment, report, None).await
+    }
+
+    /// [`Ledger::apply`] that also links the payment to `intent`, in the same statement.
+    pub async fn apply_with(
+        &self,
+        conn: &mut PgConnection,
+        payment: &mut Payment,
+        report: &Report,
+        intent: Option<&Intent>,
+    ) -> Result<Transition, sqlx::Error> {
         let outcome = transition(payment.status, report.status);
-        if matches!(outcome, Transition::Move | Transition::Same)
-            && let Some(total) = report.amount_refunded
-        {
-            payments::raise_refunded(conn, payment, total).await?;
+        let mut change = payments::Change {
+            intent,
+            ..payments::Change::default()
+        };
+        if matches!(outcome, Transition::Move | Transition::Same) {
+            change.refunded = report
+                .amount_refunded
+                .filter(|&total| total > payment.amount_refunded);
         }
-        if outcome != Transition::Move {
-            return Ok(outcome);
+        let mut notify = None;
+        if outcome == Transition::Move {
+            let reason = report
+                .failure_reason
+                .as_deref()
+                .filter(|_| matches!(report.status, Status::Failed | Status::Canceled));
+            change.status = Some((report.status, reason));
+            if report.status.notifies_orders() {
+                notify = Some(
+                    NewJob::new(
+                        NOTIFY_ORDERS,
+                        json!({
+                            "payment_id": payment.id,
+                            "order_id": payment.order_id,
+                            "status": report.status.as_str(),
+                            "reason": reason,
+                            "event_id": report.event_id,
+                        }),
+                    )
+                    .dedup(format!("notify:{}:{}", payment.id, report.status))
+                    .attempts(self.notify_attempts),
+                );
+            }
         }
-        let reason = report
-            .failure_reason
-            .as_deref()
-            .filter(|_| matches!(report.status, Status::Failed | Status::Canceled));
-        payments::set_status(conn, payment, report.status, reason).await?;
-        if report.status.notifies_orders() {
-            let job = NewJob::new(
-                NOTIFY_ORDERS,
-                json!({
-                    "payment_id": payment.id,
-                    "order_id": payment.order_id,
-                    "status": report.status.as_str(),
-                    "reason": reason,
-                    "event_id": report.event_id,
-                }),
-            )
-            .dedup(format!("notify:{}:{}", payment.id, report.status))
-            .attempts(self.notify_attempts);
-            self.queue.enqueue(conn, job).await?;
+        let job = notify.as_ref().map(|job| (&self.queue, job));
+        payments::write(conn, payment, &change, job).await?;
+        if outcome == Transition::Move {
+            metrics::counter!("payments_transitions_total", "to" => report.status.as_str())
+                .increment(1);
+            tracing::info!(payment = %payment.id, status = %report.status, event = ?report.event_id, "payment moved");
         }
-        metrics::counter!("payments_transitions_total", "to" => report.status.as_str())
-            .increment(1);
-        tracing::info!(payment = %payment.id, status = %report.status, event = ?report.event_id, "payment moved");
         Ok(outcome)
     }
 

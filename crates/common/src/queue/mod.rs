@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::{
-    AssertSqlSafe, PgConnection, PgPool, Postgres, Row as _, Transaction, postgres::PgArguments,
-    query::QueryScalar,
+    AssertSqlSafe, Encode, PgConnection, PgPool, Postgres, Row as _, Transaction, Type,
+    postgres::PgArguments,
+    query::{QueryAs, QueryScalar},
 };
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -125,19 +126,33 @@ pub struct EnqueueStep {
 
 impl EnqueueStep {
     /// Binds `job` as the step's parameters, which must come next in `query`.
-    pub fn bind<'q, O>(
-        &self,
-        query: QueryScalar<'q, Postgres, O, PgArguments>,
-        job: &'q NewJob,
-    ) -> QueryScalar<'q, Postgres, O, PgArguments> {
+    pub fn bind<'q, Q: StepQuery<'q>>(&self, query: Q, job: &'q NewJob) -> Q {
         query
-            .bind(job.kind)
-            .bind(&job.payload)
-            .bind(job.max_attempts)
-            .bind(job.delay.as_millis() as i64)
-            .bind(&job.dedup_key)
-            .bind(crate::telemetry::current_traceparent())
-            .bind(job.priority)
+            .with(job.kind)
+            .with(&job.payload)
+            .with(job.max_attempts)
+            .with(job.delay.as_millis() as i64)
+            .with(&job.dedup_key)
+            .with(crate::telemetry::current_traceparent())
+            .with(job.priority)
+    }
+}
+
+/// A query an [`EnqueueStep`] can bind its parameters to (`query_scalar`, `query_as`).
+pub trait StepQuery<'q>: Sized {
+    /// The query with one more parameter.
+    fn with<T: 'q + Encode<'q, Postgres> + Type<Postgres>>(self, value: T) -> Self;
+}
+
+impl<'q, O> StepQuery<'q> for QueryScalar<'q, Postgres, O, PgArguments> {
+    fn with<T: 'q + Encode<'q, Postgres> + Type<Postgres>>(self, value: T) -> Self {
+        self.bind(value)
+    }
+}
+
+impl<'q, O> StepQuery<'q> for QueryAs<'q, Postgres, O, PgArguments> {
+    fn with<T: 'q + Encode<'q, Postgres> + Type<Postgres>>(self, value: T) -> Self {
+        self.bind(value)
     }
 }
 

@@ -53,21 +53,24 @@ pub async fn payment_event(
     Path(id): Path<String>,
     ApiJson(event): ApiJson<PaymentEvent>,
 ) -> Result<Json<Value>, Problem> {
+    // Most events tell of an outcome the order already has (payments answered it to the saga
+    // too): a read settles those, without a transaction or the order's lock.
+    let order = orders::find(&app.pool, &id)
+        .await
+        .map_err(OrdersError::from)?
+        .ok_or(OrdersError::NotFound("The order"))?;
+    check_payment(&order, &event)?;
+    if order.status.is_final() {
+        app.saga
+            .note_closed(&order, &event.payment_id, &event.status);
+        return Ok(Json(json!({"order_id": order.id, "status": order.status})));
+    }
     let mut tx = app.pool.begin().await.map_err(OrdersError::from)?;
     let mut order = orders::lock(&mut tx, &id)
         .await
         .map_err(OrdersError::from)?
         .ok_or(OrdersError::NotFound("The order"))?;
-    if order
-        .payment_id
-        .as_deref()
-        .is_some_and(|p| p != event.payment_id)
-    {
-        return Err(Problem::invalid_field(
-            "payment_id",
-            "the order has another payment",
-        ));
-    }
+    check_payment(&order, &event)?;
     app.saga
         .apply_payment(
             &mut tx,
@@ -86,4 +89,18 @@ pub async fn payment_event(
         .await
         .map_err(OrdersError::from)?;
     Ok(Json(json!({"order_id": order.id, "status": order.status})))
+}
+
+fn check_payment(order: &orders::Order, event: &PaymentEvent) -> Result<(), Problem> {
+    if order
+        .payment_id
+        .as_deref()
+        .is_some_and(|p| p != event.payment_id)
+    {
+        return Err(Problem::invalid_field(
+            "payment_id",
+            "the order has another payment",
+        ));
+    }
+    Ok(())
 }

@@ -211,39 +211,157 @@ pub async fn transition(
     Ok(())
 }
 
-/// Holds stock for every line, or for none: answers `false` when any line is short, and
-/// then nothing changed. One statement locks the order's inventory rows in sku order (so
-/// concurrent reservations never deadlock), checks every line against the newest counts,
-/// takes the stock and marks the order. A best-selling sku's row is every checkout's, and it
-/// stays locked from here to the commit: callers run this last but for the transition.
-pub async fn reserve(conn: &mut PgConnection, order: &mut Order) -> Result<bool, sqlx::Error> {
-    if order.stock != "none" {
-        return Ok(order.stock == "reserved");
+/// `COLUMNS` of the orders table named `alias`, for a `RETURNING` beside other relations.
+fn qualified(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks that `path` is a walk through the state machine from `from`.
+fn check_path(from: Status, path: &[Status]) -> Result<(), StoreError> {
+    let mut at = from;
+    for &to in path {
+        if !Status::can_move(at, to) {
+            return Err(StoreError::IllegalTransition { from: at, to });
+        }
+        at = to;
     }
-    let reserved: bool = sqlx::query_scalar(
-        "WITH wanted AS (
+    Ok(())
+}
+
+/// Counts and logs the moves of a statement that took `path` from `from`.
+fn moved(order: &str, from: Status, path: &[Status], reason: Option<&str>) {
+    let mut at = from;
+    for &to in path {
+        metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
+        tracing::info!(order, from = %at, to = %to, reason, "order moved");
+        at = to;
+    }
+}
+
+/// The first step of a `pending` order, in one statement (atomic by itself: no transaction):
+/// it locks the order, then its inventory rows in sku order (so concurrent reservations never
+/// deadlock), checks every line against the newest counts, and either holds the stock for
+/// every line and moves the order to `reserved`, or holds none and fails it `out_of_stock`;
+/// the move is recorded in `order_events`. Answers the moved order, or `None` when the order
+/// is not (or no longer) `pending`. A best-selling sku's row is every checkout's: it stays
+/// locked for this one statement and its commit.
+pub async fn reserve_pending(pool: &PgPool, id: &str) -> Result<Option<Order>, StoreError> {
+    const SHORT: &str = "out_of_stock";
+    check_path(Status::Pending, &[Status::Reserved])?;
+    check_path(Status::Pending, &[Status::Failed])?;
+    // A pending order holds no stock (`reopen` hands back a failed order's only without any).
+    let sql = format!(
+        "WITH o AS (
+             SELECT id FROM orders.orders WHERE id = $1 AND status = 'pending' AND stock = 'none' FOR UPDATE),
+         wanted AS (
              SELECT l.sku, l.quantity, i.on_hand - i.reserved >= l.quantity AS enough
-             FROM orders.order_lines l JOIN orders.inventory i ON i.sku = l.sku
-             WHERE l.order_id = $1 ORDER BY l.sku FOR UPDATE OF i),
+             FROM o JOIN orders.order_lines l ON l.order_id = o.id JOIN orders.inventory i ON i.sku = l.sku
+             ORDER BY l.sku FOR UPDATE OF i),
          verdict AS (
-             SELECT count(*) > 0 AND coalesce(bool_and(enough), false)
-                    AND count(*) = (SELECT count(*) FROM orders.order_lines WHERE order_id = $1) AS ok
-             FROM wanted),
+             SELECT o.id, count(w.sku) > 0 AND coalesce(bool_and(w.enough), false)
+                    AND count(w.sku) = (SELECT count(*) FROM orders.order_lines WHERE order_id = o.id) AS ok
+             FROM o LEFT JOIN wanted w ON true GROUP BY o.id),
          held AS (
              UPDATE orders.inventory i SET reserved = i.reserved + w.quantity, updated_at = now()
              FROM wanted w, verdict v WHERE v.ok AND i.sku = w.sku RETURNING i.sku),
-         marked AS (
-             UPDATE orders.orders o SET stock = 'reserved', updated_at = now()
-             FROM verdict v WHERE v.ok AND o.id = $1 RETURNING o.id)
-         SELECT ok FROM verdict",
-    )
-    .bind(&order.id)
-    .fetch_one(&mut *conn)
-    .await?;
-    if reserved {
-        order.stock = "reserved".to_owned();
+         moved AS (
+             UPDATE orders.orders o
+             SET status = CASE WHEN v.ok THEN 'reserved' ELSE 'failed' END,
+                 stock = CASE WHEN v.ok THEN 'reserved' ELSE o.stock END,
+                 failure_reason = CASE WHEN v.ok THEN o.failure_reason ELSE $2 END,
+                 updated_at = now()
+             FROM verdict v WHERE o.id = v.id
+             RETURNING {returning}),
+         logged AS (
+             INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
+             SELECT id, 'pending', status, CASE WHEN status = 'failed' THEN $2 END FROM moved)
+         SELECT {COLUMNS} FROM moved",
+        returning = qualified("o"),
+    );
+    let order: Option<Order> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id)
+        .bind(SHORT)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(order) = &order {
+        let reason = (order.status == Status::Failed).then_some(SHORT);
+        moved(&order.id, Status::Pending, &[order.status], reason);
     }
-    Ok(reserved)
+    Ok(order)
+}
+
+/// What payments answered about an order's payment.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentAnswer<'a> {
+    /// `pay_…`.
+    pub id: &'a str,
+    /// Its status.
+    pub status: &'a str,
+    /// For Stripe.js.
+    pub client_secret: Option<&'a str>,
+}
+
+/// The path of a `reserved` order whose payment was answered `succeeded` at once (confirmed
+/// server-side): through `awaiting_payment` and `paid` to `confirmed`.
+const PAID_AT_ONCE: [Status; 3] = [Status::AwaitingPayment, Status::Paid, Status::Confirmed];
+
+/// Confirms a `reserved` order whose payment succeeded at once, in one statement (atomic by
+/// itself): it locks the order, records the payment, sells the stock, moves the order to
+/// `confirmed` recording each step of the way in `order_events`, and queues `follow_up` (the
+/// cart's clearing). Answers the confirmed order, or `None` when the order is not (or no
+/// longer) `reserved`; then the caller takes the general way (`lock`, `transition`).
+pub async fn confirm_paid_at_once(
+    pool: &PgPool,
+    id: &str,
+    payment: PaymentAnswer<'_>,
+    queue: &Queue,
+    follow_up: &NewJob,
+) -> Result<Option<Order>, StoreError> {
+    check_path(Status::Reserved, &PAID_AT_ONCE)?;
+    let (from, to): (Vec<&str>, Vec<&str>) = std::iter::once(Status::Reserved)
+        .chain(PAID_AT_ONCE)
+        .zip(PAID_AT_ONCE)
+        .map(|(from, to)| (from.as_str(), to.as_str()))
+        .unzip();
+    let step = queue.enqueue_step("job", "moved", 7);
+    let sql = format!(
+        "WITH o AS (
+             SELECT id FROM orders.orders WHERE id = $1 AND status = 'reserved' AND stock = 'reserved' FOR UPDATE),
+         sold AS (
+             UPDATE orders.inventory i SET reserved = i.reserved - l.quantity, on_hand = i.on_hand - l.quantity,
+                 updated_at = now()
+             FROM o JOIN orders.order_lines l ON l.order_id = o.id WHERE l.sku = i.sku RETURNING i.sku),
+         moved AS (
+             UPDATE orders.orders SET status = 'confirmed', stock = 'sold', payment_id = $2, payment_status = $3,
+                 client_secret = coalesce($4, client_secret), updated_at = now()
+             FROM o WHERE orders.id = o.id
+             RETURNING {returning}),
+         logged AS (
+             INSERT INTO orders.order_events (order_id, from_status, to_status)
+             SELECT moved.id, step.from_status, step.to_status
+             FROM moved, unnest($5::text[], $6::text[]) WITH ORDINALITY AS step(from_status, to_status, n)
+             ORDER BY step.n),
+         {job}
+         SELECT {COLUMNS} FROM moved",
+        returning = qualified("orders"),
+        job = step.cte,
+    );
+    let query = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(id)
+        .bind(payment.id)
+        .bind(payment.status)
+        .bind(payment.client_secret)
+        .bind(from)
+        .bind(to);
+    let order: Option<Order> = step.bind(query, follow_up).fetch_optional(pool).await?;
+    if order.is_some() {
+        moved(id, Status::Reserved, &PAID_AT_ONCE, None);
+    }
+    Ok(order)
 }
 
 /// Hands reserved stock back; does nothing if the order holds none.

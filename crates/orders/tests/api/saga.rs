@@ -32,9 +32,24 @@ async fn a_visa_payment_confirms_the_order_sells_the_stock_and_clears_the_cart()
             == 404
     })
     .await;
-    for status in ["reserved", "awaiting_payment", "paid", "confirmed"] {
-        assert_eq!(app.transitions_to(&order, status).await, 1, "{status}");
-    }
+    let path = [
+        "pending",
+        "reserved",
+        "awaiting_payment",
+        "paid",
+        "confirmed",
+    ];
+    let expected: Vec<(Option<String>, String)> = path
+        .iter()
+        .enumerate()
+        .map(|(i, to)| {
+            (
+                i.checked_sub(1).map(|p| path[p].to_owned()),
+                (*to).to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(app.history(&order).await, expected);
 }
 
 #[tokio::test]

@@ -392,6 +392,17 @@ impl TestApp {
     }
 
     /// How many times the order entered `status`.
+    /// The order's recorded moves, oldest first, as (from, to).
+    pub async fn history(&self, order: &str) -> Vec<(Option<String>, String)> {
+        sqlx::query_as(
+            "SELECT from_status, to_status FROM orders.order_events WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(order)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
     pub async fn transitions_to(&self, order: &str, status: &str) -> i64 {
         sqlx::query_scalar(
             "SELECT count(*) FROM orders.order_events WHERE order_id = $1 AND to_status = $2",

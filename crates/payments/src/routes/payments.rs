@@ -116,32 +116,26 @@ pub async fn create(
     let new = NewPayment::try_from(body).map_err(PaymentsError::Invalid)?;
     let id = PaymentId::new();
     let mut tx = app.ledger.pool.begin().await?;
-    if !payments::claim(&mut tx, id.as_str(), &key, &new).await? {
+    let Some(mut payment) = payments::claim(&mut tx, id.as_str(), &key, &new).await? else {
         let claimed = payments::lock_claimed(&mut tx, &key, &new.order_id).await?;
         tx.rollback().await?;
         return replay(claimed.first(), &key, &new);
-    }
-    let mut payment = payments::lock(&mut tx, id.as_str())
-        .await?
-        .ok_or(PaymentsError::NotFound("The claimed payment"))?;
-    let report = match app.ledger.stripe.create_intent(&new).await {
-        Ok(intent) => {
-            payments::link_intent(&mut tx, &mut payment, &intent).await?;
-            Report::from(&intent)
-        }
-        Err(ProviderError::Declined { intent, reason }) => {
-            if let Some(intent) = intent {
-                payments::link_intent(&mut tx, &mut payment, &intent).await?;
-            }
+    };
+    let (report, intent) = match app.ledger.stripe.create_intent(&new).await {
+        Ok(intent) => (Report::from(&intent), Some(intent)),
+        Err(ProviderError::Declined { intent, reason }) => (
             Report {
                 failure_reason: Some(reason),
                 ..Report::status(Status::Failed)
-            }
-        }
+            },
+            intent.map(|intent| *intent),
+        ),
         // Nothing is kept: the retry claims the order again and reaches the same intent.
         Err(e) => return Err(e.into()),
     };
-    app.ledger.apply(&mut tx, &mut payment, &report).await?;
+    app.ledger
+        .apply_with(&mut tx, &mut payment, &report, intent.as_ref())
+        .await?;
     app.ledger.queue.commit(tx).await?;
     metrics::counter!("payments_created_total", "status" => payment.status.as_str()).increment(1);
     Ok(created(&payment, false))

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
+use common::queue::{NewJob, Queue};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::{domain::NewPayment, state::Status, stripe::Intent};
@@ -55,31 +56,32 @@ pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Payment>, sqlx::Erro
         .await
 }
 
-/// Inserts the payment for `new` under `key`; `false` when the order or the key already has
-/// one (after waiting for a concurrent claim to commit or roll back).
+/// Inserts the payment for `new` under `key` and answers it (the row stays locked until the
+/// commit); `None` when the order or the key already has one (after waiting for a concurrent
+/// claim to commit or roll back).
 pub async fn claim(
     conn: &mut PgConnection,
     id: &str,
     key: &str,
     new: &NewPayment,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+) -> Result<Option<Payment>, sqlx::Error> {
+    let sql = format!(
         "INSERT INTO payments.payments
              (id, order_id, idempotency_key, request, amount, currency, payment_method, status)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'requires_payment_method')
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(&new.order_id)
-    .bind(key)
-    .bind(new.canonical())
-    .bind(new.amount)
-    .bind(new.currency.as_str())
-    .bind(&new.payment_method)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
+         ON CONFLICT DO NOTHING
+         RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(&new.order_id)
+        .bind(key)
+        .bind(new.canonical())
+        .bind(new.amount)
+        .bind(new.currency.as_str())
+        .bind(&new.payment_method)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The payments holding `key` or `order_id`, locked; the one with the key first.
@@ -120,68 +122,70 @@ pub async fn lock_by_provider(
         .await
 }
 
-/// Links the payment to its PaymentIntent.
-pub async fn link_intent(
-    conn: &mut PgConnection,
-    payment: &mut Payment,
-    intent: &Intent,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE payments.payments SET provider_id = $2, client_secret = $3, updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(&payment.id)
-    .bind(&intent.id)
-    .bind(&intent.client_secret)
-    .execute(conn)
-    .await?;
-    payment.provider_id = Some(intent.id.clone());
-    payment.client_secret.clone_from(&intent.client_secret);
-    Ok(())
+/// What to write to a locked payment: each part is optional, and nothing changes that none
+/// names.
+#[derive(Debug, Default)]
+pub struct Change<'a> {
+    /// Its PaymentIntent (`provider_id`, `client_secret`).
+    pub intent: Option<&'a Intent>,
+    /// A status the state machine allowed, and why, for a failure or cancellation.
+    pub status: Option<(Status, Option<&'a str>)>,
+    /// The refunded total; it only ever rises (reports arrive out of order).
+    pub refunded: Option<i64>,
 }
 
-/// Writes a status the state machine allowed, with what came with it.
-pub async fn set_status(
-    conn: &mut PgConnection,
-    payment: &mut Payment,
-    status: Status,
-    failure_reason: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE payments.payments
-         SET status = $2, failure_reason = coalesce($3, failure_reason), updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(&payment.id)
-    .bind(status.as_str())
-    .bind(failure_reason)
-    .execute(conn)
-    .await?;
-    payment.status = status;
-    if let Some(reason) = failure_reason {
-        payment.failure_reason = Some(reason.to_owned());
+impl Change<'_> {
+    fn is_empty(&self) -> bool {
+        self.intent.is_none() && self.status.is_none() && self.refunded.is_none()
     }
-    Ok(())
 }
 
-/// Raises the refunded amount to `total` (never lowers it: reports arrive out of order).
-pub async fn raise_refunded(
+/// Writes `change` to the locked `payment`, and queues `job` with it, in one statement.
+pub async fn write(
     conn: &mut PgConnection,
     payment: &mut Payment,
-    total: i64,
+    change: &Change<'_>,
+    job: Option<(&Queue, &NewJob)>,
 ) -> Result<(), sqlx::Error> {
-    if total <= payment.amount_refunded {
+    if change.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "UPDATE payments.payments SET amount_refunded = greatest(amount_refunded, $2), updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(&payment.id)
-    .bind(total)
-    .execute(conn)
-    .await?;
-    payment.amount_refunded = total;
+    let update = "changed AS (
+         UPDATE payments.payments
+         SET provider_id = coalesce($2, provider_id), client_secret = coalesce($3, client_secret),
+             status = coalesce($4, status), failure_reason = coalesce($5, failure_reason),
+             amount_refunded = greatest(amount_refunded, coalesce($6, 0)), updated_at = now()
+         WHERE id = $1 RETURNING id)";
+    let step = job.map(|(queue, _)| queue.enqueue_step("job", "changed", 7));
+    let sql = match &step {
+        Some(step) => format!("WITH {update}, {} SELECT count(*) FROM changed", step.cte),
+        None => format!("WITH {update} SELECT count(*) FROM changed"),
+    };
+    let (status, reason) = change.status.unzip();
+    let query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql))
+        .bind(&payment.id)
+        .bind(change.intent.map(|i| &i.id))
+        .bind(change.intent.and_then(|i| i.client_secret.as_ref()))
+        .bind(status.map(Status::as_str))
+        .bind(reason.flatten())
+        .bind(change.refunded);
+    match (&step, job) {
+        (Some(step), Some((_, job))) => step.bind(query, job).fetch_one(conn).await?,
+        _ => query.fetch_one(conn).await?,
+    };
+    if let Some(intent) = change.intent {
+        payment.provider_id = Some(intent.id.clone());
+        payment.client_secret.clone_from(&intent.client_secret);
+    }
+    if let Some((status, reason)) = change.status {
+        payment.status = status;
+        if let Some(reason) = reason {
+            payment.failure_reason = Some(reason.to_owned());
+        }
+    }
+    if let Some(total) = change.refunded {
+        payment.amount_refunded = payment.amount_refunded.max(total);
+    }
     Ok(())
 }
 
