@@ -28,6 +28,9 @@ pub struct Config {
     pub webhook_retry_max: Duration,
     /// Per-attempt timeout of a webhook POST (`SIM_WEBHOOK_TIMEOUT_MS`).
     pub webhook_timeout: Duration,
+    /// First attempts in flight at once per endpoint (`SIM_WEBHOOK_CONCURRENCY`): 1 delivers
+    /// strictly in the order events happened; more, as Stripe does, lets them overtake.
+    pub webhook_concurrency: usize,
     /// When set, the only secret key accepted; otherwise any `sk_test_…` key is (`SIM_API_KEY`).
     pub api_key: Option<String>,
 }
@@ -42,6 +45,7 @@ impl std::fmt::Debug for Config {
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("webhook_retry_max", &self.webhook_retry_max)
             .field("webhook_timeout", &self.webhook_timeout)
+            .field("webhook_concurrency", &self.webhook_concurrency)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -57,6 +61,7 @@ impl Default for Config {
             webhook_retry_base: Duration::from_millis(100),
             webhook_retry_max: Duration::from_secs(10),
             webhook_timeout: Duration::from_secs(10),
+            webhook_concurrency: 1,
             api_key: None,
         }
     }
@@ -95,18 +100,24 @@ impl Config {
             None => Vec::new(),
         };
         let webhook_secret = get("SIM_WEBHOOK_SECRET").unwrap_or(defaults.webhook_secret);
-        let webhook_max_attempts = match get("SIM_WEBHOOK_MAX_ATTEMPTS") {
-            Some(raw) => match raw.trim().parse::<u32>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    return Err(ConfigError {
-                        var: "SIM_WEBHOOK_MAX_ATTEMPTS",
+        let positive = |var: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match get(var) {
+                Some(raw) => match raw.trim().parse::<u32>() {
+                    Ok(n) if n >= 1 => Ok(n),
+                    _ => Err(ConfigError {
+                        var,
                         reason: format!("{raw:?} is not a positive integer"),
-                    });
-                }
-            },
-            None => defaults.webhook_max_attempts,
+                    }),
+                },
+                None => Ok(default),
+            }
         };
+        let webhook_max_attempts =
+            positive("SIM_WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts)?;
+        let webhook_concurrency = positive(
+            "SIM_WEBHOOK_CONCURRENCY",
+            defaults.webhook_concurrency as u32,
+        )? as usize;
         let millis = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
             match get(var) {
                 Some(raw) => raw
@@ -128,6 +139,7 @@ impl Config {
             webhook_retry_base: millis("SIM_WEBHOOK_RETRY_BASE_MS", defaults.webhook_retry_base)?,
             webhook_retry_max: millis("SIM_WEBHOOK_RETRY_MAX_MS", defaults.webhook_retry_max)?,
             webhook_timeout: millis("SIM_WEBHOOK_TIMEOUT_MS", defaults.webhook_timeout)?,
+            webhook_concurrency,
             api_key: get("SIM_API_KEY"),
         })
     }

@@ -1,8 +1,9 @@
 //! Delivering one event to one endpoint: sign, POST, record, retry with backoff.
 //!
-//! Each endpoint has a worker that makes first attempts in the order events happened; a
-//! failed delivery moves to its own retry task, so one failing event never holds back the
-//! ones behind it (as on Stripe, retries arrive out of order).
+//! Each endpoint has a worker that starts first attempts in the order events happened, at
+//! most `SIM_WEBHOOK_CONCURRENCY` at once (1: each waits for the one before); a failed
+//! delivery moves to its own retry task, so one failing event never holds back the ones behind
+//! it (as on Stripe, retries arrive out of order).
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::signature::signature_header;
@@ -110,6 +111,7 @@ pub(crate) struct Deliverer {
     max_attempts: u32,
     retry_base: Duration,
     retry_max: Duration,
+    concurrency: usize,
     pub(crate) log: DeliveryLog,
     /// Bumped by a reset; jobs of an older generation are abandoned.
     pub(crate) generation: AtomicU64,
@@ -128,6 +130,7 @@ impl Deliverer {
             max_attempts: config.webhook_max_attempts.max(1),
             retry_base: config.webhook_retry_base,
             retry_max: config.webhook_retry_max,
+            concurrency: config.webhook_concurrency.max(1),
             log: DeliveryLog::new(),
             generation: AtomicU64::new(0),
         }
@@ -141,15 +144,24 @@ impl Deliverer {
     pub(crate) fn spawn_worker(self: &Arc<Self>, url: String) -> mpsc::UnboundedSender<Job> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         let this = Arc::clone(self);
+        let in_flight = Arc::new(Semaphore::new(self.concurrency));
         tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 tokio::time::sleep_until(job.due).await;
                 if !this.is_current(&job) {
                     continue;
                 }
-                if !this.attempt(&url, &job, 1).await {
-                    tokio::spawn(Arc::clone(&this).retry(url.clone(), job));
-                }
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                    return;
+                };
+                let (this, url) = (Arc::clone(&this), url.clone());
+                tokio::spawn(async move {
+                    let delivered = this.attempt(&url, &job, 1).await;
+                    drop(permit);
+                    if !delivered {
+                        this.retry(url, job).await;
+                    }
+                });
             }
         });
         tx

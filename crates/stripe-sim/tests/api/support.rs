@@ -12,7 +12,7 @@ use axum::routing::post;
 use serde_json::Value;
 use stripe_sim::{Config, DeliveryRecord, Sim};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 
 /// Secret the test simulator signs webhooks with.
 pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
@@ -31,6 +31,11 @@ pub struct TestSim {
 impl TestSim {
     /// A simulator delivering webhooks to `webhook_urls`.
     pub async fn start(webhook_urls: Vec<String>) -> Self {
+        Self::start_with(webhook_urls, 1).await
+    }
+
+    /// A simulator delivering webhooks to `webhook_urls`, `concurrency` first attempts at once.
+    pub async fn start_with(webhook_urls: Vec<String>, concurrency: usize) -> Self {
         let config = Config {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             webhook_urls,
@@ -39,6 +44,7 @@ impl TestSim {
             webhook_retry_base: Duration::from_millis(10),
             webhook_retry_max: Duration::from_millis(100),
             webhook_timeout: Duration::from_secs(5),
+            webhook_concurrency: concurrency,
             api_key: None,
         };
         let (router, sim) = stripe_sim::build(config).await;
@@ -186,6 +192,8 @@ impl Received {
 struct ReceiverState {
     tx: mpsc::UnboundedSender<Received>,
     failures_left: Arc<AtomicUsize>,
+    /// When set, each request waits for a permit before it is answered.
+    gate: Option<Arc<Semaphore>>,
 }
 
 /// A webhook endpoint that answers 500 to its first `fail_first` requests, then 200.
@@ -196,10 +204,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(fail_first: usize) -> Self {
+        Self::start_gated(fail_first, None).await
+    }
+
+    /// A receiver that answers a request only once `gate` hands it a permit.
+    pub async fn start_gated(fail_first: usize, gate: Option<Arc<Semaphore>>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = ReceiverState {
             tx,
             failures_left: Arc::new(AtomicUsize::new(fail_first)),
+            gate,
         };
         let app = axum::Router::new()
             .route("/hook", post(receive))
@@ -243,6 +257,9 @@ async fn receive(
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
     let _ = state.tx.send(received);
+    if let Some(gate) = &state.gate {
+        gate.acquire().await.unwrap().forget();
+    }
     if fail {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {

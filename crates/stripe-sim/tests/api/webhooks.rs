@@ -1,10 +1,13 @@
 //! Signed webhook delivery, retries, duplicates, reordering and drops.
 
+use std::{sync::Arc, time::Duration};
+
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use stripe_sim::DeliveryOutcome;
 use stripe_webhook::{EventObject, Webhook};
+use tokio::sync::Semaphore;
 
 use crate::support::{Receiver, TestSim, WEBHOOK_SECRET, next_delivery};
 
@@ -183,6 +186,43 @@ async fn with_copies_each_event_is_delivered_that_many_times() {
             .all(|c| c.event_type() == "payment_intent.created")
     );
     assert!(copies.iter().all(|c| c.body == copies[0].body));
+}
+
+#[tokio::test]
+async fn one_at_a_time_by_default_several_in_flight_when_configured() {
+    // An endpoint that answers nothing until told to: what reaches it is what is in flight.
+    for (concurrency, in_flight) in [(1, 1), (3, 3)] {
+        let gate = Arc::new(Semaphore::new(0));
+        let mut receiver = Receiver::start_gated(0, Some(gate.clone())).await;
+        let app = TestSim::start_with(vec![receiver.url.clone()], concurrency).await;
+        // Three events: payment_intent.created, charge.succeeded, payment_intent.succeeded.
+        app.paid_intent("1500", "pm_card_visa").await;
+        let mut types = Vec::new();
+        for _ in 0..in_flight {
+            types.push(receiver.next().await.event_type().to_owned());
+        }
+        assert_eq!(types[0], "payment_intent.created");
+        // Nothing more arrives while those are unanswered.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), receiver.next())
+                .await
+                .is_err(),
+            "concurrency {concurrency}: more than {in_flight} in flight"
+        );
+        gate.add_permits(3);
+        for _ in in_flight..3 {
+            types.push(receiver.next().await.event_type().to_owned());
+        }
+        types.sort();
+        assert_eq!(
+            types,
+            [
+                "charge.succeeded",
+                "payment_intent.created",
+                "payment_intent.succeeded"
+            ]
+        );
+    }
 }
 
 #[tokio::test]
