@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+// Requests, rows and JSON are allocated and freed on every runtime thread; mimalloc's
+// thread-local free lists make that cheaper than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     common::service::main("cart", cart::Settings::from_env, cart::run).await

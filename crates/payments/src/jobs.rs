@@ -1,8 +1,11 @@
 //! The payments worker's jobs: apply recorded Stripe events, tell orders about an outcome,
 //! and check a payment with Stripe. Delivery is at least once, so each is safe to run again:
 //! events go through the state machine, and orders applies a notification at most once.
-//! Events arrive in batches (one job per intake transaction); an event of a batch that
-//! fails is handed to a job of its own, so it retries, and dies, alone.
+//! Events arrive in batches (one job per intake transaction) and a batch applies in one
+//! transaction; an event that cannot (its payment not committed yet) or fails is taken alone,
+//! and on failure handed to a job of its own, so it retries, and dies, alone.
+
+use std::collections::HashMap;
 
 use common::queue::{ClaimedJob, Handler, JobError, NewJob};
 use serde_json::{Value, json};
@@ -10,8 +13,8 @@ use serde_json::{Value, json};
 use crate::{
     ledger::{Ledger, NOTIFY_ORDERS, ReconcileError},
     orders_client::{NotifyError, OrdersClient},
-    state::Transition,
-    store,
+    state::{Status, Transition},
+    store::{self, payments::Payment},
     stripe::ProviderError,
 };
 
@@ -112,11 +115,23 @@ impl PaymentJobs {
     }
 
     async fn process_batch(&self, job: &ClaimedJob) -> Result<(), JobError> {
-        let ids = job.payload["event_ids"]
+        let ids: Vec<&str> = job.payload["event_ids"]
             .as_array()
-            .ok_or_else(|| JobError::Permanent("job has no event_ids".to_owned()))?;
+            .ok_or_else(|| JobError::Permanent("job has no event_ids".to_owned()))?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        // The batch's events apply in one transaction; what that leaves (an event whose
+        // payment is not committed yet, or not ours), or all of them if it fails, goes one by one.
+        let alone = match self.apply_together(&ids).await {
+            Ok(left) => left,
+            Err(e) => {
+                tracing::warn!(error = %e, events = ids.len(), "batch failed; applying its events one by one");
+                ids
+            }
+        };
         let mut failed = Vec::new();
-        for id in ids.iter().filter_map(Value::as_str) {
+        for id in alone {
             if let Err(e) = self.process_event(id).await {
                 tracing::warn!(event = id, error = %e, "event failed; retrying it alone");
                 failed.push(id);
@@ -132,6 +147,58 @@ impl PaymentJobs {
                     .map_err(db)?;
             }
             self.ledger.queue.commit(tx).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the events of `ids` whose payment exists, in one transaction (each event to the
+    /// payment as the one before left it, in the order of `ids`); answers the ids it left.
+    async fn apply_together<'a>(&self, ids: &[&'a str]) -> Result<Vec<&'a str>, JobError> {
+        let mut tx = self.ledger.pool.begin().await.map_err(db)?;
+        let rows = store::events::lock_with_payments(&mut tx, ids)
+            .await
+            .map_err(db)?;
+        let mut payments: HashMap<String, Payment> = HashMap::new();
+        let mut done = Vec::with_capacity(rows.len());
+        let mut applied = Vec::with_capacity(rows.len());
+        for (event_id, effect, payment) in rows {
+            let payment = payments.entry(payment.id.clone()).or_insert(payment);
+            let outcome = self
+                .ledger
+                .apply(&mut tx, payment, &effect.report)
+                .await
+                .map_err(db)?;
+            applied.push((payment.id.clone(), effect.report.status, outcome));
+            done.push((event_id, label(outcome)));
+        }
+        store::events::processed_all(&mut tx, &done)
+            .await
+            .map_err(db)?;
+        self.ledger.queue.commit(tx).await.map_err(db)?;
+        for (payment_id, reported, outcome) in applied {
+            self.applied(&payments[&payment_id], reported, outcome)
+                .await?;
+        }
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !done.iter().any(|(done, _)| done == id))
+            .collect())
+    }
+
+    /// Counts an applied event; in doubt (a stale or contradicting report), Stripe's
+    /// current view decides.
+    async fn applied(
+        &self,
+        payment: &Payment,
+        reported: Status,
+        outcome: Transition,
+    ) -> Result<(), JobError> {
+        metrics::counter!("payments_events_applied_total", "reported" => reported.as_str(), "outcome" => label(outcome))
+            .increment(1);
+        if matches!(outcome, Transition::Stale | Transition::Conflict) {
+            tracing::info!(payment = %payment.id, %reported, current = %payment.status, "out-of-order event; asking Stripe");
+            self.ledger.reconcile(&payment.id).await?;
         }
         Ok(())
     }
@@ -170,14 +237,7 @@ impl PaymentJobs {
             .await
             .map_err(db)?;
         self.ledger.queue.commit(tx).await.map_err(db)?;
-        metrics::counter!("payments_events_applied_total", "reported" => effect.report.status.as_str(), "outcome" => label(outcome))
-            .increment(1);
-        if matches!(outcome, Transition::Stale | Transition::Conflict) {
-            // In doubt, Stripe's current view decides; a stale report alone never moves it.
-            tracing::info!(payment = %payment.id, reported = %effect.report.status, current = %payment.status, "out-of-order event; asking Stripe");
-            self.ledger.reconcile(&payment.id).await?;
-        }
-        Ok(())
+        self.applied(&payment, effect.report.status, outcome).await
     }
 
     async fn notify(&self, job: &ClaimedJob) -> Result<(), JobError> {

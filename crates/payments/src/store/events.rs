@@ -2,9 +2,14 @@
 //! so an event is processed once however often Stripe sends it. A row keeps what the event
 //! says about its PaymentIntent, for the job that applies it and for operators.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
-use crate::{events::Effect, ledger::Report, state::Status};
+use crate::{
+    events::Effect,
+    ledger::Report,
+    state::Status,
+    store::payments::{self, Payment},
+};
 
 /// One verified event to record.
 #[derive(Debug, Clone)]
@@ -75,6 +80,73 @@ struct Row {
     amount_refunded: Option<i64>,
 }
 
+impl Row {
+    fn effect(self, id: &str) -> Effect {
+        Effect {
+            intent_id: self.intent_id,
+            order_id: self.order_id,
+            report: Report {
+                status: self.status,
+                failure_reason: self.failure_reason,
+                amount_refunded: self.amount_refunded,
+                event_id: Some(id.to_owned()),
+            },
+        }
+    }
+}
+
+/// An event with its payment.
+#[derive(sqlx::FromRow)]
+struct Joined {
+    event_id: String,
+    intent_id: String,
+    event_order_id: Option<String>,
+    #[sqlx(try_from = "String")]
+    event_status: Status,
+    event_failure_reason: Option<String>,
+    event_amount_refunded: Option<i64>,
+    #[sqlx(flatten)]
+    payment: Payment,
+}
+
+/// The events of `ids` whose payment exists, each with that payment locked for a change;
+/// the others (a payment not committed yet, a PaymentIntent that is not ours) are left out.
+/// Payments are locked in id order, so concurrent batches cannot deadlock; a payment's events
+/// come in the order of `ids` (the order they arrived).
+pub async fn lock_with_payments(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> Result<Vec<(String, Effect, Payment)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT e.id AS event_id, e.intent_id, e.order_id AS event_order_id, e.status AS event_status,
+                e.failure_reason AS event_failure_reason, e.amount_refunded AS event_amount_refunded,
+                {columns}
+         FROM payments.events e JOIN payments.payments p ON p.provider_id = e.intent_id
+         WHERE e.id = ANY($1)
+         ORDER BY p.id, array_position($1, e.id)
+         FOR UPDATE OF p",
+        columns = payments::columns("p"),
+    );
+    let rows: Vec<Joined> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(ids)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|j| {
+            let effect = Row {
+                intent_id: j.intent_id,
+                order_id: j.event_order_id,
+                status: j.event_status,
+                failure_reason: j.event_failure_reason,
+                amount_refunded: j.event_amount_refunded,
+            }
+            .effect(&j.event_id);
+            (j.event_id, effect, j.payment)
+        })
+        .collect())
+}
+
 /// What event `id` says.
 pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Effect>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(
@@ -84,16 +156,7 @@ pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Effect>, sqlx::Error
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| Effect {
-        intent_id: r.intent_id,
-        order_id: r.order_id,
-        report: Report {
-            status: r.status,
-            failure_reason: r.failure_reason,
-            amount_refunded: r.amount_refunded,
-            event_id: Some(id.to_owned()),
-        },
-    }))
+    Ok(row.map(|r| r.effect(id)))
 }
 
 /// Notes how processing the event ended.
@@ -107,5 +170,25 @@ pub async fn processed(
         .bind(outcome)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Notes how processing each of `done` (event id, outcome) ended, in one statement.
+pub async fn processed_all(
+    conn: &mut PgConnection,
+    done: &[(String, &str)],
+) -> Result<(), sqlx::Error> {
+    let (ids, outcomes): (Vec<&str>, Vec<&str>) = done
+        .iter()
+        .map(|(id, outcome)| (id.as_str(), *outcome))
+        .unzip();
+    sqlx::query(
+        "UPDATE payments.events e SET processed_at = now(), outcome = d.outcome
+         FROM unnest($1::text[], $2::text[]) AS d(id, outcome) WHERE e.id = d.id",
+    )
+    .bind(ids)
+    .bind(outcomes)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -47,6 +47,15 @@ pub struct Payment {
 const COLUMNS: &str = "id, order_id, idempotency_key, request, amount, currency, payment_method, status, \
                        provider_id, client_secret, failure_reason, amount_refunded, created_at, updated_at";
 
+/// `COLUMNS` of the payments table named `alias`, for a query that joins it.
+pub(crate) fn columns(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The payment `id`.
 pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Payment>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM payments.payments WHERE id = $1");

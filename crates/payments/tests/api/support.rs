@@ -151,6 +151,14 @@ impl TestApp {
         }
     }
 
+    /// Stops the worker; queued jobs wait for the next `start_worker`.
+    pub async fn stop_worker(&mut self) {
+        if let Some((handle, token)) = self.worker.take() {
+            token.cancel();
+            let _ = handle.await;
+        }
+    }
+
     /// `POST /internal/v1/payments` with `key` (none when `None`).
     pub async fn create(&self, key: Option<&str>, body: &Value) -> reqwest::Response {
         let mut request = self

@@ -104,6 +104,73 @@ async fn succeeded_arriving_before_requires_action_ends_succeeded() {
 }
 
 #[tokio::test]
+async fn a_batch_applies_each_event_to_the_payment_as_the_one_before_left_it() {
+    let mut app = spawn().await;
+    app.sim.set_webhook_endpoints(Vec::new());
+    let order = order_id();
+    let created = app
+        .pay(&order, 1800, Some("pm_card_authenticationRequired"))
+        .await;
+    let (id, intent) = (
+        created["id"].as_str().unwrap(),
+        created["provider_id"].as_str().unwrap(),
+    );
+    app.sim_control(
+        &format!("/payment_intents/{intent}/authenticate"),
+        json!({"outcome": "succeed"}),
+    )
+    .await;
+    let events = app.sim_events(intent);
+    let (succeeded, requires_action) = (
+        find(&events, "payment_intent.succeeded"),
+        find(&events, "payment_intent.requires_action"),
+    );
+    // Both recorded while no worker runs, then handed to one job newest first.
+    app.stop_worker().await;
+    assert_eq!(app.deliver(&succeeded).await.status(), 200);
+    assert_eq!(app.deliver(&requires_action).await.status(), 200);
+    sqlx::query("DELETE FROM payments.jobs WHERE kind = 'process_events'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO payments.jobs (kind, payload, max_attempts) VALUES ('process_events', $1, 5)",
+    )
+    .bind(json!({"event_ids": [succeeded["id"], requires_action["id"]]}))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.start_worker();
+    app.wait_for(id, "succeeded").await;
+    app.settled().await;
+
+    // succeeded moves the payment; requires_action then finds it succeeded (not as the
+    // batch found it) and is a stale report.
+    let outcomes: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT type, outcome FROM payments.events WHERE intent_id = $1 ORDER BY type",
+    )
+    .bind(intent)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            (
+                "payment_intent.requires_action".to_owned(),
+                Some("stale".to_owned())
+            ),
+            (
+                "payment_intent.succeeded".to_owned(),
+                Some("moved".to_owned())
+            ),
+        ]
+    );
+    assert_eq!(app.payment(id).await["status"], "succeeded");
+    assert_eq!(app.orders.acknowledged(&order).len(), 1);
+}
+
+#[tokio::test]
 async fn events_the_simulator_delivers_newest_first_still_end_succeeded() {
     let app = spawn().await;
     // created, requires_action, charge.succeeded, succeeded: held, then sent in reverse.
