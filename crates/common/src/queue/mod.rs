@@ -156,6 +156,14 @@ impl<'q, O> StepQuery<'q> for QueryAs<'q, Postgres, O, PgArguments> {
     }
 }
 
+/// Joined into the statements that only keep the queue's own books (claiming, completing,
+/// rescheduling, handing back): their transaction commits without waiting for the WAL to
+/// reach the disk. A crash can lose such a commit, and then a job runs again or once more
+/// waits for its lease, which every job is written to tolerate; what a job did is committed
+/// by its own statements, durably. One flush fewer per job step: under a backlog the
+/// commits queue on the WAL flush more than on anything else.
+const BOOKKEEPING: &str = "(SELECT set_config('synchronous_commit', 'off', true)) AS bookkeeping";
+
 /// One queue: a table and the channel that wakes its workers.
 #[derive(Clone)]
 pub struct Queue {
@@ -286,6 +294,7 @@ impl Queue {
                  FOR UPDATE SKIP LOCKED)
              UPDATE {t} SET status = 'running', attempts = attempts + 1, locked_by = $1,
                  locked_until = now() + $2 * interval '1 millisecond', updated_at = now()
+             FROM {BOOKKEEPING}
              WHERE id IN (
                  SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) AS claimable
                  LIMIT $4)
@@ -316,7 +325,7 @@ impl Queue {
     /// Marks a job done. Done jobs are removed: the data the job produced is the record.
     pub async fn complete(&self, job: &ClaimedJob, worker: &str) -> Result<(), sqlx::Error> {
         let sql = format!(
-            "DELETE FROM {} WHERE id = $1 AND locked_by = $2",
+            "DELETE FROM {} USING {BOOKKEEPING} WHERE id = $1 AND locked_by = $2",
             self.table
         );
         sqlx::query(AssertSqlSafe(sql))
@@ -338,6 +347,7 @@ impl Queue {
         let sql = format!(
             "UPDATE {} SET status = 'pending', run_at = now() + $3 * interval '1 millisecond',
                  locked_by = NULL, locked_until = NULL, last_error = $4, updated_at = now()
+             FROM {BOOKKEEPING}
              WHERE id = $1 AND locked_by = $2",
             self.table
         );
@@ -377,6 +387,7 @@ impl Queue {
         let sql = format!(
             "UPDATE {} SET status = 'pending', attempts = greatest(attempts - 1, 0), locked_by = NULL,
                  locked_until = NULL, updated_at = now()
+             FROM {BOOKKEEPING}
              WHERE id = $1 AND locked_by = $2",
             self.table
         );
