@@ -119,6 +119,7 @@ pub fn effect(id: &str, kind: &str, object: &Value) -> Option<Effect> {
             failure_reason: reason,
             amount_refunded,
             event_id: Some(id.to_owned()),
+            answered: false,
         },
     })
 }

@@ -1,7 +1,8 @@
 //! Applying what the provider says about a payment: an API answer, a webhook event or a
 //! reconciliation all become a [`Report`], which goes through the state machine on a locked
 //! row. A move that orders must hear about enqueues its `notify_orders` job in the same
-//! transaction, so the notification exists exactly when the change does.
+//! transaction, so the notification exists exactly when the change does. The outcome answered
+//! to the request that created the payment is not sent: orders has it from the answer.
 
 use common::queue::{NewJob, Queue};
 use serde_json::json;
@@ -27,6 +28,9 @@ pub struct Report {
     pub amount_refunded: Option<i64>,
     /// The event it came in, if any.
     pub event_id: Option<String>,
+    /// Answered to the request that created the payment: orders learns it from the answer
+    /// (and from the replay of that answer when it asks again), so it is not sent again.
+    pub answered: bool,
 }
 
 impl Report {
@@ -37,6 +41,7 @@ impl Report {
             failure_reason: None,
             amount_refunded: None,
             event_id: None,
+            answered: false,
         }
     }
 }
@@ -48,6 +53,7 @@ impl From<&Intent> for Report {
             failure_reason: intent.failure_reason.clone(),
             amount_refunded: Some(intent.amount_refunded),
             event_id: None,
+            answered: false,
         }
     }
 }
@@ -116,7 +122,7 @@ impl Ledger {
                 .as_deref()
                 .filter(|_| matches!(report.status, Status::Failed | Status::Canceled));
             change.status = Some((report.status, reason));
-            if report.status.notifies_orders() {
+            if report.status.notifies_orders() && !report.answered {
                 notify = Some(
                     NewJob::new(
                         NOTIFY_ORDERS,

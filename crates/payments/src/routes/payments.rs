@@ -2,7 +2,8 @@
 //! payment row and creates the PaymentIntent in one transaction, so a concurrent request for
 //! the same order or key waits and then answers the first one's payment; Stripe's
 //! idempotency key (derived from the order) makes a retry after a failure reach the same
-//! PaymentIntent. A decline is an outcome: `201` with status `failed`.
+//! PaymentIntent. A decline is an outcome: `201` with status `failed`. The status answered here
+//! is not also sent to orders' payment-events route; later changes are.
 
 use axum::{
     Json, Router,
@@ -122,10 +123,17 @@ pub async fn create(
         return replay(claimed.first(), &key, &new);
     };
     let (report, intent) = match app.ledger.stripe.create_intent(&new).await {
-        Ok(intent) => (Report::from(&intent), Some(intent)),
+        Ok(intent) => (
+            Report {
+                answered: true,
+                ..Report::from(&intent)
+            },
+            Some(intent),
+        ),
         Err(ProviderError::Declined { intent, reason }) => (
             Report {
                 failure_reason: Some(reason),
+                answered: true,
                 ..Report::status(Status::Failed)
             },
             intent.map(|intent| *intent),

@@ -90,6 +90,7 @@ impl Row {
                 failure_reason: self.failure_reason,
                 amount_refunded: self.amount_refunded,
                 event_id: Some(id.to_owned()),
+                answered: false,
             },
         }
     }

@@ -48,8 +48,9 @@ async fn partial_refunds_add_up_and_none_exceeds_what_is_left() {
         .iter()
         .map(|n| n["status"].clone())
         .collect();
-    assert_eq!(statuses.len(), 3, "{statuses:?}");
-    for status in ["succeeded", "partially_refunded", "refunded"] {
+    // The payment's success was the answer to orders' own request; the refunds are news.
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    for status in ["partially_refunded", "refunded"] {
         assert_eq!(
             statuses.iter().filter(|s| *s == status).count(),
             1,
