@@ -157,6 +157,7 @@ pub async fn orders() -> anyhow::Result<()> {
             // As Stripe does, events overtake each other: one at a time, the webhooks of a
             // backlog would trail the orders by minutes and be left out of the drain's figure.
             ("SIM_WEBHOOK_CONCURRENCY", "32"),
+            ("SIM_WEBHOOK_EVENTS", services::PAYMENTS_WEBHOOK_EVENTS),
             ("RUST_LOG", "warn"),
         ],
     )?;

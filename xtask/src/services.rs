@@ -42,6 +42,11 @@ pub struct Spec {
 const INTERNAL_TOKEN: &str = "dev-internal-token";
 const WEBHOOK_SECRET: &str = "whsec_sim_local";
 const ADMIN_TOKEN: &str = "dev-admin-token";
+/// The event types the payments webhook endpoint subscribes to (`payments::events::HANDLED`),
+/// as one configures an endpoint's `enabled_events` on Stripe; the rest are never sent.
+pub const PAYMENTS_WEBHOOK_EVENTS: &str = "payment_intent.succeeded,payment_intent.payment_failed,\
+    payment_intent.canceled,payment_intent.requires_action,payment_intent.processing,\
+    charge.refunded,charge.dispute.created";
 
 /// Every service, in start order.
 pub const SERVICES: &[Spec] = &[
@@ -54,6 +59,7 @@ pub const SERVICES: &[Spec] = &[
                 "http://127.0.0.1:8083/v1/webhooks/stripe",
             ),
             ("SIM_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("SIM_WEBHOOK_EVENTS", PAYMENTS_WEBHOOK_EVENTS),
         ],
     },
     Spec {

@@ -31,6 +31,9 @@ pub struct Config {
     /// First attempts in flight at once per endpoint (`SIM_WEBHOOK_CONCURRENCY`): 1 delivers
     /// strictly in the order events happened; more, as Stripe does, lets them overtake.
     pub webhook_concurrency: usize,
+    /// The event types delivered, as a Stripe endpoint's `enabled_events`
+    /// (`SIM_WEBHOOK_EVENTS`, comma separated); `None` (unset or `*`) delivers every type.
+    pub webhook_events: Option<Vec<String>>,
     /// When set, the only secret key accepted; otherwise any `sk_test_…` key is (`SIM_API_KEY`).
     pub api_key: Option<String>,
 }
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Config {
             .field("webhook_retry_max", &self.webhook_retry_max)
             .field("webhook_timeout", &self.webhook_timeout)
             .field("webhook_concurrency", &self.webhook_concurrency)
+            .field("webhook_events", &self.webhook_events)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -62,6 +66,7 @@ impl Default for Config {
             webhook_retry_max: Duration::from_secs(10),
             webhook_timeout: Duration::from_secs(10),
             webhook_concurrency: 1,
+            webhook_events: None,
             api_key: None,
         }
     }
@@ -140,6 +145,16 @@ impl Config {
             webhook_retry_max: millis("SIM_WEBHOOK_RETRY_MAX_MS", defaults.webhook_retry_max)?,
             webhook_timeout: millis("SIM_WEBHOOK_TIMEOUT_MS", defaults.webhook_timeout)?,
             webhook_concurrency,
+            webhook_events: match get("SIM_WEBHOOK_EVENTS") {
+                Some(raw) if raw.trim() != "*" => Some(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|kind| !kind.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                _ => None,
+            },
             api_key: get("SIM_API_KEY"),
         })
     }

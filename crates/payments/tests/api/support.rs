@@ -99,6 +99,7 @@ pub async fn spawn_with(mut settings: Settings) -> TestApp {
         webhook_retry_max: Duration::from_millis(200),
         webhook_timeout: Duration::from_secs(5),
         webhook_concurrency: 1,
+        webhook_events: None,
         api_key: None,
     };
     let (sim_router, sim) = stripe_sim::build(sim_config).await;

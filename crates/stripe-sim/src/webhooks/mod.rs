@@ -1,4 +1,5 @@
-//! Webhook delivery: every emitted event goes, signed, to every configured endpoint.
+//! Webhook delivery: every emitted event of an enabled type goes, signed, to every configured
+//! endpoint.
 //!
 //! A single dispatcher task receives events in the order they happened and applies the
 //! delivery controls (drop, hold back and reverse, duplicate, delay) before handing each copy
@@ -45,6 +46,8 @@ enum Command {
 pub(crate) struct Webhooks {
     tx: mpsc::UnboundedSender<Command>,
     endpoints: Mutex<Arc<[String]>>,
+    /// The types delivered (`None`: all), as a Stripe endpoint's `enabled_events`.
+    enabled: Option<Vec<String>>,
     deliverer: Arc<Deliverer>,
 }
 
@@ -57,6 +60,7 @@ impl Webhooks {
         Self {
             tx,
             endpoints: Mutex::new(config.webhook_urls.clone().into()),
+            enabled: config.webhook_events.clone(),
             deliverer,
         }
     }
@@ -71,8 +75,15 @@ impl Webhooks {
         *lock(&self.endpoints) = urls.into();
     }
 
-    /// Queues `event` for `endpoints`; returns at once.
+    /// Queues `event` for `endpoints`, if its type is enabled; returns at once.
     pub(crate) fn publish(&self, event: Arc<Event>, controls: Controls, endpoints: Arc<[String]>) {
+        if self
+            .enabled
+            .as_ref()
+            .is_some_and(|enabled| !enabled.iter().any(|kind| kind == event.kind.as_str()))
+        {
+            return;
+        }
         let outgoing = Outgoing {
             event,
             controls,

@@ -31,12 +31,12 @@ pub struct TestSim {
 impl TestSim {
     /// A simulator delivering webhooks to `webhook_urls`.
     pub async fn start(webhook_urls: Vec<String>) -> Self {
-        Self::start_with(webhook_urls, 1).await
+        Self::start_with(webhook_urls, |_| {}).await
     }
 
-    /// A simulator delivering webhooks to `webhook_urls`, `concurrency` first attempts at once.
-    pub async fn start_with(webhook_urls: Vec<String>, concurrency: usize) -> Self {
-        let config = Config {
+    /// A simulator delivering webhooks to `webhook_urls`, with `adjust`ed settings.
+    pub async fn start_with(webhook_urls: Vec<String>, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             webhook_urls,
             webhook_secret: WEBHOOK_SECRET.to_owned(),
@@ -44,9 +44,11 @@ impl TestSim {
             webhook_retry_base: Duration::from_millis(10),
             webhook_retry_max: Duration::from_millis(100),
             webhook_timeout: Duration::from_secs(5),
-            webhook_concurrency: concurrency,
+            webhook_concurrency: 1,
+            webhook_events: None,
             api_key: None,
         };
+        adjust(&mut config);
         let (router, sim) = stripe_sim::build(config).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -194,7 +194,10 @@ async fn one_at_a_time_by_default_several_in_flight_when_configured() {
     for (concurrency, in_flight) in [(1, 1), (3, 3)] {
         let gate = Arc::new(Semaphore::new(0));
         let mut receiver = Receiver::start_gated(0, Some(gate.clone())).await;
-        let app = TestSim::start_with(vec![receiver.url.clone()], concurrency).await;
+        let app = TestSim::start_with(vec![receiver.url.clone()], |config| {
+            config.webhook_concurrency = concurrency;
+        })
+        .await;
         // Three events: payment_intent.created, charge.succeeded, payment_intent.succeeded.
         app.paid_intent("1500", "pm_card_visa").await;
         let mut types = Vec::new();
@@ -223,6 +226,31 @@ async fn one_at_a_time_by_default_several_in_flight_when_configured() {
             ]
         );
     }
+}
+
+#[tokio::test]
+async fn only_the_enabled_event_types_are_delivered() {
+    let mut receiver = Receiver::start(0).await;
+    let app = TestSim::start_with(vec![receiver.url.clone()], |config| {
+        config.webhook_events = Some(vec![
+            "payment_intent.succeeded".to_owned(),
+            "charge.refunded".to_owned(),
+        ]);
+    })
+    .await;
+    let first = app.paid_intent("1500", "pm_card_visa").await;
+    let second = app.paid_intent("2500", "pm_card_visa").await;
+    // Of created, charge.succeeded and succeeded for each, only succeeded arrives, in order.
+    for pi in [&first, &second] {
+        let delivered = receiver.next().await;
+        assert_eq!(delivered.event_type(), "payment_intent.succeeded");
+        assert_eq!(delivered.object_id(), pi["id"].as_str().unwrap());
+    }
+    // The others were emitted all the same.
+    assert!(
+        app.event_types(first["id"].as_str())
+            .contains(&"payment_intent.created".to_owned())
+    );
 }
 
 #[tokio::test]
