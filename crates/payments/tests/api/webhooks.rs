@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 use stripe_sim::{ControlsUpdate, DeliveryOutcome};
 
-use crate::support::{WEBHOOK_SECRET, event, eventually, now, order_id, problem, sign, spawn};
+use crate::support::{
+    TestApp, WEBHOOK_SECRET, event, eventually, now, order_id, problem, sign, spawn,
+};
 
 fn find(events: &[Value], kind: &str) -> Value {
     events
@@ -11,6 +13,35 @@ fn find(events: &[Value], kind: &str) -> Value {
         .find(|e| e["type"] == kind)
         .unwrap_or_else(|| panic!("no {kind} event"))
         .clone()
+}
+
+/// A 3-D Secure payment for a new order, which the customer then authenticates:
+/// (order, payment id, PaymentIntent id).
+async fn authenticated(app: &TestApp, amount: i64) -> (String, String, String) {
+    let order = order_id();
+    let created = app
+        .pay(&order, amount, Some("pm_card_authenticationRequired"))
+        .await;
+    assert_eq!(created["status"], "requires_action");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let intent = created["provider_id"].as_str().unwrap().to_owned();
+    app.sim_control(
+        &format!("/payment_intents/{intent}/authenticate"),
+        json!({"outcome": "succeed"}),
+    )
+    .await;
+    (order, id, intent)
+}
+
+/// Like [`authenticated`] with webhooks switched off: (order, payment id, and its
+/// `payment_intent.succeeded` and `payment_intent.requires_action` events, to deliver by hand).
+async fn authenticated_unsent(app: &TestApp, amount: i64) -> (String, String, Value, Value) {
+    app.sim.set_webhook_endpoints(Vec::new());
+    let (order, id, intent) = authenticated(app, amount).await;
+    let events = app.sim_events(&intent);
+    let succeeded = find(&events, "payment_intent.succeeded");
+    let requires_action = find(&events, "payment_intent.requires_action");
+    (order, id, succeeded, requires_action)
 }
 
 #[tokio::test]
@@ -63,26 +94,8 @@ async fn an_event_delivered_five_times_is_processed_once() {
 async fn succeeded_arriving_before_requires_action_ends_succeeded() {
     let app = spawn().await;
     // The events are delivered by hand, in the wrong order.
-    app.sim.set_webhook_endpoints(Vec::new());
-    let order = order_id();
-    let created = app
-        .pay(&order, 1800, Some("pm_card_authenticationRequired"))
-        .await;
-    assert_eq!(created["status"], "requires_action");
-    let (id, intent) = (
-        created["id"].as_str().unwrap(),
-        created["provider_id"].as_str().unwrap(),
-    );
-    app.sim_control(
-        &format!("/payment_intents/{intent}/authenticate"),
-        json!({"outcome": "succeed"}),
-    )
-    .await;
-    let events = app.sim_events(intent);
-    let (succeeded, requires_action) = (
-        find(&events, "payment_intent.succeeded"),
-        find(&events, "payment_intent.requires_action"),
-    );
+    let (order, id, succeeded, requires_action) = authenticated_unsent(&app, 1800).await;
+    let id = id.as_str();
 
     assert_eq!(app.deliver(&succeeded).await.status(), 200);
     app.wait_for(id, "succeeded").await;
@@ -106,25 +119,8 @@ async fn succeeded_arriving_before_requires_action_ends_succeeded() {
 #[tokio::test]
 async fn a_batch_applies_each_event_to_the_payment_as_the_one_before_left_it() {
     let mut app = spawn().await;
-    app.sim.set_webhook_endpoints(Vec::new());
-    let order = order_id();
-    let created = app
-        .pay(&order, 1800, Some("pm_card_authenticationRequired"))
-        .await;
-    let (id, intent) = (
-        created["id"].as_str().unwrap(),
-        created["provider_id"].as_str().unwrap(),
-    );
-    app.sim_control(
-        &format!("/payment_intents/{intent}/authenticate"),
-        json!({"outcome": "succeed"}),
-    )
-    .await;
-    let events = app.sim_events(intent);
-    let (succeeded, requires_action) = (
-        find(&events, "payment_intent.succeeded"),
-        find(&events, "payment_intent.requires_action"),
-    );
+    let (order, id, succeeded, requires_action) = authenticated_unsent(&app, 1800).await;
+    let id = id.as_str();
     // Both recorded while no worker runs, then handed to one job newest first.
     app.stop_worker().await;
     assert_eq!(app.deliver(&succeeded).await.status(), 200);
@@ -147,9 +143,9 @@ async fn a_batch_applies_each_event_to_the_payment_as_the_one_before_left_it() {
     // succeeded moves the payment; requires_action then finds it succeeded (not as the
     // batch found it) and is a stale report.
     let outcomes: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT type, outcome FROM payments.events WHERE intent_id = $1 ORDER BY type",
+        "SELECT type, outcome FROM payments.events WHERE id = ANY($1) ORDER BY type",
     )
-    .bind(intent)
+    .bind([&succeeded["id"], &requires_action["id"]].map(|id| id.as_str().unwrap()))
     .fetch_all(&app.pool)
     .await
     .unwrap();
@@ -178,19 +174,8 @@ async fn events_the_simulator_delivers_newest_first_still_end_succeeded() {
         webhook_reorder_window: Some(4),
         ..ControlsUpdate::default()
     });
-    let order = order_id();
-    let created = app
-        .pay(&order, 4200, Some("pm_card_authenticationRequired"))
-        .await;
-    let (id, intent) = (
-        created["id"].as_str().unwrap(),
-        created["provider_id"].as_str().unwrap(),
-    );
-    app.sim_control(
-        &format!("/payment_intents/{intent}/authenticate"),
-        json!({"outcome": "succeed"}),
-    )
-    .await;
+    let (order, id, _) = authenticated(&app, 4200).await;
+    let id = id.as_str();
 
     app.wait_for(id, "succeeded").await;
     eventually("the held events to be delivered", || async {
