@@ -114,10 +114,19 @@ impl Saga {
             return Ok(order);
         }
         // Not pending: a retry, or the job of an order that moved on without it.
-        orders::find(&self.pool, order_id)
+        let order = orders::find(&self.pool, order_id)
             .await
             .map_err(db)?
-            .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))
+            .ok_or_else(|| JobError::Permanent(format!("no order {order_id}")))?;
+        if order.status == Status::Pending {
+            // A pending order holds no stock; one that does is for an operator (the dead
+            // job's compensation hands the stock back).
+            return Err(JobError::Permanent(format!(
+                "order {order_id} is pending with stock {}",
+                order.stock
+            )));
+        }
+        Ok(order)
     }
 
     /// Creates the payment (idempotent at payments by the order's key) and records it.
