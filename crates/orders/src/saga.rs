@@ -1,7 +1,9 @@
 //! The checkout saga's steps. Each step locks the order, checks where it is, acts, and
 //! commits — so running a step twice (a retried job, a duplicate webhook) finds the work done
-//! and does nothing. Compensation (release stock, end the order) lives here too, next to the
-//! steps it undoes.
+//! and does nothing. The two steps every order takes (reserving; confirming a payment answered
+//! `succeeded`) are single statements that do all of that at once, and fall back to the
+//! general way when the order is not where they expect it. Compensation (release stock, end
+//! the order) lives here too, next to the steps it undoes.
 
 use std::sync::Arc;
 

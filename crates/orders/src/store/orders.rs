@@ -1,7 +1,8 @@
-//! Orders, their lines and their stock. Status changes go through `transition`, which checks
-//! the state machine, records the change in `order_events` and notifies the event streams, all
-//! in the caller's transaction. Stock moves (`reserve`, `release`, `sell`) are conditional on
-//! the order's `stock` column, so each happens at most once per order.
+//! Orders, their lines and their stock. Status changes go through `transition` (a locked
+//! order, the caller's transaction) or one of the one-statement steps (`reserve_pending`,
+//! `confirm_paid_at_once`); either way the move is checked against the state machine and
+//! recorded in `order_events`, and the event streams hear of it after the commit. Stock moves
+//! are conditional on the order's `stock` column, so each happens at most once per order.
 
 use common::queue::{NewJob, Queue};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
@@ -181,12 +182,7 @@ pub async fn transition(
     to: Status,
     reason: Option<&str>,
 ) -> Result<(), StoreError> {
-    if !Status::can_move(order.status, to) {
-        return Err(StoreError::IllegalTransition {
-            from: order.status,
-            to,
-        });
-    }
+    check_path(order.status, &[to])?;
     // One round trip: the status and its event row. The event streams learn of it after the
     // commit (`Saga::commit`).
     sqlx::query(
@@ -202,8 +198,7 @@ pub async fn transition(
     .bind(order.status.as_str())
     .execute(&mut *conn)
     .await?;
-    metrics::counter!("order_transitions_total", "to" => to.as_str()).increment(1);
-    tracing::info!(order = %order.id, from = %order.status, to = %to, reason, "order moved");
+    moved(&order.id, order.status, &[to], reason);
     order.status = to;
     if reason.is_some() {
         order.failure_reason = reason.map(str::to_owned);
@@ -442,4 +437,31 @@ pub async fn record_payment(
         order.client_secret = client_secret.map(str::to_owned);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_one_statement_steps_walk_the_state_machine() {
+        assert!(check_path(Status::Pending, &[Status::Reserved]).is_ok());
+        assert!(check_path(Status::Pending, &[Status::Failed]).is_ok());
+        assert!(check_path(Status::Reserved, &PAID_AT_ONCE).is_ok());
+        // From anywhere else the same path names the first illegal step.
+        assert!(matches!(
+            check_path(Status::Pending, &PAID_AT_ONCE),
+            Err(StoreError::IllegalTransition {
+                from: Status::Pending,
+                to: Status::AwaitingPayment
+            })
+        ));
+        assert!(matches!(
+            check_path(Status::AwaitingPayment, &PAID_AT_ONCE),
+            Err(StoreError::IllegalTransition {
+                from: Status::AwaitingPayment,
+                to: Status::AwaitingPayment
+            })
+        ));
+    }
 }
