@@ -22,16 +22,7 @@ async fn a_visa_payment_confirms_the_order_sells_the_stock_and_clears_the_cart()
         app.stock(&sku).await,
         json!({"sku": sku, "on_hand": 7, "reserved": 0, "available": 7})
     );
-    crate::support::eventually("the cart is deleted", || async {
-        app.http
-            .get(format!("{}/v1/carts/{cart}", app.cart_url))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 404
-    })
-    .await;
+    app.cart_deleted(&cart).await;
     let path = [
         "pending",
         "reserved",
@@ -323,16 +314,7 @@ async fn a_checkout_wakes_the_worker_without_waiting_for_its_poll() {
     let first = app.cart_with(&sku, 1).await;
     let order = app.order(&first, Some("pm_card_visa")).await;
     app.wait_for(&order, "confirmed").await;
-    crate::support::eventually("the first cart is cleared", || async {
-        app.http
-            .get(format!("{}/v1/carts/{first}", app.cart_url))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 404
-    })
-    .await;
+    app.cart_deleted(&first).await;
     let second = app.cart_with(&sku, 1).await;
     let order = app.order(&second, Some("pm_card_visa")).await;
     app.wait_for(&order, "confirmed").await;

@@ -392,6 +392,20 @@ impl TestApp {
     }
 
     /// How many times the order entered `status`.
+    /// Waits until the cart service no longer has `cart`.
+    pub async fn cart_deleted(&self, cart: &str) {
+        eventually("the cart is deleted", || async {
+            self.http
+                .get(format!("{}/v1/carts/{cart}", self.cart_url))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 404
+        })
+        .await;
+    }
+
     /// The order's recorded moves, oldest first, as (from, to).
     pub async fn history(&self, order: &str) -> Vec<(Option<String>, String)> {
         sqlx::query_as(
