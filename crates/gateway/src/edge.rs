@@ -4,7 +4,7 @@
 //! or operational route comes through here.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, SocketAddr},
     sync::Arc,
     time::Instant,
 };
@@ -21,6 +21,7 @@ use crate::{
     body::{CappedBody, TooLarge},
     error::GatewayError,
     flags::Flags,
+    forwarding::Client,
     group::Group,
     limits::{ClientKey, InFlight, RateLimiter},
     meters::RequestMeters,
@@ -76,64 +77,75 @@ pub struct Edge {
     pub meters: RequestMeters,
 }
 
-/// The fallback handler: proxies the request to the side the flags choose.
+/// The router's fallback: proxies a request that looked like one of the gateway's own routes
+/// but is not (the serving loop sends every other request to `Edge::handle` directly).
 pub async fn forward(State(edge): State<Arc<Edge>>, request: Request) -> Response {
-    let Some(_permit) = edge.in_flight.try_acquire() else {
-        metrics::counter!("gateway_shed_total").increment(1);
-        return GatewayError::Overloaded.into_response();
-    };
-    let client = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    if let Some(limiter) = &edge.limiter
-        && let Err(retry_after) =
-            limiter.check(ClientKey::of(request.headers(), &edge.key_header, client))
-    {
-        metrics::counter!("gateway_rate_limited_total").increment(1);
-        return GatewayError::RateLimited { retry_after }.into_response();
-    }
+        .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
+    edge.handle(request, &Client::new(peer)).await
+}
 
-    let started = Instant::now();
-    let (decision, armed, request) = match route(&edge, request).await {
-        Ok(routed) => routed,
-        Err(e) => return e.into_response(),
-    };
-    let result = match edge.upstreams.for_side(decision.group, decision.side) {
-        Some(upstream) => edge.proxy.forward(upstream, request, client).await,
-        None => Err(GatewayError::NoLegacy),
-    };
-
-    if let (Some(group), Side::New) = (decision.group, decision.side) {
-        let outcome = match &result {
-            Ok(response) if response.status().is_server_error() => Some(Outcome::Failed),
-            Ok(_) => Some(Outcome::Answered),
-            Err(e) if e.is_upstream_failure() => Some(Outcome::Failed),
-            Err(_) => None,
+impl Edge {
+    /// Proxies `request` from `client` to the side the flags choose.
+    pub async fn handle(&self, request: Request, client: &Client) -> Response {
+        let Some(_permit) = self.in_flight.try_acquire() else {
+            metrics::counter!("gateway_shed_total").increment(1);
+            return GatewayError::Overloaded.into_response();
         };
-        if let Some(outcome) = outcome
-            && let Some(trip) = edge.rollback.record(group, outcome, armed)
+        if let Some(limiter) = &self.limiter
+            && let Err(retry_after) = limiter.check(ClientKey::of(
+                request.headers(),
+                &self.key_header,
+                client.ip(),
+            ))
         {
-            edge.flags.trip(trip);
+            metrics::counter!("gateway_rate_limited_total").increment(1);
+            return GatewayError::RateLimited { retry_after }.into_response();
         }
-    }
 
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
-    if let Some(visitor) = decision.new_visitor
-        && let Ok(cookie) = HeaderValue::try_from(format!(
-            "{}={visitor}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
-            routing::VISITOR_COOKIE
-        ))
-    {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+        let started = Instant::now();
+        let (decision, armed, request) = match route(self, request).await {
+            Ok(routed) => routed,
+            Err(e) => return e.into_response(),
+        };
+        let result = match self.upstreams.for_side(decision.group, decision.side) {
+            Some(upstream) => self.proxy.forward(upstream, request, client).await,
+            None => Err(GatewayError::NoLegacy),
+        };
+
+        if let (Some(group), Side::New) = (decision.group, decision.side) {
+            let outcome = match &result {
+                Ok(response) if response.status().is_server_error() => Some(Outcome::Failed),
+                Ok(_) => Some(Outcome::Answered),
+                Err(e) if e.is_upstream_failure() => Some(Outcome::Failed),
+                Err(_) => None,
+            };
+            if let Some(outcome) = outcome
+                && let Some(trip) = self.rollback.record(group, outcome, armed)
+            {
+                self.flags.trip(trip);
+            }
+        }
+
+        let mut response = result.unwrap_or_else(IntoResponse::into_response);
+        if let Some(visitor) = decision.new_visitor
+            && let Ok(cookie) = HeaderValue::try_from(format!(
+                "{}={visitor}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
+                routing::VISITOR_COOKIE
+            ))
+        {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        self.meters.record(
+            decision.group,
+            decision.side,
+            response.status(),
+            started.elapsed(),
+        );
+        response
     }
-    edge.meters.record(
-        decision.group,
-        decision.side,
-        response.status(),
-        started.elapsed(),
-    );
-    response
 }
 
 /// Decides the side; answers whether the group's rollout is above 0 (auto-rollback armed)
@@ -147,7 +159,15 @@ async fn route(edge: &Edge, request: Request) -> Result<(Decision, bool, Request
         return Ok((decision, armed, request));
     }
     drop(snapshot);
+    // Boxed: the webhook's state stays out of every other request's future.
+    Box::pin(route_webhook(edge, request)).await
+}
 
+/// Decides a Stripe webhook's side from its body, read whole.
+async fn route_webhook(
+    edge: &Edge,
+    request: Request,
+) -> Result<(Decision, bool, Request), GatewayError> {
     let limit = edge.webhook_max_body_bytes;
     let (parts, body) = request.into_parts();
     let (capped, overflow) = CappedBody::new(body, limit);

@@ -3,7 +3,7 @@
 //! and host through `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`.
 //! Everything else, `traceparent` included, passes untouched.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
@@ -27,45 +27,80 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 /// `X-Forwarded-Host`.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Removes hop-by-hop headers, including every header `Connection` names.
+/// Removes hop-by-hop headers, including every header `Connection` names. Most messages
+/// carry none, or only `Connection`: one pass over the names finds out, and nothing is looked
+/// up by name when none is there.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let named: Vec<&str> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(name)
+                || named
+                    .iter()
+                    .any(|option| option.eq_ignore_ascii_case(name.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// A client connection's peer, with its address made into an `X-Forwarded-For` entry once
+/// per connection instead of once per request.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The peer's address and port.
+    pub addr: SocketAddr,
+    forwarded_for: HeaderValue,
+}
+
+impl Client {
+    /// The client connected from `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            forwarded_for: HeaderValue::try_from(addr.ip().to_string())
+                .expect("an address is header-safe"),
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+
+    /// The peer's address.
+    pub fn ip(&self) -> IpAddr {
+        self.addr.ip()
     }
 }
 
 /// Prepares a request's headers for the upstream: hop-by-hop headers removed, `Host` left
 /// for the client to set to the upstream, and the `X-Forwarded-*` headers set.
-pub fn prepare_request(headers: &mut HeaderMap, client: IpAddr) {
+pub fn prepare_request(headers: &mut HeaderMap, client: &Client) {
     strip_hop_by_hop(headers);
     let host = headers.remove(header::HOST);
 
-    let mut forwarded_for = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !forwarded_for.is_empty() {
-        forwarded_for.push_str(", ");
-    }
-    forwarded_for.push_str(&client.to_string());
-    headers.insert(
-        X_FORWARDED_FOR,
-        HeaderValue::try_from(forwarded_for).expect("addresses and commas are header-safe"),
-    );
+    let forwarded_for = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut chain = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        chain.push_str(", ");
+        chain.push_str(client.forwarded_for.to_str().unwrap_or_default());
+        HeaderValue::try_from(chain).expect("addresses and commas are header-safe")
+    } else {
+        client.forwarded_for.clone()
+    };
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host);
@@ -98,7 +133,10 @@ mod tests {
         headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
         headers.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         headers.insert("host", HeaderValue::from_static("shop.example"));
-        prepare_request(&mut headers, "127.0.0.1".parse().unwrap());
+        prepare_request(
+            &mut headers,
+            &Client::new("127.0.0.1:5000".parse().unwrap()),
+        );
         assert_eq!(
             headers["x-forwarded-for"],
             "203.0.113.7, 10.0.0.1, 127.0.0.1"
@@ -106,5 +144,29 @@ mod tests {
         assert_eq!(headers["x-forwarded-host"], "shop.example");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert!(!headers.contains_key("host"));
+    }
+
+    #[test]
+    fn a_connection_option_names_a_header_whatever_its_case() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("X-Hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert("x-end", HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-end"));
+    }
+
+    #[test]
+    fn a_first_hop_gets_the_client_address_alone() {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        prepare_request(
+            &mut headers,
+            &Client::new("[2001:db8::1]:443".parse().unwrap()),
+        );
+        assert_eq!(headers["x-forwarded-for"], "2001:db8::1");
+        assert_eq!(headers["accept"], "*/*");
+        assert!(!headers.contains_key("x-forwarded-host"));
     }
 }

@@ -22,17 +22,20 @@ pub mod rollback;
 pub mod routing;
 pub mod webhook;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
     Json, Router,
+    body::Body,
     extract::{ConnectInfo, DefaultBodyLimit},
     http::HeaderName,
     middleware,
+    response::Response,
     routing::get,
 };
 use common::health::Check;
+use futures_util::future::Either;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -43,6 +46,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 use utoipa::OpenApi as _;
 
 pub use config::Settings;
@@ -51,6 +55,7 @@ use crate::{
     clock::{Clock, MonotonicClock},
     edge::{Edge, Upstreams},
     flags::Flags,
+    forwarding::Client,
     limits::{InFlight, RateLimiter},
     proxy::{Proxy, ProxySettings},
     rollback::{Policy, Rollback},
@@ -61,6 +66,45 @@ const ADMIN_BODY_LIMIT: usize = 16 * 1024;
 const LIMITER_SWEEP: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The assembled gateway: its own routes, and the proxy every other request goes to.
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+    edge: Arc<Edge>,
+}
+
+impl App {
+    /// Answers one request from `client`: a request for one of the gateway's own routes goes
+    /// through the router, any other straight to the proxy.
+    fn call(
+        &self,
+        mut request: axum::http::Request<Incoming>,
+        client: &Client,
+    ) -> impl Future<Output = Result<Response, Infallible>> + Send + use<> {
+        if is_own(request.uri().path()) {
+            request.extensions_mut().insert(ConnectInfo(client.addr));
+            return Either::Left(self.router.clone().oneshot(request));
+        }
+        let (edge, client) = (self.edge.clone(), client.clone());
+        let span = common::telemetry::request_span(&request);
+        let request = request.map(Body::new);
+        Either::Right(async move {
+            let response = edge.handle(request, &client).instrument(span.clone()).await;
+            span.record("status", response.status().as_u16());
+            Ok(response)
+        })
+    }
+}
+
+/// Whether `path` is, or looks like, one of the gateway's own routes. The router proxies
+/// what it does not know (an unknown `/admin/...`), as the proxy would have.
+fn is_own(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/admin"
+    ) || path.starts_with("/admin/")
+}
+
 /// Connects the stores, applies migrations when configured, loads the flags, starts the
 /// flag subscriber and resync (they stop with `shutdown`) and assembles the app. Rollback
 /// windows and rate limits run on `clock`.
@@ -68,7 +112,7 @@ pub async fn build(
     settings: &Settings,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
-) -> anyhow::Result<Router> {
+) -> anyhow::Result<App> {
     let pool = settings.db.open().await?;
     let redis_url = common::db::redact_url(&settings.redis_url);
     let redis = common::redis::connect(&settings.redis_url, settings.redis_timeout)
@@ -143,12 +187,16 @@ pub async fn build(
         meters: meters::RequestMeters::new(),
     };
     let checks = vec![Check::postgres(pool), Check::redis(redis)];
-    Ok(router(edge, flags, settings.admin_token.clone(), checks))
+    let edge = Arc::new(edge);
+    Ok(App {
+        router: router(edge.clone(), flags, settings.admin_token.clone(), checks),
+        edge,
+    })
 }
 
 /// The admin and operational routes, with every other request proxied.
 fn router(
-    edge: Edge,
+    edge: Arc<Edge>,
     flags: Arc<Flags>,
     admin_token: common::Secret,
     checks: Vec<Check>,
@@ -163,9 +211,7 @@ fn router(
         .merge(common::metrics::router())
         .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
         .layer(middleware::from_fn(common::metrics::track));
-    let proxied = Router::new()
-        .fallback(edge::forward)
-        .with_state(Arc::new(edge));
+    let proxied = Router::new().fallback(edge::forward).with_state(edge);
     own.merge(proxied)
         .method_not_allowed_fallback(common::problem::method_not_allowed_fallback)
         .layer(
@@ -202,7 +248,7 @@ async fn sweep(limiter: Arc<RateLimiter>, shutdown: CancellationToken) {
 /// `X-Forwarded-For` and the rate limit need.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -257,7 +303,7 @@ pub async fn serve(
 /// requests in flight finish.
 async fn serve_connections(
     mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
-    app: Router,
+    app: App,
     shutdown: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
@@ -278,11 +324,8 @@ async fn serve_connections(
         };
         // Small answers go out at once: a proxy must not add Nagle's delay to every hop.
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |mut request: axum::http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request)
-        });
+        let (app, client) = (app.clone(), Client::new(peer));
+        let service = service_fn(move |request| app.call(request, &client));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(connection);
     }

@@ -3,7 +3,7 @@
 //! as it streams, connecting and waiting for response headers are bounded, and each failure
 //! becomes a `GatewayError` that says whether the upstream is to blame.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{
     body::Body,
@@ -20,7 +20,7 @@ use hyper::body::Body as _;
 use crate::{
     body::{self, CappedBody, Overflow, TooLarge},
     error::GatewayError,
-    forwarding,
+    forwarding::{self, Client},
     pool::{ConnectError, Pool, PoolSettings, Pooled},
 };
 
@@ -117,7 +117,7 @@ impl Proxy {
         &self,
         upstream: &Upstream,
         request: Request,
-        client: IpAddr,
+        client: &Client,
     ) -> Result<Response, GatewayError> {
         let limit = self.settings.max_body_bytes;
         let (mut parts, body) = request.into_parts();
@@ -183,9 +183,8 @@ impl Proxy {
                 },
             }
         }
-        let mut connection = self
-            .pool
-            .connect(authority)
+        // Boxed: connecting is rare, and its state would otherwise be in every request's future.
+        let mut connection = Box::pin(self.pool.connect(authority))
             .await
             .map_err(Failure::Connect)?;
         match connection.sender().send_request(request).await {

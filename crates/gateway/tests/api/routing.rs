@@ -209,3 +209,19 @@ async fn without_a_legacy_upstream_legacy_routes_are_a_502() {
     let body = crate::support::problem(response, 502).await;
     assert_eq!(body["type"], "/problems/no-upstream");
 }
+
+#[tokio::test]
+async fn the_gateway_answers_its_own_routes_and_proxies_paths_that_only_look_like_them() {
+    let world = World::new().await;
+    let gateway = world.gateway().await;
+    assert_eq!(gateway.get_json("/healthz").await["status"], "ok");
+    for path in [
+        "/admin/unknown",
+        "/healthz/",
+        "/metricsx",
+        "/administration",
+    ] {
+        let side = gateway.side(gateway.request(Method::GET, path)).await;
+        assert_eq!(side, "legacy", "{path}");
+    }
+}
