@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod body;
 pub mod bucket;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod edge;

@@ -2,31 +2,24 @@
 //!
 //! A proxied request takes an idle connection of its thread (the most recently used one
 //! first) or opens a new one, and its connection goes back when the response body has been
-//! read to the end, on the same thread and without a task of its own. A response dropped
-//! early, a failed exchange or an upstream that closed the connection just drop it. Idle
+//! read to the end, on the same thread (`crate::client` speaks HTTP on it, no task of its
+//! own). A response dropped early, a failed exchange or an upstream that closed the
+//! connection just drop it. Idle
 //! connections close after `idle_timeout` (a sweep per thread checks every `idle_timeout`,
 //! so an unused connection lives at most twice that) and at most `max_idle` stay per
 //! upstream and thread.
 
 use std::{
     io,
-    pin::Pin,
     sync::{Arc, Mutex, PoisonError, Weak},
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
-use axum::{
-    body::{Body, Bytes},
-    http::uri::Authority,
-};
-use hyper::{
-    body::{Body as _, Frame, Incoming, SizeHint},
-    client::conn::http1::{self, SendRequest},
-};
-use hyper_util::rt::TokioIo;
+use axum::http::uri::Authority;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
+
+use crate::client::Connection;
 
 /// How the pool keeps connections.
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +56,13 @@ struct ThreadPool {
 }
 
 struct Idle {
-    sender: SendRequest<Body>,
+    connection: Connection,
     since: Instant,
 }
 
 /// A connection taken from the pool or newly opened, for one exchange.
 pub struct Pooled {
-    sender: SendRequest<Body>,
+    connection: Connection,
     authority: Authority,
     home: Weak<ThreadPool>,
 }
@@ -95,15 +88,15 @@ impl Pool {
     }
 
     /// An idle connection to `authority` that has not been closed, if this thread has one.
-    /// It may still turn out closed when used: then the request comes back unsent.
+    /// The upstream may still close it as the request goes out.
     pub fn idle(&self, authority: &Authority) -> Option<Pooled> {
         let home = self.this_thread();
         let mut idle = home.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.iter_mut().find(|(a, _)| a == authority)?;
-        while let Some(Idle { sender, .. }) = list.1.pop() {
-            if !sender.is_closed() {
+        while let Some(Idle { connection, .. }) = list.1.pop() {
+            if connection.is_usable() {
                 return Some(Pooled {
-                    sender,
+                    connection,
                     authority: authority.clone(),
                     home: Arc::downgrade(home),
                 });
@@ -112,7 +105,7 @@ impl Pool {
         None
     }
 
-    /// Opens a new connection to `authority`; its I/O runs in a task of this thread.
+    /// Opens a new connection to `authority`, on this thread.
     pub async fn connect(&self, authority: &Authority) -> Result<Pooled, ConnectError> {
         let home = self.this_thread();
         let port = authority.port_u16().unwrap_or(80);
@@ -130,16 +123,8 @@ impl Pool {
         .map_err(|e| ConnectError::Failed(authority.clone(), e))?;
         // Small requests go out at once: a proxy must not add Nagle's delay to every hop.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ConnectError::Failed(authority.clone(), io::Error::other(e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream connection closed with an error");
-            }
-        });
         Ok(Pooled {
-            sender,
+            connection: Connection::new(stream),
             authority: authority.clone(),
             home: Arc::downgrade(home),
         })
@@ -147,17 +132,17 @@ impl Pool {
 }
 
 impl Pooled {
-    /// The connection's sender.
-    pub fn sender(&mut self) -> &mut SendRequest<Body> {
-        &mut self.sender
+    /// The connection.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.connection
     }
 
-    /// Puts the connection back among its thread's idle ones.
-    fn give_back(self) {
+    /// Puts the connection back among its thread's idle ones, unless it cannot be reused.
+    pub fn give_back(self) {
         let Some(home) = self.home.upgrade() else {
             return;
         };
-        if self.sender.is_closed() {
+        if !self.connection.is_reusable() {
             return;
         }
         let mut idle = home.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -171,61 +156,10 @@ impl Pooled {
         let list = &mut idle[position].1;
         if list.len() < home.max_idle {
             list.push(Idle {
-                sender: self.sender,
+                connection: self.connection,
                 since: Instant::now(),
             });
         }
-    }
-
-    /// The response body, which gives the connection back once it has been read to the end.
-    pub fn body(self, body: Incoming) -> Body {
-        if body.is_end_stream() {
-            self.give_back();
-            return Body::new(body);
-        }
-        Body::new(Returning {
-            body,
-            connection: Some(self),
-        })
-    }
-}
-
-/// A response body that gives its connection back at its end.
-struct Returning {
-    body: Incoming,
-    connection: Option<Pooled>,
-}
-
-impl hyper::body::Body for Returning {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
-        match &frame {
-            Some(Ok(_)) if !this.body.is_end_stream() => {}
-            // The end, a trailer frame included.
-            Some(Ok(_)) | None => {
-                if let Some(connection) = this.connection.take() {
-                    connection.give_back();
-                }
-            }
-            // A broken exchange: the connection is not reused.
-            Some(Err(_)) => this.connection = None,
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -240,7 +174,7 @@ async fn sweep(pool: Weak<ThreadPool>, timeout: Duration) {
         };
         let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
         for (_, list) in idle.iter_mut() {
-            list.retain(|c| c.since.elapsed() < timeout && !c.sender.is_closed());
+            list.retain(|c| c.since.elapsed() < timeout && c.connection.is_usable());
         }
     }
 }

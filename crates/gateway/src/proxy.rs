@@ -19,6 +19,7 @@ use hyper::body::Body as _;
 
 use crate::{
     body::{self, CappedBody, Overflow, TooLarge},
+    client::{self, ExchangeError, Outgoing, ResponseHead},
     error::GatewayError,
     forwarding::{self, Client},
     pool::{ConnectError, Pool, PoolSettings, Pooled},
@@ -147,48 +148,46 @@ impl Proxy {
             let (capped, overflow) = CappedBody::new(body, limit);
             (Body::new(capped), Some(overflow))
         };
-        let request = Request::from_parts(parts, body);
+        let outgoing = Outgoing::new(&parts, &body.size_hint());
+        let mut body = body;
 
         let exchange = tokio::time::timeout(
             self.settings.response_timeout,
-            self.exchange(&upstream.authority, request),
+            self.exchange(&upstream.authority, &outgoing, &mut body),
         );
-        let (connection, response) = match exchange.await {
+        let (connection, head) = match exchange.await {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => return Err(failed(e, limit, overflow)),
             Ok(Ok(exchanged)) => exchanged,
         };
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, body) = head.into_response(connection);
         forwarding::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, connection.body(body)))
+        Ok(Response::from_parts(parts, body))
     }
 
-    /// Sends `request` on an idle connection, or on a new one when there is none or every
-    /// idle one turns out closed before the request went out on it.
+    /// Sends the request on an idle connection, or on a new one when there is none, or when
+    /// the upstream dropped the idle one under a request that can go again.
     async fn exchange(
         &self,
         authority: &Authority,
-        mut request: Request,
-    ) -> Result<(Pooled, hyper::Response<hyper::body::Incoming>), Failure> {
-        while let Some(mut connection) = self.pool.idle(authority) {
-            // Ready once the previous exchange on it is over; an error means it closed.
-            if connection.sender().ready().await.is_err() {
-                continue;
-            }
-            match connection.sender().try_send_request(request).await {
-                Ok(response) => return Ok((connection, response)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(Failure::Exchange(e.into_error())),
-                },
+        outgoing: &Outgoing,
+        body: &mut Body,
+    ) -> Result<(Pooled, ResponseHead), Failure> {
+        if let Some(mut connection) = self.pool.idle(authority) {
+            match client::exchange(connection.connection(), outgoing, body).await {
+                Ok(head) => return Ok((connection, head)),
+                Err(e) if e.is_stale_connection() && outgoing.is_retryable() => {
+                    tracing::debug!(error = %e, "an idle upstream connection was closed; retrying");
+                }
+                Err(e) => return Err(Failure::Exchange(e)),
             }
         }
         // Boxed: connecting is rare, and its state would otherwise be in every request's future.
         let mut connection = Box::pin(self.pool.connect(authority))
             .await
             .map_err(Failure::Connect)?;
-        match connection.sender().send_request(request).await {
-            Ok(response) => Ok((connection, response)),
+        match client::exchange(connection.connection(), outgoing, body).await {
+            Ok(head) => Ok((connection, head)),
             Err(e) => Err(Failure::Exchange(e)),
         }
     }
@@ -197,7 +196,7 @@ impl Proxy {
 /// What went wrong talking to an upstream.
 enum Failure {
     Connect(ConnectError),
-    Exchange(hyper::Error),
+    Exchange(ExchangeError),
 }
 
 /// The gateway's answer to a failed exchange: a body over the cap is the client's fault
@@ -212,7 +211,10 @@ fn failed(failure: Failure, limit: usize, overflow: Option<Overflow>) -> Gateway
         Failure::Connect(e) => return GatewayError::UpstreamUnreachable(Box::new(e)),
         Failure::Exchange(e) => e,
     };
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    let ExchangeError::RequestBody(body_error) = error else {
+        return GatewayError::UpstreamFailed(Box::new(error));
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&body_error);
     while let Some(e) = source {
         if e.is::<TooLarge>() {
             if let Some(overflow) = overflow {
@@ -222,10 +224,6 @@ fn failed(failure: Failure, limit: usize, overflow: Option<Overflow>) -> Gateway
         }
         source = e.source();
     }
-    if error.is_user() {
-        // Reading the client's body failed (it went away): not the upstream's fault.
-        GatewayError::BadRequest(Box::new(error))
-    } else {
-        GatewayError::UpstreamFailed(Box::new(error))
-    }
+    // Reading the client's body failed (it went away): not the upstream's fault.
+    GatewayError::BadRequest(Box::new(body_error))
 }

@@ -1,0 +1,689 @@
+//! HTTP/1.1 to the upstreams, spoken on the task of the request that uses the connection.
+//!
+//! A proxied exchange writes the request head (and body) and reads the response head on the
+//! client connection's own task; the response body is then read from the upstream socket
+//! by whoever polls it, which is that same task writing it to the client. No task of its own
+//! per upstream connection, no channel between the two sides: one proxied request wakes one
+//! task. Framing follows RFC 9112: response bodies by `Transfer-Encoding: chunked`,
+//! `Content-Length` or the connection's close; request bodies by their known length or
+//! chunked; interim (1xx) responses are skipped.
+
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll, Waker, ready},
+};
+
+use axum::{
+    body::{Body, Bytes},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header, request},
+    response::Response,
+};
+use bytes::{Buf as _, BytesMut};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body as _, Frame, SizeHint};
+use tokio::{io::AsyncWriteExt as _, net::TcpStream};
+
+use crate::pool::Pooled;
+
+/// The most a response head may take.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most header lines a response may carry.
+const MAX_HEADERS: usize = 128;
+/// The most a chunk-size or trailer line may take.
+const MAX_LINE_BYTES: usize = 4 * 1024;
+/// How much room each read makes in the buffer.
+const READ_SIZE: usize = 16 * 1024;
+/// Request bodies up to this size go out in the same write as the head when they are ready.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Reading the client's request body failed (or it went past its cap).
+    #[error("reading the request body failed")]
+    RequestBody(#[source] axum::Error),
+    /// The connection failed. `answered` says whether any of the response had arrived.
+    #[error("the upstream connection failed")]
+    Io {
+        /// The cause.
+        #[source]
+        error: io::Error,
+        /// Whether any response byte had arrived.
+        answered: bool,
+    },
+    /// The upstream closed the connection before its response head ended.
+    #[error("the upstream closed the connection before answering")]
+    Closed {
+        /// Whether any response byte had arrived.
+        answered: bool,
+    },
+    /// The response head is not HTTP/1.1.
+    #[error("the upstream's response is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+impl ExchangeError {
+    /// Whether the upstream went away before answering anything: on a kept-alive connection
+    /// that is the upstream closing it as the request went out, and a request with no body
+    /// can be sent again on a new connection.
+    pub fn is_stale_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::Io {
+                answered: false,
+                ..
+            } | Self::Closed { answered: false }
+        )
+    }
+}
+
+/// How a message's body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// One kept-alive connection to an upstream, with what has been read from it and not yet
+/// consumed.
+pub struct Connection {
+    stream: TcpStream,
+    buffer: BytesMut,
+    reusable: bool,
+}
+
+impl Connection {
+    /// A connection over `stream`.
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::with_capacity(READ_SIZE),
+            reusable: true,
+        }
+    }
+
+    /// Whether an idle connection can carry another exchange: not when the upstream closed
+    /// it (or sent something nobody asked for). Costs no system call unless the event loop
+    /// saw the socket become readable.
+    pub fn is_usable(&self) -> bool {
+        if !self.reusable || !self.buffer.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Whether the connection can go back to the pool.
+    pub fn is_reusable(&self) -> bool {
+        self.reusable
+    }
+
+    /// Reads what the socket has into the buffer: the number of bytes, 0 at its end. A read
+    /// shorter than the room given drained the socket, and tokio then waits for the next
+    /// readiness event instead of trying again (no read that finds nothing).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buffer.reserve(READ_SIZE);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+}
+
+/// A request head encoded for the wire, and what its body needs.
+pub struct Outgoing {
+    head: Vec<u8>,
+    framing: Framing,
+    method: Method,
+}
+
+impl Outgoing {
+    /// Encodes `parts` (origin-form target, headers ready for the upstream) for a body of
+    /// `size`; any `Content-Length` of the client's is replaced by the body's own framing.
+    pub fn new(parts: &request::Parts, size: &SizeHint) -> Self {
+        let framing = match size.exact() {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Chunked,
+        };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(parts.method.as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(target.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &parts.headers {
+            if name == header::CONTENT_LENGTH {
+                continue;
+            }
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        match framing {
+            Framing::Length(n) => {
+                head.extend_from_slice(b"content-length: ");
+                head.extend_from_slice(n.to_string().as_bytes());
+                head.extend_from_slice(b"\r\n");
+            }
+            Framing::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            // A method that carries a body says it is empty, as the client's request would.
+            Framing::Empty
+                if parts.headers.contains_key(header::CONTENT_LENGTH)
+                    || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) =>
+            {
+                head.extend_from_slice(b"content-length: 0\r\n");
+            }
+            Framing::Empty | Framing::UntilClose => {}
+        }
+        head.extend_from_slice(b"\r\n");
+        Self {
+            head,
+            framing,
+            method: parts.method.clone(),
+        }
+    }
+
+    /// Whether the request may go out again after the upstream dropped a kept-alive
+    /// connection under it: no body to replay, and a method that is safe to repeat.
+    pub fn is_retryable(&self) -> bool {
+        self.framing == Framing::Empty && self.method.is_idempotent()
+    }
+}
+
+/// A response whose head has arrived; its body is read on demand.
+pub struct ResponseHead {
+    head: axum::http::response::Parts,
+    framing: Framing,
+}
+
+/// Sends `outgoing` with `body` on `connection` and reads the response head.
+pub async fn exchange(
+    connection: &mut Connection,
+    outgoing: &Outgoing,
+    body: &mut Body,
+) -> Result<ResponseHead, ExchangeError> {
+    let failed = |error| ExchangeError::Io {
+        error,
+        answered: false,
+    };
+    let ready = |body: &mut Body| {
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(body).poll_frame(&mut cx) {
+            Poll::Ready(frame) => Some(frame),
+            Poll::Pending => None,
+        }
+    };
+    match outgoing.framing {
+        Framing::Empty | Framing::UntilClose => connection
+            .stream
+            .write_all(&outgoing.head)
+            .await
+            .map_err(failed)?,
+        Framing::Length(_) | Framing::Chunked => {
+            let chunked = outgoing.framing == Framing::Chunked;
+            // A small body that is already here goes out with the head, in one write.
+            let mut pending = Vec::with_capacity(outgoing.head.len() + COALESCE_BYTES);
+            pending.extend_from_slice(&outgoing.head);
+            loop {
+                let frame = match ready(body) {
+                    Some(frame) => frame,
+                    None if pending.is_empty() => body.frame().await,
+                    None => {
+                        connection
+                            .stream
+                            .write_all(&pending)
+                            .await
+                            .map_err(failed)?;
+                        pending.clear();
+                        continue;
+                    }
+                };
+                match frame {
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue; // Trailers are not forwarded.
+                        };
+                        if data.is_empty() {
+                            continue;
+                        }
+                        if chunked {
+                            pending.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        }
+                        if pending.len() + data.len() <= COALESCE_BYTES + outgoing.head.len() {
+                            pending.extend_from_slice(&data);
+                        } else {
+                            connection
+                                .stream
+                                .write_all(&pending)
+                                .await
+                                .map_err(failed)?;
+                            pending.clear();
+                            connection.stream.write_all(&data).await.map_err(failed)?;
+                        }
+                        if chunked {
+                            pending.extend_from_slice(b"\r\n");
+                        }
+                    }
+                    Some(Err(e)) => {
+                        connection.reusable = false;
+                        return Err(ExchangeError::RequestBody(e));
+                    }
+                    None => {
+                        if chunked {
+                            pending.extend_from_slice(b"0\r\n\r\n");
+                        }
+                        if !pending.is_empty() {
+                            connection
+                                .stream
+                                .write_all(&pending)
+                                .await
+                                .map_err(failed)?;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    read_head(connection, &outgoing.method).await
+}
+
+/// Reads the response head, skipping interim responses.
+async fn read_head(
+    connection: &mut Connection,
+    method: &Method,
+) -> Result<ResponseHead, ExchangeError> {
+    let mut answered = false;
+    loop {
+        if !connection.buffer.is_empty() {
+            answered = true;
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&connection.buffer) {
+                Ok(httparse::Status::Complete(length)) => {
+                    let parsed = parse_head(&response, method);
+                    connection.buffer.advance(length);
+                    let incoming = parsed?;
+                    if incoming.head.status.is_informational()
+                        && incoming.head.status != StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        continue;
+                    }
+                    if incoming.head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        connection.reusable = false;
+                        return Err(ExchangeError::Malformed(
+                            "protocol upgrades are not proxied",
+                        ));
+                    }
+                    if incoming.framing == Framing::UntilClose || !keeps_alive(&incoming.head) {
+                        connection.reusable = false;
+                    }
+                    return Ok(incoming);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(_) => {
+                    connection.reusable = false;
+                    return Err(ExchangeError::Malformed("the response head does not parse"));
+                }
+            }
+            if connection.buffer.len() > MAX_HEAD_BYTES {
+                connection.reusable = false;
+                return Err(ExchangeError::Malformed("the response head is too large"));
+            }
+        }
+        match connection.fill().await {
+            Ok(0) => {
+                connection.reusable = false;
+                return Err(ExchangeError::Closed { answered });
+            }
+            Ok(_) => {}
+            Err(error) => {
+                connection.reusable = false;
+                return Err(ExchangeError::Io { error, answered });
+            }
+        }
+    }
+}
+
+fn parse_head(
+    response: &httparse::Response<'_, '_>,
+    method: &Method,
+) -> Result<ResponseHead, ExchangeError> {
+    let status = response
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(ExchangeError::Malformed("the status code is invalid"))?;
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    for line in response.headers.iter() {
+        let name = HeaderName::from_bytes(line.name.as_bytes())
+            .map_err(|_| ExchangeError::Malformed("a header name is invalid"))?;
+        let value = HeaderValue::from_bytes(line.value)
+            .map_err(|_| ExchangeError::Malformed("a header value is invalid"))?;
+        headers.append(name, value);
+    }
+    let framing = response_framing(status, method, &mut headers)?;
+    let (mut head, ()) = Response::new(()).into_parts();
+    head.status = status;
+    head.version = version;
+    head.headers = headers;
+    Ok(ResponseHead { head, framing })
+}
+
+/// RFC 9112 §6.3: how the response body is delimited.
+fn response_framing(
+    status: StatusCode,
+    method: &Method,
+    headers: &mut HeaderMap,
+) -> Result<Framing, ExchangeError> {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length; only chunked as the last coding frames
+        // the body, anything else runs until the close.
+        headers.remove(header::CONTENT_LENGTH);
+        let chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let n = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or(ExchangeError::Malformed("the content length is invalid"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(ExchangeError::Malformed("the content lengths disagree"));
+        }
+        length = Some(n);
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    })
+}
+
+/// Whether the upstream keeps the connection open after this response.
+fn keeps_alive(head: &axum::http::response::Parts) -> bool {
+    let says = |token: &str| {
+        head.headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|option| option.trim().eq_ignore_ascii_case(token))
+    };
+    match head.version {
+        Version::HTTP_10 => says("keep-alive"),
+        _ => !says("close"),
+    }
+}
+
+impl ResponseHead {
+    /// The response, its body read from `connection` as it is polled; the connection goes
+    /// back to its pool at the body's end.
+    pub fn into_response(self, connection: Pooled) -> (axum::http::response::Parts, Body) {
+        let body = match self.framing {
+            Framing::Empty => {
+                connection.give_back();
+                Body::empty()
+            }
+            Framing::Length(n) => Body::new(UpstreamBody::new(connection, Decoder::Length(n))),
+            Framing::Chunked => {
+                Body::new(UpstreamBody::new(connection, Decoder::Chunk(Chunk::Size)))
+            }
+            Framing::UntilClose => Body::new(UpstreamBody::new(connection, Decoder::UntilClose)),
+        };
+        (self.head, body)
+    }
+}
+
+/// Where a response body's decoding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoder {
+    /// This many bytes are left.
+    Length(u64),
+    /// Inside a chunked body.
+    Chunk(Chunk),
+    /// Everything until the close.
+    UntilClose,
+    /// The body has ended.
+    Done,
+}
+
+/// Where a chunked body's decoding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// This many bytes of the chunk are left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// Reading (and dropping) trailer lines until the empty one.
+    Trailers,
+}
+
+/// A response body read from the upstream connection as it is polled.
+struct UpstreamBody {
+    connection: Option<Pooled>,
+    decoder: Decoder,
+}
+
+impl UpstreamBody {
+    fn new(connection: Pooled, decoder: Decoder) -> Self {
+        Self {
+            connection: Some(connection),
+            decoder,
+        }
+    }
+
+    /// The body ended: a reusable connection goes back to its pool.
+    fn finish(&mut self) {
+        self.decoder = Decoder::Done;
+        if let Some(connection) = self.connection.take() {
+            connection.give_back();
+        }
+    }
+
+    /// A broken body: the connection is closed, not reused.
+    fn fail(&mut self, error: io::Error) -> io::Error {
+        self.connection = None;
+        self.decoder = Decoder::Done;
+        error
+    }
+}
+
+/// The next piece of body out of what is buffered, if it holds one; `decoder` moves on.
+fn decode(decoder: &mut Decoder, buffer: &mut BytesMut) -> Result<Option<Bytes>, io::Error> {
+    loop {
+        match *decoder {
+            Decoder::Done => return Ok(None),
+            Decoder::Length(left) => {
+                if buffer.is_empty() {
+                    return Ok(None);
+                }
+                let take = buffer
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
+                let data = buffer.split_to(take).freeze();
+                *decoder = Decoder::Length(left - take as u64);
+                return Ok(Some(data));
+            }
+            Decoder::UntilClose => {
+                if buffer.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(buffer.split().freeze()));
+            }
+            Decoder::Chunk(Chunk::Size) => {
+                let Some(line) = take_line(buffer)? else {
+                    return Ok(None);
+                };
+                let size = line[..].split(|&b| b == b';').next().unwrap_or_default();
+                let size = std::str::from_utf8(size)
+                    .ok()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && s.len() <= 16)
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    .ok_or_else(|| malformed("a chunk size is invalid"))?;
+                *decoder = Decoder::Chunk(if size == 0 {
+                    Chunk::Trailers
+                } else {
+                    Chunk::Data(size)
+                });
+            }
+            Decoder::Chunk(Chunk::Data(left)) => {
+                if buffer.is_empty() {
+                    return Ok(None);
+                }
+                let take = buffer
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
+                let data = buffer.split_to(take).freeze();
+                let left = left - take as u64;
+                *decoder = Decoder::Chunk(if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                });
+                return Ok(Some(data));
+            }
+            Decoder::Chunk(Chunk::DataEnd) => {
+                let Some(line) = take_line(buffer)? else {
+                    return Ok(None);
+                };
+                if !line.is_empty() {
+                    return Err(malformed("a chunk is longer than its size"));
+                }
+                *decoder = Decoder::Chunk(Chunk::Size);
+            }
+            Decoder::Chunk(Chunk::Trailers) => {
+                let Some(line) = take_line(buffer)? else {
+                    return Ok(None);
+                };
+                if line.is_empty() {
+                    *decoder = Decoder::Done;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+fn malformed(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// Takes one CRLF-terminated line off the front of `buffer`, without its CRLF.
+fn take_line(buffer: &mut BytesMut) -> Result<Option<BytesMut>, io::Error> {
+    match buffer.windows(2).position(|w| w == b"\r\n") {
+        Some(end) => {
+            let line = buffer.split_to(end);
+            buffer.advance(2);
+            Ok(Some(line))
+        }
+        None if buffer.len() > MAX_LINE_BYTES => Err(malformed("a chunk line is too long")),
+        None => Ok(None),
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            let Some(pooled) = this.connection.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let connection = pooled.connection();
+            match decode(&mut this.decoder, &mut connection.buffer) {
+                Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
+                Ok(Some(data)) => {
+                    if this.decoder == Decoder::Length(0) {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(None) if this.decoder == Decoder::Done => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(None) => {}
+            }
+            match ready!(connection.poll_fill(cx)) {
+                Ok(0) if this.decoder == Decoder::UntilClose => {
+                    connection.reusable = false;
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the upstream closed the connection before the body ended",
+                    );
+                    return Poll::Ready(Some(Err(this.fail(e))));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.decoder, Decoder::Done | Decoder::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder {
+            Decoder::Length(n) => SizeHint::with_exact(n),
+            Decoder::Done => SizeHint::with_exact(0),
+            Decoder::Chunk(_) | Decoder::UntilClose => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -1,0 +1,3 @@
+//! The upstream client against raw-socket stand-in upstreams.
+
+use super::*;
