@@ -314,13 +314,25 @@ async fn read_head(
     loop {
         if !connection.buffer.is_empty() {
             answered = true;
+            let mut lines = [Line::default(); MAX_HEADERS];
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
             match response.parse(&connection.buffer) {
                 Ok(httparse::Status::Complete(length)) => {
-                    let parsed = parse_head(&response, method);
-                    connection.buffer.advance(length);
-                    let incoming = parsed?;
+                    let start = connection.buffer.as_ptr() as usize;
+                    let at = |part: &[u8]| (part.as_ptr() as usize - start, part.len());
+                    for (line, header) in lines.iter_mut().zip(response.headers.iter()) {
+                        *line = Line {
+                            name: at(header.name.as_bytes()),
+                            value: at(header.value),
+                        };
+                    }
+                    let (code, version, count) =
+                        (response.code, response.version, response.headers.len());
+                    // The head's bytes, frozen: header values share them instead of copies.
+                    let bytes = connection.buffer.split_to(length).freeze();
+                    let incoming = parse_head(&bytes, code, version, &lines[..count], method)
+                        .inspect_err(|_| connection.reusable = false)?;
                     if incoming.head.status.is_informational()
                         && incoming.head.status != StatusCode::SWITCHING_PROTOCOLS
                     {
@@ -362,23 +374,34 @@ async fn read_head(
     }
 }
 
+/// Where one header line's name and value sit in the response head: (offset, length).
+#[derive(Debug, Clone, Copy, Default)]
+struct Line {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// The response head out of its bytes, as httparse found it: status code, minor version and
+/// header lines.
 fn parse_head(
-    response: &httparse::Response<'_, '_>,
+    bytes: &Bytes,
+    code: Option<u16>,
+    version: Option<u8>,
+    lines: &[Line],
     method: &Method,
 ) -> Result<ResponseHead, ExchangeError> {
-    let status = response
-        .code
+    let status = code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or(ExchangeError::Malformed("the status code is invalid"))?;
-    let version = match response.version {
+    let version = match version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(response.headers.len());
-    for line in response.headers.iter() {
-        let name = HeaderName::from_bytes(line.name.as_bytes())
+    let mut headers = HeaderMap::with_capacity(lines.len());
+    for &Line { name, value } in lines {
+        let name = HeaderName::from_bytes(&bytes[name.0..name.0 + name.1])
             .map_err(|_| ExchangeError::Malformed("a header name is invalid"))?;
-        let value = HeaderValue::from_bytes(line.value)
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value.0..value.0 + value.1))
             .map_err(|_| ExchangeError::Malformed("a header value is invalid"))?;
         headers.append(name, value);
     }
@@ -425,7 +448,8 @@ fn response_framing(
         let n = value
             .to_str()
             .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|v| is_number(v, 19, u8::is_ascii_digit))
+            .and_then(|v| v.parse::<u64>().ok())
             .ok_or(ExchangeError::Malformed("the content length is invalid"))?;
         if length.is_some_and(|l| l != n) {
             return Err(ExchangeError::Malformed("the content lengths disagree"));
@@ -535,6 +559,10 @@ fn decode(decoder: &mut Decoder, buffer: &mut BytesMut) -> Result<Option<Bytes>,
     loop {
         match *decoder {
             Decoder::Done => return Ok(None),
+            Decoder::Length(0) => {
+                *decoder = Decoder::Done;
+                return Ok(None);
+            }
             Decoder::Length(left) => {
                 if buffer.is_empty() {
                     return Ok(None);
@@ -557,10 +585,11 @@ fn decode(decoder: &mut Decoder, buffer: &mut BytesMut) -> Result<Option<Bytes>,
                     return Ok(None);
                 };
                 let size = line[..].split(|&b| b == b';').next().unwrap_or_default();
+                // 1*HEXDIG, then optional whitespace before any extension (RFC 9112 §7.1).
                 let size = std::str::from_utf8(size)
                     .ok()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty() && s.len() <= 16)
+                    .map(|s| s.trim_end_matches([' ', '\t']))
+                    .filter(|s| is_number(s, 16, u8::is_ascii_hexdigit))
                     .and_then(|s| u64::from_str_radix(s, 16).ok())
                     .ok_or_else(|| malformed("a chunk size is invalid"))?;
                 *decoder = Decoder::Chunk(if size == 0 {
@@ -605,6 +634,12 @@ fn decode(decoder: &mut Decoder, buffer: &mut BytesMut) -> Result<Option<Bytes>,
             }
         }
     }
+}
+
+/// Whether `s` is 1 to `max` digits, as `digit` tells them (no sign, no whitespace: what
+/// `parse` would also accept is not enough for a length on the wire).
+fn is_number(s: &str, max: usize, digit: fn(&u8) -> bool) -> bool {
+    (1..=max).contains(&s.len()) && s.as_bytes().iter().all(digit)
 }
 
 fn malformed(what: &'static str) -> io::Error {

@@ -92,7 +92,9 @@ impl Pool {
     pub fn idle(&self, authority: &Authority) -> Option<Pooled> {
         let home = self.this_thread();
         let mut idle = home.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.iter_mut().find(|(a, _)| a == authority)?;
+        let list = idle
+            .iter_mut()
+            .find(|(a, _)| a.as_str() == authority.as_str())?;
         while let Some(Idle { connection, .. }) = list.1.pop() {
             if connection.is_usable() {
                 return Some(Pooled {
@@ -146,7 +148,10 @@ impl Pooled {
             return;
         }
         let mut idle = home.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let position = match idle.iter().position(|(a, _)| *a == self.authority) {
+        let position = match idle
+            .iter()
+            .position(|(a, _)| a.as_str() == self.authority.as_str())
+        {
             Some(position) => position,
             None => {
                 idle.push((self.authority, Vec::new()));

@@ -62,12 +62,8 @@ impl Upstream {
     /// The request target on this upstream: origin-form, after the base path.
     fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, GatewayError> {
         let tail = path_and_query.map_or("/", PathAndQuery::as_str);
-        let target = if self.base_path.is_empty() {
-            Uri::try_from(tail)
-        } else {
-            Uri::try_from(format!("{}{tail}", self.base_path))
-        };
-        target.map_err(|e| GatewayError::BadRequest(e.into()))
+        Uri::try_from(format!("{}{tail}", self.base_path))
+            .map_err(|e| GatewayError::BadRequest(e.into()))
     }
 }
 
@@ -131,7 +127,10 @@ impl Proxy {
             body::drain(body);
             return Err(GatewayError::TooLarge { limit });
         }
-        parts.uri = upstream.target(parts.uri.path_and_query())?;
+        // The client's origin-form target goes on as it is, unless the upstream has a prefix.
+        if !upstream.base_path.is_empty() {
+            parts.uri = upstream.target(parts.uri.path_and_query())?;
+        }
         parts.version = Version::HTTP_11;
         forwarding::prepare_request(&mut parts.headers, client);
         parts.headers.insert(header::HOST, upstream.host.clone());
