@@ -140,6 +140,26 @@ impl Connection {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
     }
 
+    /// Writes out and empties `waiting` (nothing when it is empty).
+    async fn write_out(&mut self, waiting: &mut Vec<u8>) -> Result<(), ExchangeError> {
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        self.write(waiting).await?;
+        waiting.clear();
+        Ok(())
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ExchangeError> {
+        self.stream.write_all(bytes).await.map_err(|error| {
+            self.reusable = false;
+            ExchangeError::Io {
+                error,
+                answered: false,
+            }
+        })
+    }
+
     async fn fill(&mut self) -> io::Result<usize> {
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
@@ -219,90 +239,68 @@ pub async fn exchange(
     outgoing: &Outgoing,
     body: &mut Body,
 ) -> Result<ResponseHead, ExchangeError> {
-    let failed = |error| ExchangeError::Io {
-        error,
-        answered: false,
+    send(connection, outgoing, body).await?;
+    read_head(connection, &outgoing.method).await
+}
+
+/// Writes the request. Body data that is already there joins the head (or the data before
+/// it) in one write; a write goes out when the body has nothing ready or what waits passes
+/// `COALESCE_BYTES`, so a small request takes one system call and a large one streams.
+async fn send(
+    connection: &mut Connection,
+    outgoing: &Outgoing,
+    body: &mut Body,
+) -> Result<(), ExchangeError> {
+    let chunked = match outgoing.framing {
+        Framing::Empty | Framing::UntilClose => return connection.write(&outgoing.head).await,
+        Framing::Length(_) => false,
+        Framing::Chunked => true,
     };
-    let ready = |body: &mut Body| {
-        let mut cx = Context::from_waker(Waker::noop());
-        match Pin::new(body).poll_frame(&mut cx) {
-            Poll::Ready(frame) => Some(frame),
-            Poll::Pending => None,
-        }
-    };
-    match outgoing.framing {
-        Framing::Empty | Framing::UntilClose => connection
-            .stream
-            .write_all(&outgoing.head)
-            .await
-            .map_err(failed)?,
-        Framing::Length(_) | Framing::Chunked => {
-            let chunked = outgoing.framing == Framing::Chunked;
-            // A small body that is already here goes out with the head, in one write.
-            let mut pending = Vec::with_capacity(outgoing.head.len() + COALESCE_BYTES);
-            pending.extend_from_slice(&outgoing.head);
-            loop {
-                let frame = match ready(body) {
-                    Some(frame) => frame,
-                    None if pending.is_empty() => body.frame().await,
-                    None => {
-                        connection
-                            .stream
-                            .write_all(&pending)
-                            .await
-                            .map_err(failed)?;
-                        pending.clear();
-                        continue;
-                    }
-                };
-                match frame {
-                    Some(Ok(frame)) => {
-                        let Ok(data) = frame.into_data() else {
-                            continue; // Trailers are not forwarded.
-                        };
-                        if data.is_empty() {
-                            continue;
-                        }
-                        if chunked {
-                            pending.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                        }
-                        if pending.len() + data.len() <= COALESCE_BYTES + outgoing.head.len() {
-                            pending.extend_from_slice(&data);
-                        } else {
-                            connection
-                                .stream
-                                .write_all(&pending)
-                                .await
-                                .map_err(failed)?;
-                            pending.clear();
-                            connection.stream.write_all(&data).await.map_err(failed)?;
-                        }
-                        if chunked {
-                            pending.extend_from_slice(b"\r\n");
-                        }
-                    }
-                    Some(Err(e)) => {
-                        connection.reusable = false;
-                        return Err(ExchangeError::RequestBody(e));
-                    }
-                    None => {
-                        if chunked {
-                            pending.extend_from_slice(b"0\r\n\r\n");
-                        }
-                        if !pending.is_empty() {
-                            connection
-                                .stream
-                                .write_all(&pending)
-                                .await
-                                .map_err(failed)?;
-                        }
-                        break;
-                    }
-                }
+    let mut waiting = Vec::with_capacity(outgoing.head.len() + COALESCE_BYTES);
+    waiting.extend_from_slice(&outgoing.head);
+    loop {
+        let frame = match poll_now(body) {
+            Some(frame) => frame,
+            None => {
+                connection.write_out(&mut waiting).await?;
+                body.frame().await
             }
+        };
+        let data = match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                // Trailers are not forwarded, and an empty piece would end a chunked body.
+                _ => continue,
+            },
+            Some(Err(e)) => {
+                connection.reusable = false;
+                return Err(ExchangeError::RequestBody(e));
+            }
+            None => break,
+        };
+        if chunked {
+            waiting.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        }
+        waiting.extend_from_slice(&data);
+        if chunked {
+            waiting.extend_from_slice(b"\r\n");
+        }
+        if waiting.len() >= COALESCE_BYTES {
+            connection.write_out(&mut waiting).await?;
         }
     }
-    read_head(connection, &outgoing.method).await
+    if chunked {
+        waiting.extend_from_slice(b"0\r\n\r\n");
+    }
+    connection.write_out(&mut waiting).await
+}
+
+/// The body's next frame if it is already there; `None` when it would have to be waited for.
+fn poll_now(body: &mut Body) -> Option<Option<Result<Frame<Bytes>, axum::Error>>> {
+    match Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(frame) => Some(frame),
+        Poll::Pending => None,
+    }
 }
 
 /// Reads the response head, skipping interim responses.
@@ -564,14 +562,10 @@ fn decode(decoder: &mut Decoder, buffer: &mut BytesMut) -> Result<Option<Bytes>,
                 return Ok(None);
             }
             Decoder::Length(left) => {
-                if buffer.is_empty() {
+                let Some((data, left)) = take_up_to(buffer, left) else {
                     return Ok(None);
-                }
-                let take = buffer
-                    .len()
-                    .min(usize::try_from(left).unwrap_or(usize::MAX));
-                let data = buffer.split_to(take).freeze();
-                *decoder = Decoder::Length(left - take as u64);
+                };
+                *decoder = Decoder::Length(left);
                 return Ok(Some(data));
             }
             Decoder::UntilClose => {
@@ -599,14 +593,9 @@ fn decode(decoder: &mut Decoder, buffer: &mut BytesMut) -> Result<Option<Bytes>,
                 });
             }
             Decoder::Chunk(Chunk::Data(left)) => {
-                if buffer.is_empty() {
+                let Some((data, left)) = take_up_to(buffer, left) else {
                     return Ok(None);
-                }
-                let take = buffer
-                    .len()
-                    .min(usize::try_from(left).unwrap_or(usize::MAX));
-                let data = buffer.split_to(take).freeze();
-                let left = left - take as u64;
+                };
                 *decoder = Decoder::Chunk(if left == 0 {
                     Chunk::DataEnd
                 } else {
@@ -644,6 +633,18 @@ fn is_number(s: &str, max: usize, digit: fn(&u8) -> bool) -> bool {
 
 fn malformed(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// Takes up to `left` bytes off the front of `buffer`, and answers how many are still to
+/// come; `None` when the buffer is empty.
+fn take_up_to(buffer: &mut BytesMut, left: u64) -> Option<(Bytes, u64)> {
+    if buffer.is_empty() {
+        return None;
+    }
+    let take = buffer
+        .len()
+        .min(usize::try_from(left).unwrap_or(usize::MAX));
+    Some((buffer.split_to(take).freeze(), left - take as u64))
 }
 
 /// Takes one CRLF-terminated line off the front of `buffer`, without its CRLF.

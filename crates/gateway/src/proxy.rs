@@ -9,7 +9,7 @@ use axum::{
     body::Body,
     extract::Request,
     http::{
-        HeaderValue, Uri, Version, header,
+        HeaderValue, Uri, header,
         uri::{Authority, PathAndQuery, Scheme},
     },
     response::Response,
@@ -131,7 +131,6 @@ impl Proxy {
         if !upstream.base_path.is_empty() {
             parts.uri = upstream.target(parts.uri.path_and_query())?;
         }
-        parts.version = Version::HTTP_11;
         forwarding::prepare_request(&mut parts.headers, client);
         parts.headers.insert(header::HOST, upstream.host.clone());
         if self.settings.inject_trace
