@@ -2,7 +2,8 @@
 //! same concurrency, go (1) straight to a trivial upstream, (2) through nginx (`proxy_pass`
 //! to an `upstream` block with `keepalive`), and (3) through the gateway's release build with
 //! every group at 100 %. All three run in one go on this machine, load generator included,
-//! so only their differences mean anything.
+//! so only their differences mean anything; nginx and the gateway take turns for
+//! `BENCH_ROUNDS` rounds (default 2).
 
 use std::{
     path::Path,
@@ -30,6 +31,7 @@ const DATABASE: &str = "checkout_bench_gateway";
 pub async fn gateway() -> anyhow::Result<()> {
     let seconds = setting("BENCH_SECONDS", 10)?;
     let conns = setting("BENCH_CONNECTIONS", 64)? as usize;
+    let rounds = setting("BENCH_ROUNDS", 2)?.max(1);
     let duration = Duration::from_secs(seconds);
 
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
@@ -81,38 +83,47 @@ pub async fn gateway() -> anyhow::Result<()> {
 
     println!(
         "\nproxy overhead: GET /v1/carts, {conns} connections, {seconds} s per scenario, release builds, \
-         load generator and upstream on this machine\n"
+         load generator and upstream on this machine; nginx and the gateway take turns for \
+         {rounds} rounds, so a drift of the machine's speed falls on both\n"
     );
-    // Throughput moves with whatever else the machine runs; the proxy's own CPU time per
-    // request (user + system, from /proc) does much less, so it is printed too.
-    let mut targets = vec![("direct (trivial upstream)", upstream_addr.clone(), None)];
+    measure(
+        "direct (trivial upstream)",
+        &upstream_addr,
+        None,
+        conns,
+        duration,
+        call,
+    )
+    .await?;
+    let mut proxies = Vec::new();
     if let Some(nginx) = &nginx {
-        targets.push((
+        proxies.push((
             "nginx (proxy_pass, keepalive)",
             nginx.addr.clone(),
-            Some(nginx.child.id()),
+            nginx.child.id(),
         ));
     }
-    targets.push((
+    proxies.push((
         "gateway (every group at 100 %)",
         gateway_addr,
-        Some(gateway.pid()),
+        gateway.pid(),
     ));
-    for (name, addr, proxy) in targets {
-        load("warm-up", &addr, conns, Duration::from_secs(2), call).await?;
-        let before = proxy.map(cpu_ticks);
-        let report = load(name, &addr, conns, duration, call).await?;
-        report.print();
-        if let (Some(pid), Some(before)) = (proxy, before) {
-            let ticks = cpu_ticks(pid) - before;
-            let requests = (report.ok + report.failed).max(1) as f64;
-            println!(
-                "{:<34} {:>9.1} µs CPU per request in the proxy ({:.2} cores busy)",
-                "",
-                ticks as f64 * 1e6 / CLOCK_TICKS / requests,
-                ticks as f64 / CLOCK_TICKS / report.elapsed.as_secs_f64(),
-            );
+    let mut rates = vec![Vec::new(); proxies.len()];
+    for _ in 0..rounds {
+        for ((name, addr, pid), rates) in proxies.iter().zip(&mut rates) {
+            rates.push(measure(name, addr, Some(*pid), conns, duration, call).await?);
         }
+    }
+    if let [nginx, gateway] = &rates[..] {
+        let ratios: Vec<String> = nginx
+            .iter()
+            .zip(gateway)
+            .map(|(n, g)| format!("{:.2}", g / n))
+            .collect();
+        println!(
+            "\ngateway / nginx throughput, round by round: {}",
+            ratios.join(", ")
+        );
     }
     if let Some(nginx) = &nginx {
         println!("\nnginx configuration: {}", nginx.config.display());
@@ -122,6 +133,33 @@ pub async fn gateway() -> anyhow::Result<()> {
     drop(gateway);
     upstream_task.abort();
     Ok(())
+}
+
+/// Warms `addr` up, then loads it for `duration` and prints the report, with the CPU time
+/// per request of process `proxy` when given; answers the throughput.
+async fn measure(
+    name: &str,
+    addr: &str,
+    proxy: Option<u32>,
+    conns: usize,
+    duration: Duration,
+    call: impl Fn(usize, u64) -> Call + Copy + Send + Sync + 'static,
+) -> anyhow::Result<f64> {
+    load("warm-up", addr, conns, Duration::from_secs(2), call).await?;
+    let before = proxy.map(cpu_ticks);
+    let report = load(name, addr, conns, duration, call).await?;
+    report.print();
+    if let (Some(pid), Some(before)) = (proxy, before) {
+        let ticks = cpu_ticks(pid) - before;
+        let requests = (report.ok + report.failed).max(1) as f64;
+        println!(
+            "{:<34} {:>9.1} µs CPU per request in the proxy ({:.2} cores busy)",
+            "",
+            ticks as f64 * 1e6 / CLOCK_TICKS / requests,
+            ticks as f64 / CLOCK_TICKS / report.elapsed.as_secs_f64(),
+        );
+    }
+    Ok(report.rate())
 }
 
 /// `USER_HZ`: the unit of the CPU times in `/proc/<pid>/stat` (100 on Linux).
