@@ -239,8 +239,15 @@ pub async fn exchange(
     outgoing: &Outgoing,
     body: &mut Body,
 ) -> Result<ResponseHead, ExchangeError> {
-    send(connection, outgoing, body).await?;
-    read_head(connection, &outgoing.method).await
+    match send(connection, outgoing, body).await {
+        Ok(()) => read_head(connection, &outgoing.method).await,
+        // An upstream may answer before it has read the whole request (a 413 to a large
+        // upload) and close: the write then fails, but its answer is what the client gets.
+        Err(sending @ ExchangeError::Io { .. }) => read_head(connection, &outgoing.method)
+            .await
+            .map_err(|_| sending),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes the request. Body data that is already there joins the head (or the data before

@@ -1034,3 +1034,34 @@ async fn bytes_left_past_a_body_make_the_connection_unusable() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_upstream_that_answers_mid_upload_and_closes_is_heard() {
+    let (mut connection, mut upstream) = connected().await;
+    let stand_in = tokio::spawn(async move {
+        let mut received = Vec::new();
+        let mut piece = [0u8; 4096];
+        while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = upstream.read(&mut piece).await.unwrap();
+            received.extend_from_slice(&piece[..n]);
+        }
+        upstream
+            .write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        // Closing with the body unread resets the connection under the client's writes.
+    });
+    // Far more than the socket buffers hold, in pieces that keep coming after the answer.
+    let pieces = (0..4096).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![7u8; 16 * 1024])));
+    let mut body = Body::from_stream(futures_util::stream::iter(pieces));
+    let parts = request(Method::POST, "/upload", &[("host", "upstream")]);
+    let outgoing = Outgoing::new(&parts, &SizeHint::with_exact(64 * 1024 * 1024));
+    let head = within(exchange(&mut connection, &outgoing, &mut body))
+        .await
+        .expect("the upstream's answer, not the broken upload");
+    assert_eq!(head.head.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!connection.is_reusable());
+    stand_in.await.unwrap();
+}
