@@ -1,7 +1,8 @@
 //! `cargo xtask bench gateway`: what the gateway costs as a proxy. The same requests, at the
 //! same concurrency, go (1) straight to a trivial upstream, (2) through nginx (`proxy_pass`
 //! to an `upstream` block with `keepalive`), and (3) through the gateway's release build with
-//! every group at 100 %. All three run in one go on this machine, load generator included,
+//! every group at 100 %, once with its default serving threads (one per core) and once with
+//! one. All three run in one go on this machine, load generator included,
 //! so only their differences mean anything; nginx and the gateway take turns for
 //! `BENCH_ROUNDS` rounds (default 2).
 
@@ -41,26 +42,33 @@ pub async fn gateway() -> anyhow::Result<()> {
     let stack = Stack::ensure().await?;
     let database_url = fresh_database(&stack.database_url).await?;
     services::build_only(Profile::Release, &["gateway"])?;
-    let gateway_port = free_port()?;
     let upstream_url = format!("http://{upstream_addr}");
-    let gateway = services::start(
-        &stack,
-        Profile::Release,
-        "gateway",
-        gateway_port,
-        &[
-            ("DATABASE_URL", database_url.as_str()),
-            ("CART_URL", upstream_url.as_str()),
-            ("ORDERS_URL", upstream_url.as_str()),
-            ("PAYMENTS_URL", upstream_url.as_str()),
-            ("LEGACY_URL", upstream_url.as_str()),
-            ("GATEWAY_INITIAL_ROLLOUT", "100"),
-            ("RATE_LIMIT_PER_SECOND", "0"),
-            ("RUST_LOG", "warn"),
-        ],
-    )?;
-    services::wait_ready(&gateway).await?;
-    let gateway_addr = format!("127.0.0.1:{gateway_port}");
+    // The gateway as configured by default (a serving thread per core), and with one serving
+    // thread, the shape nginx's `worker_processes auto` ends up in here when one worker
+    // accepts every connection.
+    let mut gateways = Vec::new();
+    for threads in ["0", "1"] {
+        let port = free_port()?;
+        let gateway = services::start(
+            &stack,
+            Profile::Release,
+            "gateway",
+            port,
+            &[
+                ("DATABASE_URL", database_url.as_str()),
+                ("CART_URL", upstream_url.as_str()),
+                ("ORDERS_URL", upstream_url.as_str()),
+                ("PAYMENTS_URL", upstream_url.as_str()),
+                ("LEGACY_URL", upstream_url.as_str()),
+                ("GATEWAY_INITIAL_ROLLOUT", "100"),
+                ("GATEWAY_THREADS", threads),
+                ("RATE_LIMIT_PER_SECOND", "0"),
+                ("RUST_LOG", "warn"),
+            ],
+        )?;
+        services::wait_ready(&gateway).await?;
+        gateways.push((gateway, format!("127.0.0.1:{port}")));
+    }
 
     let nginx = match Nginx::start(&upstream_addr)? {
         Some(nginx) => Some(nginx),
@@ -76,9 +84,11 @@ pub async fn gateway() -> anyhow::Result<()> {
     let call = |user: usize, _n: u64| {
         Call::get("/v1/carts".to_owned()).header("x-customer-id", format!("bench-customer-{user}"))
     };
-    let (status, _) = request(&gateway_addr, call(0, 0)).await?;
-    if status != 200 {
-        bail!("the gateway answered {status} before the benchmark (flags not at 100 %?)");
+    for (_, addr) in &gateways {
+        let (status, _) = request(addr, call(0, 0)).await?;
+        if status != 200 {
+            bail!("the gateway answered {status} before the benchmark (flags not at 100 %?)");
+        }
     }
 
     println!(
@@ -103,34 +113,40 @@ pub async fn gateway() -> anyhow::Result<()> {
             nginx.child.id(),
         ));
     }
-    proxies.push((
-        "gateway (every group at 100 %)",
-        gateway_addr,
-        gateway.pid(),
-    ));
+    for ((gateway, addr), name) in gateways
+        .iter()
+        .zip(["gateway (a thread per core)", "gateway (GATEWAY_THREADS=1)"])
+    {
+        proxies.push((name, addr.clone(), gateway.pid()));
+    }
     let mut rates = vec![Vec::new(); proxies.len()];
     for _ in 0..rounds {
         for ((name, addr, pid), rates) in proxies.iter().zip(&mut rates) {
             rates.push(measure(name, addr, Some(*pid), conns, duration, call).await?);
         }
     }
-    if let [nginx, gateway] = &rates[..] {
-        let ratios: Vec<String> = nginx
-            .iter()
-            .zip(gateway)
-            .map(|(n, g)| format!("{:.2}", g / n))
-            .collect();
-        println!(
-            "\ngateway / nginx throughput, round by round: {}",
-            ratios.join(", ")
-        );
+    if let [nginx, gateways @ ..] = &rates[..]
+        && !gateways.is_empty()
+    {
+        println!();
+        for ((name, ..), gateway) in proxies[1..].iter().zip(gateways) {
+            let ratios: Vec<String> = nginx
+                .iter()
+                .zip(gateway)
+                .map(|(n, g)| format!("{:.2}", g / n))
+                .collect();
+            println!(
+                "{name} / nginx throughput, round by round: {}",
+                ratios.join(", ")
+            );
+        }
     }
     if let Some(nginx) = &nginx {
         println!("\nnginx configuration: {}", nginx.config.display());
     }
 
     drop(nginx);
-    drop(gateway);
+    drop(gateways);
     upstream_task.abort();
     Ok(())
 }

@@ -50,6 +50,9 @@ pub struct Settings {
     /// `MAX_IN_FLIGHT`: requests waiting on an upstream at once; past it the gateway sheds
     /// with 503 at once instead of queueing. 0 turns shedding off.
     pub max_in_flight: usize,
+    /// `GATEWAY_THREADS`: serving threads, each with its own event loop (nginx's
+    /// `worker_processes`); 0, the default, means one per core.
+    pub serve_threads: usize,
     /// `ROLLBACK_ERROR_RATE_PERCENT`: new-side error rate above which a group rolls back.
     pub rollback_error_rate_percent: f64,
     /// `ROLLBACK_WINDOW_SECS`: how far back new-side outcomes count.
@@ -97,6 +100,7 @@ impl Settings {
             rate_limit_burst: config::parse("RATE_LIMIT_BURST", 200)?,
             rate_limit_key_header: config::string("RATE_LIMIT_KEY_HEADER", "x-api-key"),
             max_in_flight: config::parse("MAX_IN_FLIGHT", 4096)?,
+            serve_threads: config::parse("GATEWAY_THREADS", 0)?,
             rollback_error_rate_percent: config::parse("ROLLBACK_ERROR_RATE_PERCENT", 1.0)?,
             rollback_window: config::secs("ROLLBACK_WINDOW_SECS", Duration::from_secs(30))?,
             rollback_min_sample: config::parse("ROLLBACK_MIN_SAMPLE", 100)?,

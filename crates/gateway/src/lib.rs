@@ -72,6 +72,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct App {
     router: Router,
     edge: Arc<Edge>,
+    threads: usize,
 }
 
 impl App {
@@ -189,9 +190,14 @@ pub async fn build(
     };
     let checks = vec![Check::postgres(pool), Check::redis(redis)];
     let edge = Arc::new(edge);
+    let threads = match settings.serve_threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    };
     Ok(App {
         router: router(edge.clone(), flags, settings.admin_token.clone(), checks),
         edge,
+        threads,
     })
 }
 
@@ -242,7 +248,8 @@ async fn sweep(limiter: Arc<RateLimiter>, shutdown: CancellationToken) {
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains in-flight requests.
 ///
-/// The shape is nginx's: one thread per core, each with a single-threaded runtime of its own.
+/// The shape is nginx's: `GATEWAY_THREADS` threads (one per core by default), each with a
+/// single-threaded runtime of its own.
 /// This task accepts connections and hands them out in turn; a connection, its requests and
 /// the upstream connections they use (the proxy pools per thread) then live on one thread, so
 /// a proxied request wakes no other thread. Connections carry the client's address, which
@@ -252,7 +259,7 @@ pub async fn serve(
     app: App,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = app.threads;
     let mut workers = Vec::with_capacity(threads);
     let mut handoff = Vec::with_capacity(threads);
     for i in 0..threads {
