@@ -24,7 +24,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Frame, SizeHint};
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
-use crate::pool::Pooled;
+use crate::{forwarding, pool::Pooled};
 
 /// The most a response head may take.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -471,12 +471,7 @@ fn response_framing(
 /// Whether the upstream keeps the connection open after this response.
 fn keeps_alive(head: &axum::http::response::Parts) -> bool {
     let says = |token: &str| {
-        head.headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|option| option.trim().eq_ignore_ascii_case(token))
+        forwarding::connection_options(&head.headers).any(|o| o.eq_ignore_ascii_case(token))
     };
     match head.version {
         Version::HTTP_10 => says("keep-alive"),

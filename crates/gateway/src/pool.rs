@@ -4,10 +4,9 @@
 //! first) or opens a new one, and its connection goes back when the response body has been
 //! read to the end, on the same thread (`crate::client` speaks HTTP on it, no task of its
 //! own). A response dropped early, a failed exchange or an upstream that closed the
-//! connection just drop it. Idle
-//! connections close after `idle_timeout` (a sweep per thread checks every `idle_timeout`,
-//! so an unused connection lives at most twice that) and at most `max_idle` stay per
-//! upstream and thread.
+//! connection just drop it. Idle connections close after `idle_timeout` (a sweep per thread
+//! checks every `idle_timeout`, so an unused connection lives at most twice that) and at
+//! most `max_idle` stay per upstream and thread.
 
 use std::{
     io,

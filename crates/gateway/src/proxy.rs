@@ -140,14 +140,13 @@ impl Proxy {
             parts.headers.insert("traceparent", value);
         }
         // A body known to be empty (most GETs) needs no cap.
-        let (body, overflow) = if body.size_hint().exact() == Some(0) {
+        let (mut body, overflow) = if body.size_hint().exact() == Some(0) {
             (body, None)
         } else {
             let (capped, overflow) = CappedBody::new(body, limit);
             (Body::new(capped), Some(overflow))
         };
         let outgoing = Outgoing::new(&parts, &body.size_hint());
-        let mut body = body;
 
         let exchange = tokio::time::timeout(
             self.settings.response_timeout,
