@@ -87,7 +87,8 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         path = %request.uri().path(),
         status = tracing::field::Empty,
     );
-    if request.headers().contains_key("traceparent") {
+    // A disabled span (tracing off at this level) has no parent to set.
+    if !span.is_disabled() && request.headers().contains_key("traceparent") {
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(request.headers()))
         });

@@ -10,6 +10,7 @@
 
 use std::{
     io,
+    mem::MaybeUninit,
     pin::Pin,
     task::{Context, Poll, Waker, ready},
 };
@@ -97,6 +98,8 @@ pub struct Connection {
     stream: TcpStream,
     buffer: BytesMut,
     reusable: bool,
+    /// Where the last response head's lines were; kept for the next head.
+    lines: Vec<Line>,
 }
 
 impl Connection {
@@ -106,6 +109,7 @@ impl Connection {
             stream,
             buffer: BytesMut::with_capacity(READ_SIZE),
             reusable: true,
+            lines: Vec::new(),
         }
     }
 
@@ -319,24 +323,29 @@ async fn read_head(
     loop {
         if !connection.buffer.is_empty() {
             answered = true;
-            let mut lines = [Line::default(); MAX_HEADERS];
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&connection.buffer) {
+            // Uninitialised: zeroing room for every possible header line would cost more
+            // than parsing the head.
+            let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut response,
+                &connection.buffer,
+                &mut headers,
+            );
+            match parsed {
                 Ok(httparse::Status::Complete(length)) => {
                     let start = connection.buffer.as_ptr() as usize;
                     let at = |part: &[u8]| (part.as_ptr() as usize - start, part.len());
-                    for (line, header) in lines.iter_mut().zip(response.headers.iter()) {
-                        *line = Line {
-                            name: at(header.name.as_bytes()),
-                            value: at(header.value),
-                        };
-                    }
-                    let (code, version, count) =
-                        (response.code, response.version, response.headers.len());
+                    let lines = &mut connection.lines;
+                    lines.clear();
+                    lines.extend(response.headers.iter().map(|header| Line {
+                        name: at(header.name.as_bytes()),
+                        value: at(header.value),
+                    }));
+                    let (code, version) = (response.code, response.version);
                     // The head's bytes, frozen: header values share them instead of copies.
                     let bytes = connection.buffer.split_to(length).freeze();
-                    let incoming = parse_head(&bytes, code, version, &lines[..count], method)
+                    let incoming = parse_head(&bytes, code, version, &connection.lines, method)
                         .inspect_err(|_| connection.reusable = false)?;
                     if incoming.head.status.is_informational()
                         && incoming.head.status != StatusCode::SWITCHING_PROTOCOLS
@@ -380,7 +389,7 @@ async fn read_head(
 }
 
 /// Where one header line's name and value sit in the response head: (offset, length).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Line {
     name: (usize, usize),
     value: (usize, usize),

@@ -28,11 +28,17 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop headers, including every header `Connection` names. Most messages
-/// carry none, or only `Connection`: one pass over the names finds out, and nothing is looked
-/// up by name when none is there.
+/// carry none, or only a `Connection` of `keep-alive` or `close`: one pass over the names
+/// finds out, and then nothing is allocated or looked up by a name that is not there.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !has_hop_by_hop(headers) {
         return;
+    }
+    if names_no_header(headers) {
+        headers.remove(header::CONNECTION);
+        if !has_hop_by_hop(headers) {
+            return;
+        }
     }
     let named: Vec<&str> = connection_options(headers).collect();
     let doomed: Vec<HeaderName> = headers
@@ -48,6 +54,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in doomed {
         headers.remove(name);
     }
+}
+
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| HOP_BY_HOP.contains(name))
+}
+
+/// Whether the `Connection` options are only `keep-alive` and `close` (the `Keep-Alive`
+/// header they might name is hop-by-hop anyway).
+fn names_no_header(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().all(|value| {
+        value.as_bytes().split(|&b| b == b',').all(|option| {
+            let option = option.trim_ascii();
+            option.eq_ignore_ascii_case(b"keep-alive") || option.eq_ignore_ascii_case(b"close")
+        })
+    })
 }
 
 /// The options a message's `Connection` headers list (`close`, `keep-alive`, header names).
@@ -129,6 +150,26 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("traceparent"));
+    }
+
+    #[test]
+    fn a_connection_of_keep_alive_or_close_goes_with_the_other_hop_by_hop_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append("connection", HeaderValue::from_static("Keep-Alive"));
+        headers.append("connection", HeaderValue::from_static("close"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("upgrade", HeaderValue::from_static("h2c"));
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("content-type"));
+
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        headers.insert("content-length", HeaderValue::from_static("11"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("content-length"));
     }
 
     #[test]

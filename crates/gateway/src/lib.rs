@@ -21,6 +21,7 @@ pub mod pool;
 pub mod proxy;
 pub mod rollback;
 pub mod routing;
+pub mod timer;
 pub mod webhook;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
@@ -38,10 +39,7 @@ use axum::{
 use common::health::Check;
 use futures_util::future::Either;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -315,9 +313,10 @@ async fn serve_connections(
     shutdown: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
+    let ticks = tokio::spawn(timer::run());
     let mut http = http1::Builder::new();
     // A client that never finishes its request head is dropped instead of held forever.
-    http.timer(TokioTimer::new())
+    http.timer(timer::Timer)
         .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
         let (stream, peer) = tokio::select! {
@@ -338,6 +337,7 @@ async fn serve_connections(
         tokio::spawn(connection);
     }
     graceful.shutdown().await;
+    ticks.abort();
 }
 
 /// Serves the gateway until `shutdown` is cancelled.

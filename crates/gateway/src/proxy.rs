@@ -23,6 +23,7 @@ use crate::{
     error::GatewayError,
     forwarding::{self, Client},
     pool::{ConnectError, Pool, PoolSettings, Pooled},
+    timer,
 };
 
 /// Where an upstream answers: scheme, authority and an optional path prefix.
@@ -148,7 +149,7 @@ impl Proxy {
         };
         let outgoing = Outgoing::new(&parts, &body.size_hint());
 
-        let exchange = tokio::time::timeout(
+        let exchange = timer::timeout(
             self.settings.response_timeout,
             self.exchange(&upstream.authority, &outgoing, &mut body),
         );
