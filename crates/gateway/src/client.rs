@@ -176,10 +176,34 @@ pub struct Outgoing {
     method: Method,
 }
 
+/// What a proxied request's head says about its way here, written as it is encoded: the
+/// upstream's `Host`, the client's address appended to `X-Forwarded-For`, the client's
+/// `Host` as `X-Forwarded-Host`, `X-Forwarded-Proto`, and the gateway's `traceparent` when it
+/// has one. The client's own values of those headers are replaced, as are its `Host` and
+/// `Content-Length`.
+pub struct Forwarding<'a> {
+    /// The upstream's `Host`.
+    pub host: &'a HeaderValue,
+    /// Who sent the request.
+    pub client: &'a forwarding::Client,
+    /// The gateway's own trace context, when tracing is exported.
+    pub traceparent: Option<HeaderValue>,
+}
+
 impl Outgoing {
-    /// Encodes `parts` (origin-form target, headers ready for the upstream) for a body of
+    /// Encodes `parts` (origin-form target, headers as they are to go out) for a body of
     /// `size`; any `Content-Length` of the client's is replaced by the body's own framing.
     pub fn new(parts: &request::Parts, size: &SizeHint) -> Self {
+        Self::encode(parts, size, None)
+    }
+
+    /// Encodes `parts` as `new` does, with the headers `forwarding` sets (its hop-by-hop
+    /// headers must be gone already).
+    pub fn forwarded(parts: &request::Parts, size: &SizeHint, forwarding: &Forwarding) -> Self {
+        Self::encode(parts, size, Some(forwarding))
+    }
+
+    fn encode(parts: &request::Parts, size: &SizeHint, forwarding: Option<&Forwarding>) -> Self {
         let framing = match size.exact() {
             Some(0) => Framing::Empty,
             Some(n) => Framing::Length(n),
@@ -191,14 +215,54 @@ impl Outgoing {
         head.push(b' ');
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
+        if let Some(forwarding) = forwarding {
+            put_header(&mut head, "host", forwarding.host.as_bytes());
+        }
+        // The client's values that forwarding replaces: its Host, and a forwarded host.
+        let (mut client_host, mut forwarded_host, mut forwarded_for) = (None, None, false);
         for (name, value) in &parts.headers {
             if name == header::CONTENT_LENGTH {
                 continue;
             }
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
+            if let Some(forwarding) = forwarding {
+                if name == header::HOST {
+                    client_host = Some(value);
+                    continue;
+                }
+                if name == forwarding::X_FORWARDED_HOST {
+                    forwarded_host = Some(value);
+                    continue;
+                }
+                if name == forwarding::X_FORWARDED_FOR {
+                    forwarded_for = true;
+                    continue;
+                }
+                if name == forwarding::X_FORWARDED_PROTO
+                    || (forwarding.traceparent.is_some() && name == forwarding::TRACEPARENT)
+                {
+                    continue;
+                }
+            }
+            put_header(&mut head, name.as_str(), value.as_bytes());
+        }
+        if let Some(forwarding) = forwarding {
+            // One X-Forwarded-For line: the addresses before ours, then the client's.
+            head.extend_from_slice(b"x-forwarded-for: ");
+            if forwarded_for {
+                for earlier in parts.headers.get_all(forwarding::X_FORWARDED_FOR) {
+                    head.extend_from_slice(earlier.as_bytes());
+                    head.extend_from_slice(b", ");
+                }
+            }
+            head.extend_from_slice(forwarding.client.forwarded_for().as_bytes());
             head.extend_from_slice(b"\r\n");
+            put_header(&mut head, "x-forwarded-proto", b"http");
+            if let Some(host) = client_host.or(forwarded_host) {
+                put_header(&mut head, "x-forwarded-host", host.as_bytes());
+            }
+            if let Some(traceparent) = &forwarding.traceparent {
+                put_header(&mut head, "traceparent", traceparent.as_bytes());
+            }
         }
         match framing {
             Framing::Length(n) => {
@@ -231,10 +295,19 @@ impl Outgoing {
     }
 }
 
+fn put_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
 /// A response whose head has arrived; its body is read on demand.
 pub struct ResponseHead {
     head: axum::http::response::Parts,
     framing: Framing,
+    /// Whether the upstream keeps the connection open after this response.
+    keep_alive: bool,
 }
 
 /// Sends `outgoing` with `body` on `connection` and reads the response head.
@@ -323,51 +396,24 @@ async fn read_head(
     loop {
         if !connection.buffer.is_empty() {
             answered = true;
-            // Uninitialised: zeroing room for every possible header line would cost more
-            // than parsing the head.
-            let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut []);
-            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut response,
-                &connection.buffer,
-                &mut headers,
-            );
-            match parsed {
-                Ok(httparse::Status::Complete(length)) => {
-                    let start = connection.buffer.as_ptr() as usize;
-                    let at = |part: &[u8]| (part.as_ptr() as usize - start, part.len());
-                    let lines = &mut connection.lines;
-                    lines.clear();
-                    lines.extend(response.headers.iter().map(|header| Line {
-                        name: at(header.name.as_bytes()),
-                        value: at(header.value),
-                    }));
-                    let (code, version) = (response.code, response.version);
-                    // The head's bytes, frozen: header values share them instead of copies.
-                    let bytes = connection.buffer.split_to(length).freeze();
-                    let incoming = parse_head(&bytes, code, version, &connection.lines, method)
-                        .inspect_err(|_| connection.reusable = false)?;
-                    if incoming.head.status.is_informational()
-                        && incoming.head.status != StatusCode::SWITCHING_PROTOCOLS
-                    {
-                        continue;
-                    }
-                    if incoming.head.status == StatusCode::SWITCHING_PROTOCOLS {
-                        connection.reusable = false;
-                        return Err(ExchangeError::Malformed(
-                            "protocol upgrades are not proxied",
-                        ));
-                    }
-                    if incoming.framing == Framing::UntilClose || !keeps_alive(&incoming.head) {
-                        connection.reusable = false;
-                    }
-                    return Ok(incoming);
+            let parsed = parse_response(&mut connection.buffer, &mut connection.lines, method)
+                .inspect_err(|_| connection.reusable = false)?;
+            if let Some(incoming) = parsed {
+                if incoming.head.status.is_informational()
+                    && incoming.head.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    continue;
                 }
-                Ok(httparse::Status::Partial) => {}
-                Err(_) => {
+                if incoming.head.status == StatusCode::SWITCHING_PROTOCOLS {
                     connection.reusable = false;
-                    return Err(ExchangeError::Malformed("the response head does not parse"));
+                    return Err(ExchangeError::Malformed(
+                        "protocol upgrades are not proxied",
+                    ));
                 }
+                if incoming.framing == Framing::UntilClose || !incoming.keep_alive {
+                    connection.reusable = false;
+                }
+                return Ok(incoming);
             }
             if connection.buffer.len() > MAX_HEAD_BYTES {
                 connection.reusable = false;
@@ -386,6 +432,39 @@ async fn read_head(
             }
         }
     }
+}
+
+/// Takes a whole response head off `buffer`; `None` while it is incomplete. `lines` is room
+/// for where its header lines are, kept between heads.
+fn parse_response(
+    buffer: &mut BytesMut,
+    lines: &mut Vec<Line>,
+    method: &Method,
+) -> Result<Option<ResponseHead>, ExchangeError> {
+    // Uninitialised: zeroing room for every possible header line would cost more than
+    // parsing the head.
+    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buffer,
+        &mut headers,
+    ) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(ExchangeError::Malformed("the response head does not parse")),
+    };
+    let start = buffer.as_ptr() as usize;
+    let at = |part: &[u8]| (part.as_ptr() as usize - start, part.len());
+    lines.clear();
+    lines.extend(response.headers.iter().map(|header| Line {
+        name: at(header.name.as_bytes()),
+        value: at(header.value),
+    }));
+    let (code, version) = (response.code, response.version);
+    // The head's bytes, frozen: header values share them instead of copies.
+    let bytes = buffer.split_to(length).freeze();
+    parse_head(&bytes, code, version, lines, method).map(Some)
 }
 
 /// Where one header line's name and value sit in the response head: (offset, length).
@@ -412,10 +491,20 @@ fn parse_head(
         _ => Version::HTTP_11,
     };
     let mut headers = HeaderMap::with_capacity(lines.len());
+    let mut options = ConnectionOptions::default();
     for &Line { name, value } in lines {
-        let name = HeaderName::from_bytes(&bytes[name.0..name.0 + name.1])
+        let (name, value) = (name.0..name.0 + name.1, value.0..value.0 + value.1);
+        // `Connection` and `Keep-Alive` are this hop's: read here, and left out when they
+        // name no other header (when they do, the proxy's hop-by-hop strip takes them all).
+        if (bytes[name.clone()].eq_ignore_ascii_case(b"connection")
+            && options.add(&bytes[value.clone()]))
+            || bytes[name.clone()].eq_ignore_ascii_case(b"keep-alive")
+        {
+            continue;
+        }
+        let name = HeaderName::from_bytes(&bytes[name])
             .map_err(|_| ExchangeError::Malformed("a header name is invalid"))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(value.0..value.0 + value.1))
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value))
             .map_err(|_| ExchangeError::Malformed("a header value is invalid"))?;
         headers.append(name, value);
     }
@@ -424,7 +513,16 @@ fn parse_head(
     head.status = status;
     head.version = version;
     head.headers = headers;
-    Ok(ResponseHead { head, framing })
+    // RFC 9112 §9.3: HTTP/1.1 persists unless it says `close`; 1.0 only when it says so.
+    let keep_alive = match version {
+        Version::HTTP_10 => options.keep_alive,
+        _ => !options.close,
+    };
+    Ok(ResponseHead {
+        head,
+        framing,
+        keep_alive,
+    })
 }
 
 /// RFC 9112 §6.3: how the response body is delimited.
@@ -477,14 +575,28 @@ fn response_framing(
     })
 }
 
-/// Whether the upstream keeps the connection open after this response.
-fn keeps_alive(head: &axum::http::response::Parts) -> bool {
-    let says = |token: &str| {
-        forwarding::connection_options(&head.headers).any(|o| o.eq_ignore_ascii_case(token))
-    };
-    match head.version {
-        Version::HTTP_10 => says("keep-alive"),
-        _ => !says("close"),
+/// What a response's `Connection` headers say about the connection.
+#[derive(Debug, Default)]
+struct ConnectionOptions {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl ConnectionOptions {
+    /// Adds one `Connection` value's options; answers whether they were only `close` and
+    /// `keep-alive` (no header named).
+    fn add(&mut self, value: &[u8]) -> bool {
+        let mut plain = true;
+        for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if option.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !option.is_empty() {
+                plain = false;
+            }
+        }
+        plain
     }
 }
 

@@ -46,14 +46,6 @@ fn framing_of(
     (framing, headers)
 }
 
-/// A response head of `version` with `lines`.
-fn response_head(version: Version, lines: &[(&str, &str)]) -> axum::http::response::Parts {
-    let (mut head, ()) = axum::http::Response::new(()).into_parts();
-    head.version = version;
-    head.headers = header_map(lines);
-    head
-}
-
 /// Feeds `wire` to `decoder` `step` bytes at a time, as reads would hand it over, decoding
 /// all it can after each piece (and nothing past the end of a length-delimited body, as the
 /// streaming body does): the body handed out, and what is left in the buffer.
@@ -493,6 +485,21 @@ fn a_zero_content_length_is_no_body() {
     assert_eq!(framing.unwrap(), Framing::Length(42));
 }
 
+/// The response head `version` with `lines`, parsed as it would arrive.
+fn parsed(version: &str, lines: &[(&str, &str)]) -> ResponseHead {
+    let mut wire = format!("{version} 200 OK\r\n");
+    for (name, value) in lines {
+        wire.push_str(&format!("{name}: {value}\r\n"));
+    }
+    wire.push_str("content-length: 0\r\n\r\n");
+    let mut buffer = BytesMut::from(wire.as_bytes());
+    let head = parse_response(&mut buffer, &mut Vec::new(), &Method::GET)
+        .unwrap()
+        .expect("a whole head");
+    assert!(buffer.is_empty());
+    head
+}
+
 #[test]
 fn http_1_1_keeps_alive_unless_it_says_close() {
     for (lines, expected) in [
@@ -507,8 +514,7 @@ fn http_1_1_keeps_alive_unless_it_says_close() {
             false,
         ),
     ] {
-        let head = response_head(Version::HTTP_11, lines);
-        assert_eq!(keeps_alive(&head), expected, "{lines:?}");
+        assert_eq!(parsed("HTTP/1.1", lines).keep_alive, expected, "{lines:?}");
     }
 }
 
@@ -520,12 +526,107 @@ fn http_1_0_keeps_alive_only_when_it_says_so() {
         (&[("connection", "Keep-Alive")], true),
         (&[("connection", "te, keep-alive")], true),
     ] {
-        let head = response_head(Version::HTTP_10, lines);
-        assert_eq!(keeps_alive(&head), expected, "{lines:?}");
+        assert_eq!(parsed("HTTP/1.0", lines).keep_alive, expected, "{lines:?}");
     }
 }
 
+#[test]
+fn connection_and_keep_alive_stop_at_the_parse_unless_they_name_a_header() {
+    let head = parsed(
+        "HTTP/1.1",
+        &[
+            ("Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"),
+            ("x-kept", "1"),
+        ],
+    );
+    let names: Vec<_> = head.head.headers.keys().map(HeaderName::as_str).collect();
+    assert_eq!(names, ["x-kept", "content-length"]);
+
+    // A named header is left for the hop-by-hop strip, with the Connection naming it.
+    let head = parsed(
+        "HTTP/1.1",
+        &[
+            ("connection", "close"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+        ],
+    );
+    let names: Vec<_> = head.head.headers.keys().map(HeaderName::as_str).collect();
+    assert_eq!(names, ["connection", "x-hop", "content-length"]);
+    assert_eq!(head.head.headers["connection"], "x-hop");
+    assert!(!head.keep_alive);
+}
+
 // ---- the outgoing request head ------------------------------------------------------------
+
+/// The head `Outgoing::forwarded` encodes for a GET with `lines` from `client`.
+fn forwarded(lines: &[(&str, &str)], client: &str, traceparent: Option<&'static str>) -> String {
+    let parts = request(Method::GET, "/v1/carts?x=1", lines);
+    let forwarding = Forwarding {
+        host: &HeaderValue::from_static("cart:8081"),
+        client: &forwarding::Client::new(client.parse().unwrap()),
+        traceparent: traceparent.map(HeaderValue::from_static),
+    };
+    let outgoing = Outgoing::forwarded(&parts, &SizeHint::with_exact(0), &forwarding);
+    String::from_utf8(outgoing.head).unwrap()
+}
+
+#[test]
+fn forwarding_appends_the_client_and_moves_its_host_to_forwarded_host() {
+    let head = forwarded(
+        &[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("accept", "*/*"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("host", "shop.example"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "spoofed.example"),
+        ],
+        "127.0.0.1:5000",
+        None,
+    );
+    assert_eq!(
+        head,
+        "GET /v1/carts?x=1 HTTP/1.1\r\nhost: cart:8081\r\naccept: */*\r\n\
+         x-forwarded-for: 203.0.113.7, 10.0.0.1, 127.0.0.1\r\nx-forwarded-proto: http\r\n\
+         x-forwarded-host: shop.example\r\n\r\n"
+    );
+}
+
+#[test]
+fn a_first_hop_gets_the_client_address_alone() {
+    let head = forwarded(&[("accept", "*/*")], "[2001:db8::1]:443", None);
+    assert_eq!(
+        head,
+        "GET /v1/carts?x=1 HTTP/1.1\r\nhost: cart:8081\r\naccept: */*\r\n\
+         x-forwarded-for: 2001:db8::1\r\nx-forwarded-proto: http\r\n\r\n"
+    );
+}
+
+#[test]
+fn the_gateways_traceparent_replaces_the_clients_only_when_it_has_one() {
+    let lines = [
+        ("traceparent", "00-aaaa-bbbb-01"),
+        ("x-forwarded-host", "first.example"),
+    ];
+    let passed = forwarded(&lines, "127.0.0.1:1", None);
+    assert!(
+        passed.contains("traceparent: 00-aaaa-bbbb-01\r\n"),
+        "{passed}"
+    );
+    // Without a Host of the client's, an earlier proxy's forwarded host stays.
+    assert!(
+        passed.contains("x-forwarded-host: first.example\r\n"),
+        "{passed}"
+    );
+    let replaced = forwarded(&lines, "127.0.0.1:1", Some("00-cccc-dddd-01"));
+    assert_eq!(replaced.matches("traceparent").count(), 1, "{replaced}");
+    assert!(
+        replaced.contains("traceparent: 00-cccc-dddd-01\r\n"),
+        "{replaced}"
+    );
+}
 
 #[test]
 fn a_get_without_a_body_has_no_framing_headers() {

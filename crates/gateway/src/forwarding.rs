@@ -1,7 +1,8 @@
 //! What a proxy changes in the headers on the way through: hop-by-hop headers (and those
 //! the `Connection` header names) stop here; upstreams learn the client's address, scheme
-//! and host through `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`.
-//! Everything else, `traceparent` included, passes untouched.
+//! and host through `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`,
+//! which `client::Outgoing::forwarded` writes as it encodes the request head. Everything
+//! else, `traceparent` included, passes untouched.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -26,6 +27,8 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// W3C `traceparent`.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Removes hop-by-hop headers, including every header `Connection` names. Most messages
 /// carry none, or only a `Connection` of `keep-alive` or `close`: one pass over the names
@@ -104,31 +107,10 @@ impl Client {
     pub fn ip(&self) -> IpAddr {
         self.addr.ip()
     }
-}
 
-/// Prepares a request's headers for the upstream: hop-by-hop headers removed, `Host` left
-/// for the client to set to the upstream, and the `X-Forwarded-*` headers set.
-pub fn prepare_request(headers: &mut HeaderMap, client: &Client) {
-    strip_hop_by_hop(headers);
-    let host = headers.remove(header::HOST);
-
-    let forwarded_for = if headers.contains_key(&X_FORWARDED_FOR) {
-        let mut chain = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(", ");
-        chain.push_str(", ");
-        chain.push_str(client.forwarded_for.to_str().unwrap_or_default());
-        HeaderValue::try_from(chain).expect("addresses and commas are header-safe")
-    } else {
-        client.forwarded_for.clone()
-    };
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST, host);
+    /// The peer's address as an `X-Forwarded-For` entry.
+    pub fn forwarded_for(&self) -> &HeaderValue {
+        &self.forwarded_for
     }
 }
 
@@ -173,25 +155,6 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended_and_host_moves_to_forwarded_host() {
-        let mut headers = HeaderMap::new();
-        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
-        headers.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        headers.insert("host", HeaderValue::from_static("shop.example"));
-        prepare_request(
-            &mut headers,
-            &Client::new("127.0.0.1:5000".parse().unwrap()),
-        );
-        assert_eq!(
-            headers["x-forwarded-for"],
-            "203.0.113.7, 10.0.0.1, 127.0.0.1"
-        );
-        assert_eq!(headers["x-forwarded-host"], "shop.example");
-        assert_eq!(headers["x-forwarded-proto"], "http");
-        assert!(!headers.contains_key("host"));
-    }
-
-    #[test]
     fn a_connection_option_names_a_header_whatever_its_case() {
         let mut headers = HeaderMap::new();
         headers.insert("connection", HeaderValue::from_static("X-Hop"));
@@ -200,18 +163,5 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-end"));
-    }
-
-    #[test]
-    fn a_first_hop_gets_the_client_address_alone() {
-        let mut headers = HeaderMap::new();
-        headers.insert("accept", HeaderValue::from_static("*/*"));
-        prepare_request(
-            &mut headers,
-            &Client::new("[2001:db8::1]:443".parse().unwrap()),
-        );
-        assert_eq!(headers["x-forwarded-for"], "2001:db8::1");
-        assert_eq!(headers["accept"], "*/*");
-        assert!(!headers.contains_key("x-forwarded-host"));
     }
 }

@@ -19,7 +19,7 @@ use hyper::body::Body as _;
 
 use crate::{
     body::{self, CappedBody, Overflow, TooLarge},
-    client::{self, ExchangeError, Outgoing, ResponseHead},
+    client::{self, ExchangeError, Forwarding, Outgoing, ResponseHead},
     error::GatewayError,
     forwarding::{self, Client},
     pool::{ConnectError, Pool, PoolSettings, Pooled},
@@ -132,14 +132,17 @@ impl Proxy {
         if !upstream.base_path.is_empty() {
             parts.uri = upstream.target(parts.uri.path_and_query())?;
         }
-        forwarding::prepare_request(&mut parts.headers, client);
-        parts.headers.insert(header::HOST, upstream.host.clone());
-        if self.settings.inject_trace
-            && let Some(traceparent) = common::telemetry::current_traceparent()
-            && let Ok(value) = HeaderValue::try_from(traceparent)
-        {
-            parts.headers.insert("traceparent", value);
-        }
+        forwarding::strip_hop_by_hop(&mut parts.headers);
+        let forwarding = Forwarding {
+            host: &upstream.host,
+            client,
+            traceparent: self
+                .settings
+                .inject_trace
+                .then(common::telemetry::current_traceparent)
+                .flatten()
+                .and_then(|traceparent| HeaderValue::try_from(traceparent).ok()),
+        };
         // A body known to be empty (most GETs) needs no cap.
         let (mut body, overflow) = if body.size_hint().exact() == Some(0) {
             (body, None)
@@ -147,12 +150,10 @@ impl Proxy {
             let (capped, overflow) = CappedBody::new(body, limit);
             (Body::new(capped), Some(overflow))
         };
-        let outgoing = Outgoing::new(&parts, &body.size_hint());
+        let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), &forwarding);
 
-        let exchange = timer::timeout(
-            self.settings.response_timeout,
-            self.exchange(&upstream.authority, &outgoing, &mut body),
-        );
+        let exchange = std::pin::pin!(self.exchange(&upstream.authority, &outgoing, &mut body));
+        let exchange = timer::timeout(self.settings.response_timeout, exchange);
         let (connection, head) = match exchange.await {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => return Err(failed(e, limit, overflow)),

@@ -20,6 +20,13 @@ use std::{
 /// How often the thread's deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(10);
 
+const TICK_NANOS: u64 = TICK.as_nanos() as u64;
+
+/// In 64 bits, which hold 584 years.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Tells the threads' tables apart.
 static TABLES: AtomicU64 = AtomicU64::new(0);
 
@@ -59,14 +66,12 @@ thread_local! {
 impl Table {
     /// The first tick at or after `deadline`.
     fn due(&self, deadline: Instant) -> u64 {
-        let nanos = deadline.saturating_duration_since(self.start).as_nanos();
-        u64::try_from(nanos.div_ceil(TICK.as_nanos())).unwrap_or(u64::MAX)
+        nanos(deadline.saturating_duration_since(self.start)).div_ceil(TICK_NANOS)
     }
 
     /// The last tick at or before now.
     fn now(&self) -> u64 {
-        let nanos = self.start.elapsed().as_nanos();
-        u64::try_from(nanos / TICK.as_nanos()).unwrap_or(u64::MAX)
+        nanos(self.start.elapsed()) / TICK_NANOS
     }
 
     fn arm(&mut self, due: u64, waker: Waker) -> Armed {
@@ -279,9 +284,13 @@ impl Drop for Sleep {
     }
 }
 
-/// `future`'s output, or `Err(Elapsed)` when `duration` passes first.
-pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
-    let mut future = std::pin::pin!(future);
+/// `future`'s output, or `Err(Elapsed)` when `duration` passes first. Takes the future
+/// pinned where the caller keeps it: a future taken by value would sit in this one's state
+/// twice (as the argument and pinned).
+pub async fn timeout<F: Future>(
+    duration: Duration,
+    mut future: Pin<&mut F>,
+) -> Result<F::Output, Elapsed> {
     let mut sleep = Sleep::until(Instant::now() + duration);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
@@ -337,8 +346,9 @@ mod tests {
     async fn a_timeout_answers_the_future_or_elapsed() {
         let ticks = tokio::spawn(run());
         tokio::task::yield_now().await;
-        assert_eq!(timeout(Duration::from_secs(60), async { 7 }).await, Ok(7));
-        let never = std::future::pending::<()>();
+        let ready = std::pin::pin!(async { 7 });
+        assert_eq!(timeout(Duration::from_secs(60), ready).await, Ok(7));
+        let never = std::pin::pin!(std::future::pending::<()>());
         assert_eq!(
             timeout(Duration::from_millis(20), never).await,
             Err(Elapsed)
@@ -353,10 +363,10 @@ mod tests {
         for _ in 0..3 {
             let waits: Vec<_> = (0..50)
                 .map(|_| {
-                    tokio::spawn(timeout(
-                        Duration::from_secs(60),
-                        std::future::pending::<()>(),
-                    ))
+                    tokio::spawn(async {
+                        let never = std::pin::pin!(std::future::pending::<()>());
+                        timeout(Duration::from_secs(60), never).await
+                    })
                 })
                 .collect();
             tokio::task::yield_now().await;
