@@ -203,7 +203,7 @@ impl Outgoing {
         Self::encode(parts, size, Some(forwarding))
     }
 
-    fn encode(parts: &request::Parts, size: &SizeHint, forwarding: Option<&Forwarding>) -> Self {
+    fn encode(parts: &request::Parts, size: &SizeHint, proxied: Option<&Forwarding>) -> Self {
         let framing = match size.exact() {
             Some(0) => Framing::Empty,
             Some(n) => Framing::Length(n),
@@ -215,8 +215,8 @@ impl Outgoing {
         head.push(b' ');
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        if let Some(forwarding) = forwarding {
-            put_header(&mut head, "host", forwarding.host.as_bytes());
+        if let Some(proxied) = proxied {
+            put_header(&mut head, "host", proxied.host.as_bytes());
         }
         // The client's values that forwarding replaces: its Host, and a forwarded host.
         let (mut client_host, mut forwarded_host, mut forwarded_for) = (None, None, false);
@@ -224,7 +224,7 @@ impl Outgoing {
             if name == header::CONTENT_LENGTH {
                 continue;
             }
-            if let Some(forwarding) = forwarding {
+            if let Some(proxied) = proxied {
                 if name == header::HOST {
                     client_host = Some(value);
                     continue;
@@ -238,14 +238,14 @@ impl Outgoing {
                     continue;
                 }
                 if name == forwarding::X_FORWARDED_PROTO
-                    || (forwarding.traceparent.is_some() && name == forwarding::TRACEPARENT)
+                    || (proxied.traceparent.is_some() && name == forwarding::TRACEPARENT)
                 {
                     continue;
                 }
             }
             put_header(&mut head, name.as_str(), value.as_bytes());
         }
-        if let Some(forwarding) = forwarding {
+        if let Some(proxied) = proxied {
             // One X-Forwarded-For line: the addresses before ours, then the client's.
             head.extend_from_slice(b"x-forwarded-for: ");
             if forwarded_for {
@@ -254,13 +254,13 @@ impl Outgoing {
                     head.extend_from_slice(b", ");
                 }
             }
-            head.extend_from_slice(forwarding.client.forwarded_for().as_bytes());
+            head.extend_from_slice(proxied.client.forwarded_for().as_bytes());
             head.extend_from_slice(b"\r\n");
             put_header(&mut head, "x-forwarded-proto", b"http");
             if let Some(host) = client_host.or(forwarded_host) {
                 put_header(&mut head, "x-forwarded-host", host.as_bytes());
             }
-            if let Some(traceparent) = &forwarding.traceparent {
+            if let Some(traceparent) = &proxied.traceparent {
                 put_header(&mut head, "traceparent", traceparent.as_bytes());
             }
         }
@@ -491,7 +491,7 @@ fn parse_head(
         _ => Version::HTTP_11,
     };
     let mut headers = HeaderMap::with_capacity(lines.len());
-    let mut options = ConnectionOptions::default();
+    let mut options = forwarding::ConnectionOptions::default();
     for &Line { name, value } in lines {
         let (name, value) = (name.0..name.0 + name.1, value.0..value.0 + value.1);
         // `Connection` and `Keep-Alive` are this hop's: read here, and left out when they
@@ -573,31 +573,6 @@ fn response_framing(
         Some(n) => Framing::Length(n),
         None => Framing::UntilClose,
     })
-}
-
-/// What a response's `Connection` headers say about the connection.
-#[derive(Debug, Default)]
-struct ConnectionOptions {
-    close: bool,
-    keep_alive: bool,
-}
-
-impl ConnectionOptions {
-    /// Adds one `Connection` value's options; answers whether they were only `close` and
-    /// `keep-alive` (no header named).
-    fn add(&mut self, value: &[u8]) -> bool {
-        let mut plain = true;
-        for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            if option.eq_ignore_ascii_case(b"close") {
-                self.close = true;
-            } else if option.eq_ignore_ascii_case(b"keep-alive") {
-                self.keep_alive = true;
-            } else if !option.is_empty() {
-                plain = false;
-            }
-        }
-        plain
-    }
 }
 
 impl ResponseHead {

@@ -66,12 +66,38 @@ fn has_hop_by_hop(headers: &HeaderMap) -> bool {
 /// Whether the `Connection` options are only `keep-alive` and `close` (the `Keep-Alive`
 /// header they might name is hop-by-hop anyway).
 fn names_no_header(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().all(|value| {
-        value.as_bytes().split(|&b| b == b',').all(|option| {
-            let option = option.trim_ascii();
-            option.eq_ignore_ascii_case(b"keep-alive") || option.eq_ignore_ascii_case(b"close")
-        })
-    })
+    let mut options = ConnectionOptions::default();
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .all(|value| options.add(value.as_bytes()))
+}
+
+/// What a message's `Connection` headers say about the connection.
+#[derive(Debug, Default)]
+pub struct ConnectionOptions {
+    /// `close` was listed.
+    pub close: bool,
+    /// `keep-alive` was listed.
+    pub keep_alive: bool,
+}
+
+impl ConnectionOptions {
+    /// Adds one `Connection` value's options; answers whether they were only `close` and
+    /// `keep-alive` (no header named).
+    pub fn add(&mut self, value: &[u8]) -> bool {
+        let mut plain = true;
+        for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if option.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !option.is_empty() {
+                plain = false;
+            }
+        }
+        plain
+    }
 }
 
 /// The options a message's `Connection` headers list (`close`, `keep-alive`, header names).

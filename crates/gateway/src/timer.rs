@@ -111,9 +111,8 @@ impl Table {
         entry.waker.take()
     }
 
-    /// Disarms every slot due by now and answers their wakers.
-    fn expire(&mut self) -> Vec<Waker> {
-        let now = self.now();
+    /// Disarms every slot due by tick `now` and answers their wakers.
+    fn fire(&mut self, now: u64) -> Vec<Waker> {
         if now < self.earliest {
             return Vec::new();
         }
@@ -144,13 +143,7 @@ pub async fn run() {
             // Armed deadlines would never fire now: wake them to fall back to tokio's timer.
             let wakers = TABLE.with_borrow_mut(|table| {
                 table.running = false;
-                let armed: Vec<usize> = (0..table.slots.len())
-                    .filter(|&slot| table.slots[slot].waker.is_some())
-                    .collect();
-                armed
-                    .into_iter()
-                    .filter_map(|slot| table.disarm(slot))
-                    .collect::<Vec<_>>()
+                table.fire(u64::MAX)
             });
             wakers.into_iter().for_each(Waker::wake);
         }
@@ -161,7 +154,7 @@ pub async fn run() {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let fired = TABLE.with_borrow_mut(Table::expire);
+        let fired = TABLE.with_borrow_mut(|table| table.fire(table.now()));
         fired.into_iter().for_each(Waker::wake);
     }
 }
