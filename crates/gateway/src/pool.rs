@@ -62,7 +62,9 @@ struct Idle {
 /// A connection taken from the pool or newly opened, for one exchange.
 pub struct Pooled {
     connection: Connection,
-    authority: Authority,
+    /// Where its upstream's idle list is in `home` (no copy of the authority per request:
+    /// its bytes are shared by every serving thread).
+    list: usize,
     home: Weak<ThreadPool>,
 }
 
@@ -92,13 +94,13 @@ impl Pool {
         let home = self.this_thread();
         let mut idle = home.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle
-            .iter_mut()
-            .find(|(a, _)| a.as_str() == authority.as_str())?;
-        while let Some(Idle { connection, .. }) = list.1.pop() {
+            .iter()
+            .position(|(a, _)| a.as_str() == authority.as_str())?;
+        while let Some(Idle { connection, .. }) = idle[list].1.pop() {
             if connection.is_usable() {
                 return Some(Pooled {
                     connection,
-                    authority: authority.clone(),
+                    list,
                     home: Arc::downgrade(home),
                 });
             }
@@ -126,9 +128,27 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         Ok(Pooled {
             connection: Connection::new(stream),
-            authority: authority.clone(),
+            list: home.list(authority),
             home: Arc::downgrade(home),
         })
+    }
+}
+
+impl ThreadPool {
+    /// The place of `authority`'s idle list, made on first use. Lists are never removed, so
+    /// a place stays valid for the pool's life.
+    fn list(&self, authority: &Authority) -> usize {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        match idle
+            .iter()
+            .position(|(a, _)| a.as_str() == authority.as_str())
+        {
+            Some(list) => list,
+            None => {
+                idle.push((authority.clone(), Vec::new()));
+                idle.len() - 1
+            }
+        }
     }
 }
 
@@ -147,17 +167,7 @@ impl Pooled {
             return;
         }
         let mut idle = home.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let position = match idle
-            .iter()
-            .position(|(a, _)| a.as_str() == self.authority.as_str())
-        {
-            Some(position) => position,
-            None => {
-                idle.push((self.authority, Vec::new()));
-                idle.len() - 1
-            }
-        };
-        let list = &mut idle[position].1;
+        let list = &mut idle[self.list].1;
         if list.len() < home.max_idle {
             list.push(Idle {
                 connection: self.connection,

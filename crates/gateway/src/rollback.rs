@@ -67,6 +67,10 @@ impl Tally {
 pub struct Window {
     buckets: [AtomicU64; WINDOW_BUCKETS],
     width_nanos: u64,
+    /// The bucket position of the latest error, plus one (0: none since the last reset).
+    /// A window without errors cannot break the policy, so an answer recorded in one needs
+    /// no tally of the buckets.
+    failed_at: AtomicU64,
 }
 
 impl Window {
@@ -76,6 +80,7 @@ impl Window {
         Self {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             width_nanos: u64::try_from(width).unwrap_or(u64::MAX).max(1),
+            failed_at: AtomicU64::new(0),
         }
     }
 
@@ -86,6 +91,9 @@ impl Window {
     /// Counts one outcome at time `now`.
     pub fn record(&self, now: Duration, failed: bool) {
         let position = self.position(now);
+        if failed {
+            self.failed_at.fetch_max(position + 1, Ordering::Relaxed);
+        }
         let epoch = position & EPOCH_MASK;
         let bucket = &self.buckets[(position % WINDOW_BUCKETS as u64) as usize];
         let mut current = bucket.load(Ordering::Relaxed);
@@ -106,6 +114,14 @@ impl Window {
                 Ok(_) => return,
                 Err(actual) => current = actual,
             }
+        }
+    }
+
+    /// Whether an error recorded since the last reset may still be in the window at `now`.
+    pub fn may_hold_errors(&self, now: Duration) -> bool {
+        match self.failed_at.load(Ordering::Relaxed) {
+            0 => false,
+            failed_at => self.position(now) < failed_at - 1 + WINDOW_BUCKETS as u64,
         }
     }
 
@@ -131,6 +147,7 @@ impl Window {
         for bucket in &self.buckets {
             bucket.store(0, Ordering::Relaxed);
         }
+        self.failed_at.store(0, Ordering::Relaxed);
     }
 }
 
@@ -184,6 +201,11 @@ impl Rollback {
         let window = &self.windows[group.index()];
         window.record(now, outcome == Outcome::Failed);
         if !armed || self.tripped[group.index()].load(Ordering::Relaxed) {
+            return None;
+        }
+        // Only a window holding errors can break the policy: a group answering without them
+        // (nearly every request) is not tallied.
+        if !window.may_hold_errors(now) {
             return None;
         }
         let tally = window.tally(now);
@@ -277,6 +299,44 @@ mod tests {
     fn fewer_than_the_minimum_sample_does_not_trip() {
         let clock = Arc::new(ManualClock::new());
         assert!(send(&rollback(&clock), 99, 2).is_empty());
+    }
+
+    #[test]
+    fn errors_recorded_early_trip_when_answers_bring_the_sample_to_the_minimum() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = rollback(&clock);
+        for _ in 0..5 {
+            assert_eq!(rollback.record(Group::Cart, Outcome::Failed, true), None);
+        }
+        let trips = send(&rollback, 95, 0);
+        assert_eq!(trips.len(), 1);
+        assert_eq!(
+            trips[0].tally,
+            Tally {
+                requests: 100,
+                errors: 5
+            }
+        );
+    }
+
+    #[test]
+    fn a_window_holds_an_error_until_the_error_leaves_it() {
+        let clock = Arc::new(ManualClock::new());
+        let window = Window::new(Duration::from_secs(30));
+        assert!(!window.may_hold_errors(clock.now()));
+        window.record(clock.now(), false);
+        assert!(!window.may_hold_errors(clock.now()));
+        clock.advance(5 * SECOND);
+        window.record(clock.now(), true);
+        clock.advance(29 * SECOND);
+        assert!(window.may_hold_errors(clock.now()));
+        assert_eq!(window.tally(clock.now()).errors, 1);
+        clock.advance(SECOND);
+        assert!(!window.may_hold_errors(clock.now()));
+        assert_eq!(window.tally(clock.now()).errors, 0);
+        window.record(clock.now(), true);
+        window.reset();
+        assert!(!window.may_hold_errors(clock.now()));
     }
 
     #[test]
