@@ -4,7 +4,7 @@
 //! every group at 100 %, once with its default serving threads (one per core) and once with
 //! one. All three run in one go on this machine, load generator included,
 //! so only their differences mean anything; nginx and the gateway take turns for
-//! `BENCH_ROUNDS` rounds (default 2).
+//! `BENCH_ROUNDS` rounds (default 5), and the median of the rounds' ratios is the figure.
 
 use std::{
     path::Path,
@@ -32,7 +32,7 @@ const DATABASE: &str = "checkout_bench_gateway";
 pub async fn gateway() -> anyhow::Result<()> {
     let seconds = setting("BENCH_SECONDS", 10)?;
     let conns = setting("BENCH_CONNECTIONS", 64)? as usize;
-    let rounds = setting("BENCH_ROUNDS", 2)?.max(1);
+    let rounds = setting("BENCH_ROUNDS", 5)?.max(1);
     let duration = Duration::from_secs(seconds);
 
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
@@ -130,14 +130,13 @@ pub async fn gateway() -> anyhow::Result<()> {
     {
         println!();
         for ((name, ..), gateway) in proxies[1..].iter().zip(gateways) {
-            let ratios: Vec<String> = nginx
-                .iter()
-                .zip(gateway)
-                .map(|(n, g)| format!("{:.2}", g / n))
-                .collect();
+            let mut ratios: Vec<f64> = nginx.iter().zip(gateway).map(|(n, g)| g / n).collect();
+            let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            ratios.sort_by(f64::total_cmp);
             println!(
-                "{name} / nginx throughput, round by round: {}",
-                ratios.join(", ")
+                "{name} / nginx throughput: median {:.2}; round by round: {}",
+                median(&ratios),
+                rounds.join(", ")
             );
         }
     }
@@ -149,6 +148,15 @@ pub async fn gateway() -> anyhow::Result<()> {
     drop(gateways);
     upstream_task.abort();
     Ok(())
+}
+
+/// The middle of `sorted` (the mean of the two middle values when even); 0 when empty.
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// Warms `addr` up, then loads it for `duration` and prints the report, with the CPU time
