@@ -36,7 +36,7 @@ const MAX_LINE_BYTES: usize = 4 * 1024;
 /// How much room each read makes in the buffer.
 const READ_SIZE: usize = 16 * 1024;
 /// Request bodies up to this size go out in the same write as the head when they are ready.
-const COALESCE_BYTES: usize = 16 * 1024;
+pub(crate) const COALESCE_BYTES: usize = 16 * 1024;
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -295,7 +295,7 @@ impl Outgoing {
     }
 }
 
-fn put_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(crate) fn put_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
     head.extend_from_slice(name.as_bytes());
     head.extend_from_slice(b": ");
     head.extend_from_slice(value);
@@ -380,7 +380,7 @@ async fn send(
 }
 
 /// The body's next frame if it is already there; `None` when it would have to be waited for.
-fn poll_now(body: &mut Body) -> Option<Option<Result<Frame<Bytes>, axum::Error>>> {
+pub(crate) fn poll_now(body: &mut Body) -> Option<Option<Result<Frame<Bytes>, axum::Error>>> {
     match Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(frame) => Some(frame),
         Poll::Pending => None,
@@ -469,9 +469,9 @@ fn parse_response(
 
 /// Where one header line's name and value sit in the response head: (offset, length).
 #[derive(Debug, Clone, Copy)]
-struct Line {
-    name: (usize, usize),
-    value: (usize, usize),
+pub(crate) struct Line {
+    pub(crate) name: (usize, usize),
+    pub(crate) value: (usize, usize),
 }
 
 /// The response head out of its bytes, as httparse found it: status code, minor version and

@@ -21,6 +21,7 @@ pub mod pool;
 pub mod proxy;
 pub mod rollback;
 pub mod routing;
+pub mod server;
 pub mod timer;
 pub mod webhook;
 
@@ -38,9 +39,12 @@ use axum::{
 };
 use common::health::Check;
 use futures_util::future::Either;
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
-use tokio::{net::TcpListener, sync::mpsc, task::LocalSet};
+use hyper::{body::Incoming, server::conn::http1};
+use tokio::{
+    net::TcpListener,
+    sync::mpsc,
+    task::{JoinSet, LocalSet},
+};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tower_http::trace::TraceLayer;
@@ -73,9 +77,10 @@ pub struct App {
 }
 
 impl App {
-    /// Answers one request from `client`: a request for one of the gateway's own routes goes
-    /// through the router, any other straight to the proxy. The app is the serving thread's
-    /// own copy: holding it costs the request no write to memory another thread uses.
+    /// Answers one request from `client`, read by hyper: a request for one of the gateway's
+    /// own routes goes through the router, any other straight to the proxy. The app is the
+    /// serving thread's own copy: holding it costs the request no write to memory another
+    /// thread uses.
     fn call(
         self: &Rc<Self>,
         mut request: axum::http::Request<Incoming>,
@@ -85,18 +90,28 @@ impl App {
             request.extensions_mut().insert(ConnectInfo(client.addr));
             return Either::Left(self.router.clone().oneshot(request));
         }
+        let proxied = self.proxy(request.map(Body::new), client);
+        Either::Right(async move { Ok(proxied.await) })
+    }
+
+    /// Proxies `request` from `client`, in the request's span.
+    fn proxy(
+        self: &Rc<Self>,
+        request: axum::extract::Request,
+        client: &Client,
+    ) -> impl Future<Output = Response> + use<> {
         let (app, client) = (self.clone(), client.clone());
         let span = common::telemetry::request_span(&request);
-        let request = request.map(Body::new);
-        Either::Right(async move {
-            let response = app
-                .edge
-                .handle(request, &client)
-                .instrument(span.clone())
-                .await;
+        async move {
+            let handled = app.edge.handle(request, &client);
+            // A disabled span (tracing below info) is not entered on every poll.
+            if span.is_disabled() {
+                return handled.await;
+            }
+            let response = handled.instrument(span.clone()).await;
             span.record("status", response.status().as_u16());
-            Ok(response)
-        })
+            response
+        }
     }
 }
 
@@ -326,12 +341,16 @@ async fn serve_local(
     app: Rc<App>,
     shutdown: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
+    // The thread's own token: connections wait on it without sharing a lock with the other
+    // threads' connections.
+    let shutdown = shutdown.child_token();
     let ticks = tokio::spawn(timer::run());
     let mut http = http1::Builder::new();
     // A client that never finishes its request head is dropped instead of held forever.
     http.timer(timer::Timer)
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    let http = Rc::new(http);
+    let mut served = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -345,12 +364,18 @@ async fn serve_local(
         };
         // Small answers go out at once: a proxy must not add Nagle's delay to every hop.
         let _ = stream.set_nodelay(true);
-        let (app, client) = (app.clone(), Client::new(peer));
-        let service = service_fn(move |request| app.call(request, &client));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::task::spawn_local(connection);
+        served.spawn_local(server::serve(
+            stream,
+            app.clone(),
+            Client::new(peer),
+            http.clone(),
+            shutdown.clone(),
+        ));
+        while served.try_join_next().is_some() {}
     }
-    graceful.shutdown().await;
+    // Idle connections close at once; those with a request in flight answer it first.
+    shutdown.cancel();
+    while served.join_next().await.is_some() {}
     ticks.abort();
 }
 

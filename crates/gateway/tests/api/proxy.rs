@@ -18,10 +18,11 @@ use hyper_util::rt::TokioIo;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     fakes::{checksum, pattern},
-    support::{World, new_cart_id, problem},
+    support::{World, eventually, new_cart_id, problem},
 };
 
 const FIVE_MB: usize = 5 * 1024 * 1024;
@@ -289,4 +290,184 @@ async fn idle_upstream_connections_close_after_the_idle_timeout() {
         upstream.closed_by_peer.load(Ordering::SeqCst) == 1
     })
     .await;
+}
+
+/// One response off the wire: status, header lines (names lowercased), body.
+type Answered = (u16, Vec<(String, String)>, String);
+
+/// Reads responses off `wire` in order. Bodies are framed by their `Content-Length`; a
+/// response to a `HEAD` (its place listed in `heads`) has none.
+fn responses(mut wire: &[u8], heads: &[usize]) -> Vec<Answered> {
+    let mut parsed = Vec::new();
+    while !wire.is_empty() {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(length) = response.parse(wire).unwrap() else {
+            panic!("a partial response: {:?}", String::from_utf8_lossy(wire));
+        };
+        let headers: Vec<(String, String)> = response
+            .headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value).into_owned();
+                (h.name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        let body_length = match heads.contains(&parsed.len()) {
+            true => 0,
+            false => headers
+                .iter()
+                .find(|(name, _)| name == "content-length")
+                .map(|(_, value)| value.parse().unwrap())
+                .expect("a content length"),
+        };
+        let body = String::from_utf8_lossy(&wire[length..length + body_length]).into_owned();
+        parsed.push((response.code.unwrap(), headers, body));
+        wire = &wire[length + body_length..];
+    }
+    parsed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_on_one_connection_are_answered_in_order_whatever_their_kind() {
+    let world = World::new().await;
+    let gateway = world.gateway().await;
+    let cart = new_cart_id();
+    let authority = gateway.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    // A plain GET, a HEAD, a POST with a body and a GET that closes, written at once: the
+    // first two are simple, the POST hands the connection over with the bytes after it.
+    let requests = format!(
+        "GET /v1/carts/{cart}?n=1 HTTP/1.1\r\nHost: shop\r\n\r\n\
+         HEAD /v1/carts/{cart}?n=2 HTTP/1.1\r\nHost: shop\r\n\r\n\
+         POST /v1/carts/{cart}?n=3 HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n\r\nhello\
+         GET /v1/carts/{cart}?n=4 HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut wire = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut wire))
+        .await
+        .expect("the gateway closes after the last request")
+        .unwrap();
+
+    let answered = responses(&wire, &[1]);
+    assert_eq!(answered.len(), 4, "{}", String::from_utf8_lossy(&wire));
+    for (i, (status, headers, _)) in answered.iter().enumerate() {
+        assert_eq!(*status, 200, "response {i}");
+        assert!(
+            headers.iter().any(|(name, _)| name == "date"),
+            "{headers:?}"
+        );
+    }
+    let echoed: Vec<Value> = [0, 2, 3]
+        .iter()
+        .map(|&i| serde_json::from_str(&answered[i].2).unwrap())
+        .collect();
+    assert_eq!(echoed[0]["query"], "n=1");
+    assert_eq!(echoed[0]["method"], "GET");
+    assert_eq!(echoed[1]["query"], "n=3");
+    assert_eq!(echoed[1]["body"], "hello");
+    assert_eq!(echoed[2]["query"], "n=4");
+    assert!(answered[1].2.is_empty(), "a HEAD answer has no body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_does_not_parse_is_a_400_and_closes() {
+    let world = World::new().await;
+    let gateway = world.gateway().await;
+    let authority = gateway.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let cart = new_cart_id();
+    stream
+        .write_all(
+            format!(
+                "GET /v1/carts/{cart} HTTP/1.1\r\nHost: shop\r\n\r\nGET /v1/carts HTTP/1.1\r\nBad Header\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut wire = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut wire))
+        .await
+        .expect("the gateway closes after the bad request")
+        .unwrap();
+    let text = String::from_utf8_lossy(&wire);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let second = text.find("HTTP/1.1 400").expect("a 400 for the bad head");
+    assert!(second > 0, "{text}");
+}
+
+/// Reads from `stream` until one whole response with a `Content-Length` body is in.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    let mut wire = Vec::new();
+    loop {
+        let mut piece = [0u8; 4096];
+        let n = stream.read(&mut piece).await.unwrap();
+        assert!(n > 0, "closed before a whole response");
+        wire.extend_from_slice(&piece[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = response.parse(&wire).unwrap() {
+            let length: usize = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .unwrap();
+            if wire.len() >= head + length {
+                return String::from_utf8(wire).unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_idle_connections_close_and_requests_in_flight_are_answered_first() {
+    let world = World::new().await;
+    let shutdown = CancellationToken::new();
+    let clock = Arc::new(gateway::clock::ManualClock::new());
+    let app = gateway::build(&world.settings(), clock, shutdown.clone())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(gateway::serve(listener, app, shutdown.clone()));
+    let cart = new_cart_id();
+
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let get = format!("GET /v1/carts/{cart} HTTP/1.1\r\nHost: shop\r\n\r\n");
+    idle.write_all(get.as_bytes()).await.unwrap();
+    assert!(
+        read_response(&mut idle)
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let held = format!("GET /v1/carts/{cart} HTTP/1.1\r\nHost: shop\r\nX-Fake: hold\r\n\r\n");
+    busy.write_all(held.as_bytes()).await.unwrap();
+    eventually("the request waits upstream", || async {
+        world.cart.held() == 1
+    })
+    .await;
+
+    shutdown.cancel();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok_and(|read| read.is_ok()),
+        "the idle connection closes"
+    );
+    assert!(rest.is_empty());
+    assert!(!served.is_finished(), "a request is still in flight");
+
+    world.cart.release();
+    let answer = read_response(&mut busy).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("\"held\":true"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("serving ends once the last request is answered")
+        .unwrap()
+        .unwrap();
 }
