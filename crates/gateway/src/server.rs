@@ -83,7 +83,13 @@ pub(crate) async fn serve(
             Next::Done => return,
         };
         let head_only = request.method() == Method::HEAD;
-        let response = app.proxy(request, &client).await;
+        let mut response = app.proxy(request, &client).await;
+        if shutdown.is_cancelled() {
+            // The last answer on this connection says so.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         match write_response(
             &mut connection.stream,
             &mut connection.out,
@@ -92,7 +98,7 @@ pub(crate) async fn serve(
         )
         .await
         {
-            Ok(true) if !shutdown.is_cancelled() => {}
+            Ok(true) => {}
             _ => return,
         }
     }
@@ -316,7 +322,7 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
                 body.frame().await
             }
         };
-        let data = match frame {
+        let mut data = match frame {
             None => break true,
             // The body failed (its upstream went away): what was sent is all there is, and
             // the connection cannot say so but by closing.
@@ -326,6 +332,17 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
                 _ => continue,
             },
         };
+        if let Some(length) = length
+            && written + data.len() as u64 > length
+        {
+            // More than the head declared: the rest cannot be sent on this connection.
+            data.truncate(usize::try_from(length - written).unwrap_or(0));
+            if !data.is_empty() {
+                flush(stream, out).await?;
+                stream.write_all(&data).await?;
+            }
+            break false;
+        }
         written += data.len() as u64;
         if length.is_none() {
             out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
@@ -595,6 +612,17 @@ mod tests {
         let (wire, reusable) = written(short, false).await;
         assert!(wire.contains("\r\ncontent-length: 10\r\n"), "{wire}");
         assert!(wire.ends_with("\r\n\r\nabc"), "{wire}");
+        assert!(!reusable);
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_than_its_length_is_cut_there_and_closes() {
+        let long = Response::builder()
+            .header("content-length", "4")
+            .body(streamed(vec![Ok("abc"), Ok("def")]))
+            .unwrap();
+        let (wire, reusable) = written(long, false).await;
+        assert!(wire.ends_with("\r\n\r\nabcd"), "{wire}");
         assert!(!reusable);
     }
 

@@ -465,6 +465,7 @@ async fn at_shutdown_idle_connections_close_and_requests_in_flight_are_answered_
     let answer = read_response(&mut busy).await;
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.contains("\"held\":true"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
     tokio::time::timeout(Duration::from_secs(10), served)
         .await
         .expect("serving ends once the last request is answered")
