@@ -144,16 +144,6 @@ impl Connection {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
     }
 
-    /// Writes out and empties `waiting` (nothing when it is empty).
-    async fn write_out(&mut self, waiting: &mut Vec<u8>) -> Result<(), ExchangeError> {
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        self.write(waiting).await?;
-        waiting.clear();
-        Ok(())
-    }
-
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ExchangeError> {
         self.stream.write_all(bytes).await.map_err(|error| {
             self.reusable = false;
@@ -330,6 +320,11 @@ pub async fn exchange(
 /// Writes the request. Body data that is already there joins the head (or the data before
 /// it) in one write; a write goes out when the body has nothing ready or what waits passes
 /// `COALESCE_BYTES`, so a small request takes one system call and a large one streams.
+///
+/// While a body goes out, the upstream may answer first (a 413 or a 401 before it reads an
+/// upload) and then read no more: the rest of the body is not sent, the connection is not
+/// reused, and the answer is read as usual instead of the write waiting out the timeout. An
+/// interim answer (`100 Continue`, `103 Early Hints`) is taken off and the body goes on.
 async fn send(
     connection: &mut Connection,
     outgoing: &Outgoing,
@@ -343,40 +338,147 @@ async fn send(
     let mut waiting = Vec::with_capacity(outgoing.head.len() + COALESCE_BYTES);
     waiting.extend_from_slice(&outgoing.head);
     loop {
-        let frame = match poll_now(body) {
-            Some(frame) => frame,
-            None => {
-                connection.write_out(&mut waiting).await?;
-                body.frame().await
-            }
-        };
-        let data = match frame {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) if !data.is_empty() => data,
-                // Trailers are not forwarded, and an empty piece would end a chunked body.
-                _ => continue,
+        let sent = send_body(connection, body, chunked, &mut waiting).await;
+        match sent {
+            Ok(Sent::Whole) => return Ok(()),
+            Ok(Sent::Answered) => match take_interim(connection, &outgoing.method).await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    connection.reusable = false;
+                    return Ok(());
+                }
+                Err(e) => {
+                    connection.reusable = false;
+                    return Err(e);
+                }
             },
-            Some(Err(e)) => {
+            Err(e) => {
                 connection.reusable = false;
-                return Err(ExchangeError::RequestBody(e));
+                return Err(e);
             }
-            None => break,
-        };
-        if chunked {
-            waiting.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-        }
-        waiting.extend_from_slice(&data);
-        if chunked {
-            waiting.extend_from_slice(b"\r\n");
-        }
-        if waiting.len() >= COALESCE_BYTES {
-            connection.write_out(&mut waiting).await?;
         }
     }
+}
+
+/// How far the request went out.
+enum Sent {
+    Whole,
+    /// The upstream said something first.
+    Answered,
+}
+
+/// Writes `waiting` and the rest of `body` until the body ends or the upstream says
+/// something. Every write is a single `write` whose bytes then leave `waiting`, so stopping
+/// between two loses and repeats nothing.
+async fn send_body(
+    connection: &mut Connection,
+    body: &mut Body,
+    chunked: bool,
+    waiting: &mut Vec<u8>,
+) -> Result<Sent, ExchangeError> {
+    let (mut reader, mut writer) = connection.stream.split();
+    let mut probe = [0u8; 1];
+    // Ready once the upstream has sent something (or closed).
+    let mut answered = std::pin::pin!(reader.peek(&mut probe));
+    let mut ended = false;
+    loop {
+        if !ended && (waiting.len() < COALESCE_BYTES) {
+            // Data that is already there joins what waits.
+            match poll_now(body) {
+                Some(frame) => {
+                    ended = take_frame(frame, chunked, waiting)?;
+                    continue;
+                }
+                None if waiting.is_empty() => {
+                    let frame = tokio::select! {
+                        biased;
+                        _ = answered.as_mut() => return Ok(Sent::Answered),
+                        frame = body.frame() => frame,
+                    };
+                    ended = take_frame(frame, chunked, waiting)?;
+                    continue;
+                }
+                None => {}
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(Sent::Whole);
+        }
+        tokio::select! {
+            biased;
+            _ = answered.as_mut() => return Ok(Sent::Answered),
+            written = writer.write(waiting) => match written {
+                Ok(0) => return Err(ExchangeError::Io {
+                    error: io::ErrorKind::WriteZero.into(),
+                    answered: false,
+                }),
+                Ok(n) => drop(waiting.drain(..n)),
+                Err(error) => return Err(ExchangeError::Io { error, answered: false }),
+            },
+        }
+    }
+}
+
+/// Adds a body frame to `waiting`, framed; answers whether the body ended.
+fn take_frame(
+    frame: Option<Result<Frame<Bytes>, axum::Error>>,
+    chunked: bool,
+    waiting: &mut Vec<u8>,
+) -> Result<bool, ExchangeError> {
+    let data = match frame {
+        Some(Ok(frame)) => match frame.into_data() {
+            Ok(data) if !data.is_empty() => data,
+            // Trailers are not forwarded, and an empty piece would end a chunked body.
+            _ => return Ok(false),
+        },
+        Some(Err(e)) => return Err(ExchangeError::RequestBody(e)),
+        None => {
+            if chunked {
+                waiting.extend_from_slice(b"0\r\n\r\n");
+            }
+            return Ok(true);
+        }
+    };
     if chunked {
-        waiting.extend_from_slice(b"0\r\n\r\n");
+        waiting.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
     }
-    connection.write_out(&mut waiting).await
+    waiting.extend_from_slice(&data);
+    if chunked {
+        waiting.extend_from_slice(b"\r\n");
+    }
+    Ok(false)
+}
+
+/// After the upstream said something mid-request: takes an interim response off the
+/// connection and answers `true`; `false` when it is the final answer (left to be read) or
+/// the connection closed.
+async fn take_interim(connection: &mut Connection, method: &Method) -> Result<bool, ExchangeError> {
+    loop {
+        if !connection.buffer.is_empty() {
+            // Parsing a copy: a final answer stays in the buffer for `read_head`.
+            let mut copy = connection.buffer.clone();
+            match parse_response(&mut copy, &mut connection.lines, method)? {
+                Some(head)
+                    if head.head.status.is_informational()
+                        && head.head.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    connection.buffer = copy;
+                    if connection.buffer.is_empty() {
+                        return Ok(true);
+                    }
+                    // More has come after it: the next answer, interim or not.
+                    continue;
+                }
+                Some(_) => return Ok(false),
+                None if connection.buffer.len() > MAX_HEAD_BYTES => return Ok(false),
+                None => {}
+            }
+        }
+        match connection.fill().await {
+            Ok(0) | Err(_) => return Ok(false),
+            Ok(_) => {}
+        }
+    }
 }
 
 /// The body's next frame if it is already there; `None` when it would have to be waited for.

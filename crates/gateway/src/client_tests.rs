@@ -1166,3 +1166,44 @@ async fn an_upstream_that_answers_mid_upload_and_closes_is_heard() {
     assert!(!connection.is_reusable());
     stand_in.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_answer_mid_body_stops_the_body_and_an_interim_one_does_not() {
+    let (mut connection, mut upstream) = connected().await;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<&'static [u8]>(1);
+    let pieces = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let piece = receiver.recv().await?;
+        Some((Ok::<_, io::Error>(Bytes::from_static(piece)), receiver))
+    });
+    let mut body = Body::from_stream(pieces);
+    let parts = request(Method::POST, "/upload", &[("host", "upstream")]);
+    let outgoing = Outgoing::new(&parts, &body.size_hint());
+
+    let script = async {
+        read_until(&mut upstream, b"\r\n\r\n").await;
+        // Interim: the body goes on.
+        upstream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .unwrap();
+        sender.send(b"first").await.unwrap();
+        assert_eq!(read_until(&mut upstream, b"\r\n").await, b"5\r\nfirst\r\n");
+        // Final, with the body still open: the exchange ends with it.
+        upstream
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        (sender, upstream)
+    };
+    let (response, (sender, mut upstream)) =
+        within(async { tokio::join!(exchange(&mut connection, &outgoing, &mut body), script) })
+            .await;
+    assert_eq!(response.unwrap().head.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!connection.is_reusable());
+    // Nothing more of the body goes out, even once there is more of it.
+    let _ = sender.try_send(b"second");
+    drop(connection);
+    let mut rest = Vec::new();
+    within(upstream.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}

@@ -472,3 +472,104 @@ async fn at_shutdown_idle_connections_close_and_requests_in_flight_are_answered_
         .unwrap()
         .unwrap();
 }
+
+/// An upstream that answers a request as soon as its head is in, before reading its body:
+/// `413` and then never reads again (`refusing`), or `100 Continue`, then reads the
+/// `Content-Length` body whole and answers how many bytes came.
+async fn early_upstream(refusing: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                let end = loop {
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    read.extend_from_slice(&buf[..n]);
+                    if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                };
+                if refusing {
+                    let answer =
+                        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!";
+                    let _ = stream.write_all(answer).await;
+                    // Keep the connection open and read nothing more.
+                    std::future::pending::<()>().await;
+                }
+                let head = String::from_utf8_lossy(&read[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length: "))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+                let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                let mut got = read.len() - end;
+                while got < length {
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got += n;
+                }
+                let body = got.to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_refuses_an_upload_before_reading_it_is_heard_at_once() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    let upstream = early_upstream(true).await;
+    settings.legacy_url = Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream).unwrap());
+    // Long enough that a gateway still writing the upload would answer 504 well after the
+    // test's own deadline.
+    settings.upstream_timeout = Duration::from_secs(60);
+    let gateway = world.gateway_with(settings).await;
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        gateway
+            .request(Method::POST, "/upload")
+            .body(vec![7u8; FIVE_MB])
+            .send(),
+    )
+    .await
+    .expect("the answer comes before the upload is written")
+    .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.text().await.unwrap(), "too big!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interim_answer_mid_upload_lets_the_upload_go_on() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    let upstream = early_upstream(false).await;
+    settings.legacy_url = Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream).unwrap());
+    settings.upstream_timeout = Duration::from_secs(60);
+    let gateway = world.gateway_with(settings).await;
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        gateway
+            .request(Method::POST, "/upload")
+            .body(vec![7u8; FIVE_MB])
+            .send(),
+    )
+    .await
+    .expect("the upload goes through")
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), FIVE_MB.to_string());
+}
