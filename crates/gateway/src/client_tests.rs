@@ -114,6 +114,17 @@ fn answer_and_close(mut upstream: TcpStream, response: &'static [u8]) -> JoinHan
     })
 }
 
+/// A body of unknown size whose pieces are sent on the channel; it ends when the sender
+/// is dropped.
+fn fed_body() -> (tokio::sync::mpsc::Sender<&'static [u8]>, Body) {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<&'static [u8]>(1);
+    let pieces = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let piece = receiver.recv().await?;
+        Some((Ok::<_, io::Error>(Bytes::from_static(piece)), receiver))
+    });
+    (sender, Body::from_stream(pieces))
+}
+
 /// A GET of `/` without a body.
 fn get() -> Outgoing {
     let parts = request(Method::GET, "/", &[("host", "upstream")]);
@@ -837,12 +848,7 @@ async fn a_body_of_unknown_size_arrives_chunk_encoded() {
 #[tokio::test]
 async fn a_streamed_body_goes_out_as_it_arrives() {
     let (mut connection, mut upstream) = connected().await;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<&'static [u8]>(1);
-    let pieces = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let piece = receiver.recv().await?;
-        Some((Ok::<_, io::Error>(Bytes::from_static(piece)), receiver))
-    });
-    let mut body = Body::from_stream(pieces);
+    let (sender, mut body) = fed_body();
     let parts = request(Method::POST, "/stream", &[("host", "upstream")]);
     let outgoing = Outgoing::new(&parts, &body.size_hint());
 
@@ -1170,12 +1176,7 @@ async fn an_upstream_that_answers_mid_upload_and_closes_is_heard() {
 #[tokio::test]
 async fn an_answer_mid_body_stops_the_body_and_an_interim_one_does_not() {
     let (mut connection, mut upstream) = connected().await;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<&'static [u8]>(1);
-    let pieces = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let piece = receiver.recv().await?;
-        Some((Ok::<_, io::Error>(Bytes::from_static(piece)), receiver))
-    });
-    let mut body = Body::from_stream(pieces);
+    let (sender, mut body) = fed_body();
     let parts = request(Method::POST, "/upload", &[("host", "upstream")]);
     let outgoing = Outgoing::new(&parts, &body.size_hint());
 

@@ -528,13 +528,14 @@ async fn early_upstream(refusing: bool) -> String {
     url
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_that_refuses_an_upload_before_reading_it_is_heard_at_once() {
+/// Uploads 5 MB through a gateway whose legacy upstream is an `early_upstream`; answers the
+/// status and body.
+async fn upload_to_early_upstream(refusing: bool) -> (u16, String) {
     let world = World::new().await;
     let mut settings = world.settings();
-    let upstream = early_upstream(true).await;
+    let upstream = early_upstream(refusing).await;
     settings.legacy_url = Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream).unwrap());
-    // Long enough that a gateway still writing the upload would answer 504 well after the
+    // Long enough that a gateway stuck writing the upload would answer 504 well after the
     // test's own deadline.
     settings.upstream_timeout = Duration::from_secs(60);
     let gateway = world.gateway_with(settings).await;
@@ -546,30 +547,21 @@ async fn an_upstream_that_refuses_an_upload_before_reading_it_is_heard_at_once()
             .send(),
     )
     .await
-    .expect("the answer comes before the upload is written")
+    .expect("an answer well before the upstream timeout")
     .unwrap();
-    assert_eq!(response.status(), 413);
-    assert_eq!(response.text().await.unwrap(), "too big!");
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_refuses_an_upload_before_reading_it_is_heard_at_once() {
+    let (status, body) = upload_to_early_upstream(true).await;
+    assert_eq!(status, 413);
+    assert_eq!(body, "too big!");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interim_answer_mid_upload_lets_the_upload_go_on() {
-    let world = World::new().await;
-    let mut settings = world.settings();
-    let upstream = early_upstream(false).await;
-    settings.legacy_url = Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream).unwrap());
-    settings.upstream_timeout = Duration::from_secs(60);
-    let gateway = world.gateway_with(settings).await;
-    let response = tokio::time::timeout(
-        Duration::from_secs(20),
-        gateway
-            .request(Method::POST, "/upload")
-            .body(vec![7u8; FIVE_MB])
-            .send(),
-    )
-    .await
-    .expect("the upload goes through")
-    .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), FIVE_MB.to_string());
+    let (status, body) = upload_to_early_upstream(false).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, FIVE_MB.to_string());
 }
