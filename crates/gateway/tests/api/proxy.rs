@@ -565,3 +565,34 @@ async fn an_interim_answer_mid_upload_lets_the_upload_go_on() {
     assert_eq!(status, 200);
     assert_eq!(body, FIVE_MB.to_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_serving_thread_keeps_upstream_connections_of_its_own() {
+    for (threads, upstream_connections) in [(1, 1), (3, 3)] {
+        let world = World::new().await;
+        let upstream = BareUpstream::start(false).await;
+        let mut settings = world.settings();
+        settings.legacy_url =
+            Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream.url).unwrap());
+        settings.serve_threads = threads;
+        let gateway = world.gateway_with(settings).await;
+        let authority = gateway.url.trim_start_matches("http://").to_owned();
+        // Three client connections, one after the other: they go to the serving threads in
+        // turn, and a thread's upstream connection is free again when the next one asks.
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let mut client = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+                .await
+                .unwrap();
+            assert!(read_response(&mut client).await.ends_with("\r\n\r\nok"));
+            clients.push(client);
+        }
+        assert_eq!(
+            upstream.accepted.load(Ordering::SeqCst),
+            upstream_connections,
+            "{threads} serving threads"
+        );
+    }
+}
