@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use sqlx::{
-    PgPool,
+    PgPool, Postgres, Transaction,
     migrate::{MigrateError, Migrator},
     postgres::PgPoolOptions,
 };
+use tracing::Instrument as _;
 
 /// Every migration of the platform, one schema per service.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -20,6 +21,27 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .acquire_timeout(Duration::from_secs(3))
         .connect(url)
         .await
+}
+
+/// Begins a transaction, and never leaves one open on a pooled connection when the caller
+/// stops waiting: take every transaction here, not with `PgPool::begin`.
+///
+/// A `PgPool::begin` dropped while its `BEGIN` is on the way (a job's timeout, an aborted
+/// worker task, an HTTP client gone mid-request) leaves the session inside a transaction that
+/// sqlx (0.9.0) neither tracks nor rolls back: it counts the transaction only once it has read
+/// the answer, and rolls back on drop only what it counted. The pool then hands that session
+/// on, and whoever borrows it next writes into a transaction nobody commits: visible on that
+/// session alone, lost or committed by whichever later transaction lands there. Here the begin
+/// runs on a task of its own, so it always completes; a transaction nobody awaits any more is
+/// dropped there, counted, and so rolled back before its connection is reused.
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let pool = pool.clone();
+    match tokio::spawn(async move { pool.begin().await }.in_current_span()).await {
+        Ok(begun) => begun,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only a runtime shutting down cancels the task.
+        Err(e) => Err(sqlx::Error::Io(std::io::Error::other(e))),
+    }
 }
 
 /// Where a service's database is and how it uses it.

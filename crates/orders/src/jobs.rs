@@ -91,7 +91,7 @@ pub async fn sweep_once(saga: &Saga, stuck_after: Duration) -> Result<u64, sqlx:
     .fetch_all(&saga.pool)
     .await?;
     let mut enqueued = 0;
-    let mut tx = saga.pool.begin().await?;
+    let mut tx = common::db::begin(&saga.pool).await?;
     for id in &stuck {
         enqueued += u64::from(
             saga.queue

@@ -170,7 +170,7 @@ impl Saga {
                 return Ok(order);
             }
         }
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = common::db::begin(&self.pool).await.map_err(db)?;
         let mut order = orders::lock(&mut tx, &order.id)
             .await
             .map_err(db)?
@@ -209,7 +209,7 @@ impl Saga {
 
     /// Confirms a paid order (normally done with the payment event, in its transaction).
     async fn confirm_step(&self, order_id: &str) -> Result<Order, JobError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = common::db::begin(&self.pool).await.map_err(db)?;
         let mut order = orders::lock(&mut tx, order_id)
             .await
             .map_err(db)?
@@ -285,7 +285,7 @@ impl Saga {
 
     /// Cancels the order if its payment is overdue.
     pub async fn expire_payment(&self, order_id: &str) -> Result<(), JobError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = common::db::begin(&self.pool).await.map_err(db)?;
         let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else {
             return Ok(());
         };
@@ -302,7 +302,9 @@ impl Saga {
 
     /// Ends an order whose saga ran out of attempts.
     pub async fn abandon(&self, order_id: &str, error: &str) -> Result<(), String> {
-        let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+        let mut tx = common::db::begin(&self.pool)
+            .await
+            .map_err(|e| e.to_string())?;
         if let Some(mut order) = orders::lock(&mut tx, order_id)
             .await
             .map_err(|e| e.to_string())?
@@ -322,7 +324,7 @@ impl Saga {
     /// Reopens an order that was abandoned by a dead job, for a replay; `false` when the
     /// order ended for another reason (it then stays as it is).
     pub async fn reopen(&self, order_id: &str) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = common::db::begin(&self.pool).await?;
         let reopened = sqlx::query(
             "UPDATE orders.orders SET status = 'pending', stock = 'none', failure_reason = NULL, updated_at = now()
              WHERE id = $1 AND status = 'failed' AND failure_reason LIKE 'processing_failed%' AND stock <> 'reserved'",

@@ -153,7 +153,7 @@ impl Sink {
 
     /// Records `events` and queues one job processing the new ones, in one transaction.
     async fn commit(&self, events: &[Incoming]) -> Result<Vec<String>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = common::db::begin(&self.pool).await?;
         let new = events::record(&mut tx, events).await?;
         if !new.is_empty() {
             let job =

@@ -138,7 +138,7 @@ impl PaymentJobs {
             }
         }
         if !failed.is_empty() {
-            let mut tx = self.ledger.pool.begin().await.map_err(db)?;
+            let mut tx = common::db::begin(&self.ledger.pool).await.map_err(db)?;
             for id in failed {
                 self.ledger
                     .queue
@@ -154,7 +154,7 @@ impl PaymentJobs {
     /// Applies the events of `ids` whose payment exists, in one transaction (each event to the
     /// payment as the one before left it, in the order of `ids`); answers the ids it left.
     async fn apply_together<'a>(&self, ids: &[&'a str]) -> Result<Vec<&'a str>, JobError> {
-        let mut tx = self.ledger.pool.begin().await.map_err(db)?;
+        let mut tx = common::db::begin(&self.ledger.pool).await.map_err(db)?;
         let rows = store::events::lock_with_payments(&mut tx, ids)
             .await
             .map_err(db)?;
@@ -210,7 +210,7 @@ impl PaymentJobs {
             .await
             .map_err(db)?
             .ok_or_else(|| JobError::Permanent(format!("no event {event_id}")))?;
-        let mut tx = pool.begin().await.map_err(db)?;
+        let mut tx = common::db::begin(pool).await.map_err(db)?;
         let payment = store::payments::lock_by_provider(&mut tx, &effect.intent_id)
             .await
             .map_err(db)?;

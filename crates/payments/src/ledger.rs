@@ -159,7 +159,7 @@ impl Ledger {
             .ok_or_else(unknown)?;
         let provider_id = payment.provider_id.ok_or_else(unknown)?;
         let intent = self.stripe.retrieve_intent(&provider_id).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = common::db::begin(&self.pool).await?;
         let mut payment = payments::lock(&mut tx, payment_id)
             .await?
             .ok_or_else(unknown)?;

@@ -33,7 +33,7 @@ pub async fn run(
 /// One round; answers how many checks it queued.
 pub async fn reconcile_once(jobs: &PaymentJobs, age: Duration) -> Result<u64, sqlx::Error> {
     let ledger = &jobs.ledger;
-    let mut tx = ledger.pool.begin().await?;
+    let mut tx = common::db::begin(&ledger.pool).await?;
     let due = store::payments::take_unsettled(&mut tx, age, BATCH).await?;
     let mut queued = 0;
     for id in &due {

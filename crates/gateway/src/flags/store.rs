@@ -84,7 +84,7 @@ pub async fn change(
     change: Change,
     actor: Actor<'_>,
 ) -> Result<Option<FlagRecord>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = common::db::begin(pool).await?;
     let Some(old) = lock(&mut tx, group).await? else {
         return Ok(None);
     };
@@ -99,7 +99,7 @@ pub async fn roll_back_if_ramped(
     group: Group,
     actor: Actor<'_>,
 ) -> Result<Option<FlagRecord>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = common::db::begin(pool).await?;
     let Some(old) = lock(&mut tx, group).await? else {
         return Ok(None);
     };
@@ -123,7 +123,7 @@ pub async fn initial_rollout(
 ) -> Result<Vec<FlagRecord>, sqlx::Error> {
     let mut changed = Vec::new();
     for group in Group::ALL {
-        let mut tx = pool.begin().await?;
+        let mut tx = common::db::begin(pool).await?;
         let Some(old) = lock(&mut tx, group).await? else {
             continue;
         };

@@ -65,7 +65,9 @@ pub async fn payment_event(
             .note_closed(&order, &event.payment_id, &event.status);
         return Ok(Json(json!({"order_id": order.id, "status": order.status})));
     }
-    let mut tx = app.pool.begin().await.map_err(OrdersError::from)?;
+    let mut tx = common::db::begin(&app.pool)
+        .await
+        .map_err(OrdersError::from)?;
     let mut order = orders::lock(&mut tx, &id)
         .await
         .map_err(OrdersError::from)?

@@ -212,3 +212,69 @@ async fn a_backlog_never_exceeds_the_payment_rate_cap_in_any_second() {
     );
     app.kill_worker();
 }
+
+#[tokio::test]
+async fn a_transaction_cancelled_while_it_begins_leaves_no_transaction_open_in_the_pool() {
+    use futures_util::FutureExt as _;
+    let url = settings().await.db.url;
+    // One connection, so the statement after the cancelled begin runs on the same session.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut other = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+
+    // Drive a begin until Postgres has run its BEGIN, then give up on it, as a timeout or an
+    // aborted task does: the answer to BEGIN is never read. (A begin that completes in one
+    // poll is rolled back, and another one tried.)
+    let mut cancelled = false;
+    'attempts: for _ in 0..20 {
+        let mut begin = Box::pin(common::db::begin(&pool));
+        for _ in 0..20 {
+            if let Some(tx) = (&mut begin).now_or_never() {
+                tx.unwrap().rollback().await.unwrap();
+                continue 'attempts;
+            }
+            for _ in 0..25 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let state: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM pg_stat_activity WHERE pid = $1")
+                        .bind(backend)
+                        .fetch_one(&mut other)
+                        .await
+                        .unwrap();
+                if state.as_deref() == Some("idle in transaction") {
+                    cancelled = true;
+                    break 'attempts;
+                }
+            }
+        }
+    }
+    assert!(
+        cancelled,
+        "no begin was caught between its BEGIN and the answer"
+    );
+
+    // The pool's next statement must commit by itself.
+    let sku = format!("SKU-{}", &common::id::new_id("p")[2..14]).to_uppercase();
+    sqlx::query(
+        "INSERT INTO catalog.products (sku, name, unit_price, currency) VALUES ($1, $1, 1, 'USD')",
+    )
+    .bind(&sku)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog.products WHERE sku = $1")
+        .bind(&sku)
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(seen, 1, "the write after a cancelled begin is committed");
+}

@@ -93,7 +93,7 @@ pub async fn refund(
     let id = PaymentId::parse(&id).ok_or(PaymentsError::NotFound("The payment"))?;
     // Room for the `refund-<payment id>-` prefix within Stripe's 255-character keys.
     let admin_key = common::idempotency::key(&headers).filter(|k| k.len() <= 200);
-    let mut tx = app.ledger.pool.begin().await?;
+    let mut tx = common::db::begin(&app.ledger.pool).await?;
     let mut payment = payments::lock(&mut tx, id.as_str())
         .await?
         .ok_or(PaymentsError::NotFound("The payment"))?;

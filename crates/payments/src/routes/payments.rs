@@ -116,7 +116,7 @@ pub async fn create(
         .to_owned();
     let new = NewPayment::try_from(body).map_err(PaymentsError::Invalid)?;
     let id = PaymentId::new();
-    let mut tx = app.ledger.pool.begin().await?;
+    let mut tx = common::db::begin(&app.ledger.pool).await?;
     let Some(mut payment) = payments::claim(&mut tx, id.as_str(), &key, &new).await? else {
         let claimed = payments::lock_claimed(&mut tx, &key, &new.order_id).await?;
         tx.rollback().await?;
