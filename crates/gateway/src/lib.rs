@@ -336,6 +336,7 @@ async fn serve_connections(
         .await;
 }
 
+/// `serve_connections` inside the thread's `LocalSet`.
 async fn serve_local(
     mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     app: Rc<App>,
