@@ -556,24 +556,35 @@ fn parse_response(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(ExchangeError::Malformed("the response head does not parse")),
     };
-    let start = buffer.as_ptr() as usize;
-    let at = |part: &[u8]| (part.as_ptr() as usize - start, part.len());
-    lines.clear();
-    lines.extend(response.headers.iter().map(|header| Line {
-        name: at(header.name.as_bytes()),
-        value: at(header.value),
-    }));
+    Line::locate(buffer, response.headers, lines);
     let (code, version) = (response.code, response.version);
     // The head's bytes, frozen: header values share them instead of copies.
     let bytes = buffer.split_to(length).freeze();
     parse_head(&bytes, code, version, lines, method).map(Some)
 }
 
-/// Where one header line's name and value sit in the response head: (offset, length).
+/// Where one header line's name and value sit in a head: (offset, length).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Line {
     pub(crate) name: (usize, usize),
     pub(crate) value: (usize, usize),
+}
+
+impl Line {
+    /// Where `part`, a slice of `head`, sits in it.
+    pub(crate) fn offset(head: &[u8], part: &[u8]) -> (usize, usize) {
+        (part.as_ptr() as usize - head.as_ptr() as usize, part.len())
+    }
+
+    /// Fills `lines` with where `headers`, parsed out of `head`, sit in it, so the head's
+    /// bytes can be frozen and shared once the parser lets go of them.
+    pub(crate) fn locate(head: &[u8], headers: &[httparse::Header<'_>], lines: &mut Vec<Line>) {
+        lines.clear();
+        lines.extend(headers.iter().map(|header| Line {
+            name: Self::offset(head, header.name.as_bytes()),
+            value: Self::offset(head, header.value),
+        }));
+    }
 }
 
 /// The response head out of its bytes, as httparse found it: status code, minor version and

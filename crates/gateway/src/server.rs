@@ -199,14 +199,8 @@ pub(crate) fn parse_request(buffer: &mut BytesMut, lines: &mut Vec<Line>) -> Par
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Parsed::Other;
     };
-    let start = buffer.as_ptr() as usize;
-    let at = |part: &[u8]| (part.as_ptr() as usize - start, part.len());
-    let path = at(path.as_bytes());
-    lines.clear();
-    lines.extend(request.headers.iter().map(|h| Line {
-        name: at(h.name.as_bytes()),
-        value: at(h.value),
-    }));
+    let path = Line::offset(buffer, path.as_bytes());
+    Line::locate(buffer, request.headers, lines);
 
     // The head's bytes, frozen: the target and header values share them.
     let head = buffer.split_to(length).freeze();
