@@ -61,8 +61,11 @@ impl Overflow {
     }
 }
 
-/// Reads and discards `body` in the background, bounded in bytes and time.
+/// Reads and discards what is left of `body` in the background, bounded in bytes and time.
 pub fn drain(body: Body) {
+    if hyper::body::Body::is_end_stream(&body) {
+        return;
+    }
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
         let mut read = 0;

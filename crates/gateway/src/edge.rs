@@ -18,7 +18,7 @@ use axum::{
 use http_body_util::BodyExt as _;
 
 use crate::{
-    body::{CappedBody, TooLarge},
+    body::{self, CappedBody, TooLarge},
     error::GatewayError,
     flags::Flags,
     forwarding::Client,
@@ -92,7 +92,7 @@ impl Edge {
     pub async fn handle(&self, request: Request, client: &Client) -> Response {
         let Some(_permit) = self.in_flight.try_acquire() else {
             metrics::counter!("gateway_shed_total").increment(1);
-            return GatewayError::Overloaded.into_response();
+            return refuse(request, GatewayError::Overloaded);
         };
         if let Some(limiter) = &self.limiter
             && let Err(retry_after) = limiter.check(ClientKey::of(
@@ -102,7 +102,7 @@ impl Edge {
             ))
         {
             metrics::counter!("gateway_rate_limited_total").increment(1);
-            return GatewayError::RateLimited { retry_after }.into_response();
+            return refuse(request, GatewayError::RateLimited { retry_after });
         }
 
         let started = Instant::now();
@@ -112,7 +112,10 @@ impl Edge {
         };
         let result = match self.upstreams.for_side(decision.group, decision.side) {
             Some(upstream) => self.proxy.forward(upstream, request, client).await,
-            None => Err(GatewayError::NoLegacy),
+            None => {
+                body::drain(request.into_body());
+                Err(GatewayError::NoLegacy)
+            }
         };
 
         if let (Some(group), Side::New) = (decision.group, decision.side) {
@@ -146,6 +149,14 @@ impl Edge {
         );
         response
     }
+}
+
+/// Answers `error` to a request not forwarded. Its body, when one is still coming, is read
+/// and thrown away (bounded) so the client can finish sending and read the answer: dropped
+/// unread, the connection would close with a reset mid-upload.
+fn refuse(request: Request, error: GatewayError) -> Response {
+    body::drain(request.into_body());
+    error.into_response()
 }
 
 /// Decides the side; answers whether the group's rollout is above 0 (auto-rollback armed)

@@ -152,9 +152,15 @@ impl Proxy {
         };
         let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), &forwarding);
 
-        let exchange = std::pin::pin!(self.exchange(&upstream.authority, &outgoing, &mut body));
-        let exchange = timer::timeout(self.settings.response_timeout, exchange);
-        let (connection, head) = match exchange.await {
+        let exchanged = {
+            let exchange = std::pin::pin!(self.exchange(&upstream.authority, &outgoing, &mut body));
+            timer::timeout(self.settings.response_timeout, exchange).await
+        };
+        // An upstream that answered (or failed) before the body was all sent leaves the rest
+        // with the client: it is read and thrown away, bounded, so the client can finish
+        // sending and read the answer instead of having its connection reset mid-upload.
+        body::drain(body);
+        let (connection, head) = match exchanged {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => return Err(failed(e, limit, overflow)),
             Ok(Ok(exchanged)) => exchanged,

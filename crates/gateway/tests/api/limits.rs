@@ -29,6 +29,9 @@ async fn a_client_over_its_rate_is_a_429_with_retry_after() {
     assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
     let body = problem(limited, 429).await;
     assert_eq!(body["type"], "/problems/rate-limited");
+    // A limited upload is read to its end, so its client hears the 429 (not a reset).
+    let upload = gateway.upload_unheeding("/import", 5 * 1024 * 1024).await;
+    assert!(upload.starts_with("HTTP/1.1 429"), "{upload}");
 
     // Another client (an API key) has its own allowance; the limited one waits its turn.
     assert_eq!(send(Some("partner-1")).await.unwrap().status(), 200);
@@ -77,6 +80,8 @@ async fn past_the_in_flight_cap_requests_are_shed_at_once() {
     assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
     let body = problem(shed, 503).await;
     assert_eq!(body["type"], "/problems/overloaded");
+    let upload = gateway.upload_unheeding("/import", 5 * 1024 * 1024).await;
+    assert!(upload.starts_with("HTTP/1.1 503"), "{upload}");
     assert_eq!(
         world.legacy.served(),
         2,

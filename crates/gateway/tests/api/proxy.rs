@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     fakes::{checksum, pattern},
-    support::{World, eventually, new_cart_id, problem},
+    support::{World, eventually, new_cart_id, problem, read_response},
 };
 
 const FIVE_MB: usize = 5 * 1024 * 1024;
@@ -398,30 +398,6 @@ async fn a_request_that_does_not_parse_is_a_400_and_closes() {
     assert!(second > 0, "{text}");
 }
 
-/// Reads from `stream` until one whole response with a `Content-Length` body is in.
-async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
-    let mut wire = Vec::new();
-    loop {
-        let mut piece = [0u8; 4096];
-        let n = stream.read(&mut piece).await.unwrap();
-        assert!(n > 0, "closed before a whole response");
-        wire.extend_from_slice(&piece[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(head) = response.parse(&wire).unwrap() {
-            let length: usize = response
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                .unwrap();
-            if wire.len() >= head + length {
-                return String::from_utf8(wire).unwrap();
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_shutdown_idle_connections_close_and_requests_in_flight_are_answered_first() {
     let world = World::new().await;
@@ -557,6 +533,18 @@ async fn an_upstream_that_refuses_an_upload_before_reading_it_is_heard_at_once()
     let (status, body) = upload_to_early_upstream(true).await;
     assert_eq!(status, 413);
     assert_eq!(body, "too big!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_all_of_its_upload_before_reading_still_hears_an_early_answer() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    let upstream = early_upstream(true).await;
+    settings.legacy_url = Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream).unwrap());
+    let gateway = world.gateway_with(settings).await;
+    let response = gateway.upload_unheeding("/upload", FIVE_MB).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.ends_with("\r\n\r\ntoo big!"), "{response}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use gateway::{Settings, clock::ManualClock, proxy::Upstream};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::fakes::Fake;
@@ -117,6 +118,24 @@ impl TestGateway {
         self.request(method, path).bearer_auth(ADMIN_TOKEN)
     }
 
+    /// `POST path` with a body of `bytes` from a client that writes all of it before it
+    /// reads anything; answers the response as text. Were the unread rest of the body left
+    /// in the gateway's socket when it closed, the close would be a reset, failing the write
+    /// or the read after it.
+    pub async fn upload_unheeding(&self, path: &str, bytes: usize) -> String {
+        let authority = self.url.trim_start_matches("http://");
+        let mut client = tokio::net::TcpStream::connect(authority).await.unwrap();
+        let mut request =
+            format!("POST {path} HTTP/1.1\r\nHost: shop\r\nContent-Length: {bytes}\r\n\r\n")
+                .into_bytes();
+        request.resize(request.len() + bytes, 7);
+        client
+            .write_all(&request)
+            .await
+            .expect("the gateway reads the rest of the upload");
+        read_response(&mut client).await
+    }
+
     /// `GET path`, answered with its JSON body (asserting 200).
     pub async fn get_json(&self, path: &str) -> Value {
         let response = self.request(Method::GET, path).send().await.unwrap();
@@ -176,3 +195,27 @@ pub fn new_cart_id() -> String {
 }
 
 pub use testkit::{eventually, problem};
+
+/// Reads from `stream` until one whole response with a `Content-Length` body is in.
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    let mut wire = Vec::new();
+    loop {
+        let mut piece = [0u8; 4096];
+        let n = stream.read(&mut piece).await.unwrap();
+        assert!(n > 0, "closed before a whole response");
+        wire.extend_from_slice(&piece[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = response.parse(&wire).unwrap() {
+            let length: usize = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .unwrap();
+            if wire.len() >= head + length {
+                return String::from_utf8(wire).unwrap();
+            }
+        }
+    }
+}
