@@ -1,6 +1,8 @@
-//! Request bodies capped as they stream. Past the cap the upstream's copy fails, and the
-//! rest of the client's body is read and thrown away for a bounded while, so the client can
-//! finish sending and read the 413 instead of having its connection reset mid-upload.
+//! Request bodies. A client's body, dropped before its end (the gateway answered first: a
+//! 413, 429 or 503, an upstream's early answer, a failure mid-upload), reads and throws
+//! away the rest in the background for a bounded while, so the client can finish sending
+//! and read the answer: dropped unread, hyper would close the connection with bytes unread
+//! and the close would reset the client's upload. A capped body fails past its cap.
 
 use std::{
     pin::Pin,
@@ -9,15 +11,77 @@ use std::{
 };
 
 use axum::body::{Body, Bytes};
-use futures_util::StreamExt as _;
-use hyper::body::{Frame, SizeHint};
-use tokio::sync::oneshot;
+use http_body_util::BodyExt as _;
+use hyper::body::{Frame, Incoming, SizeHint};
 
-/// The most of an oversized body read after the 413, and for how long at most.
+/// The most of a body read after the gateway answered, and for how long at most.
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A client's request body as hyper reads it; dropped before its end, the rest is read and
+/// thrown away in the background, bounded in bytes and time.
+pub struct ClientBody(Option<Incoming>);
+
+impl ClientBody {
+    /// Wraps the body hyper read.
+    pub fn new(incoming: Incoming) -> Self {
+        Self(Some(incoming))
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        let Some(mut rest) = self.0.take() else {
+            return;
+        };
+        if hyper::body::Body::is_end_stream(&rest) {
+            return;
+        }
+        // A body dropped off the runtime (at its shutdown) has nobody left to answer.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut read = 0;
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while let Some(Ok(frame)) = rest.frame().await {
+                    read += frame.data_ref().map_or(0, Bytes::len);
+                    if read > DRAIN_BYTES {
+                        return;
+                    }
+                }
+            })
+            .await;
+        });
+    }
+}
+
+impl hyper::body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.0.as_mut() {
+            Some(incoming) => Pin::new(incoming).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(Incoming::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}
 
 /// The error a capped body fails with past its cap.
 #[derive(Debug, thiserror::Error)]
@@ -27,58 +91,22 @@ pub struct TooLarge {
     pub limit: usize,
 }
 
-/// A body that fails with `TooLarge` past `limit` bytes and hands back what it did not read.
+/// A body that fails with `TooLarge` past `limit` bytes, and then lets go of the rest.
 pub struct CappedBody {
     inner: Option<Body>,
     read: usize,
     limit: usize,
-    rest: Option<oneshot::Sender<Body>>,
 }
-
-/// Where a capped body's unread rest arrives when it overflows.
-pub struct Overflow(oneshot::Receiver<Body>);
 
 impl CappedBody {
     /// Caps `body` at `limit` bytes.
-    pub fn new(body: Body, limit: usize) -> (Self, Overflow) {
-        let (tx, rx) = oneshot::channel();
-        let capped = Self {
+    pub fn new(body: Body, limit: usize) -> Self {
+        Self {
             inner: Some(body),
             read: 0,
             limit,
-            rest: Some(tx),
-        };
-        (capped, Overflow(rx))
-    }
-}
-
-impl Overflow {
-    /// Reads and discards the rest of an overflowed body in the background.
-    pub fn drain(mut self) {
-        if let Ok(rest) = self.0.try_recv() {
-            drain(rest);
         }
     }
-}
-
-/// Reads and discards what is left of `body` in the background, bounded in bytes and time.
-pub fn drain(body: Body) {
-    if hyper::body::Body::is_end_stream(&body) {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut stream = body.into_data_stream();
-        let mut read = 0;
-        let _ = tokio::time::timeout(DRAIN_TIME, async {
-            while let Some(Ok(chunk)) = stream.next().await {
-                read += chunk.len();
-                if read > DRAIN_BYTES {
-                    return;
-                }
-            }
-        })
-        .await;
-    });
 }
 
 impl hyper::body::Body for CappedBody {
@@ -100,9 +128,7 @@ impl hyper::body::Body for CappedBody {
         };
         this.read += frame.data_ref().map_or(0, Bytes::len);
         if this.read > this.limit {
-            if let (Some(rest), Some(tx)) = (this.inner.take(), this.rest.take()) {
-                let _ = tx.send(rest);
-            }
+            this.inner = None;
             return Poll::Ready(Some(Err(Box::new(TooLarge { limit: this.limit }))));
         }
         Poll::Ready(Some(Ok(frame)))
@@ -121,25 +147,30 @@ impl hyper::body::Body for CappedBody {
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::BodyExt as _;
-
     use super::*;
 
     #[tokio::test]
     async fn a_body_within_the_cap_passes_whole() {
-        let (capped, _) = CappedBody::new(Body::from(vec![7u8; 1000]), 1000);
+        let capped = CappedBody::new(Body::from(vec![7u8; 1000]), 1000);
         let bytes = capped.collect().await.unwrap().to_bytes();
         assert_eq!(bytes.len(), 1000);
     }
 
     #[tokio::test]
-    async fn a_body_past_the_cap_fails_and_hands_back_its_rest() {
+    async fn a_body_past_the_cap_fails_and_ends() {
         let chunks = (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 100])));
         let body = Body::from_stream(futures_util::stream::iter(chunks));
-        let (capped, mut overflow) = CappedBody::new(body, 250);
-        let error = capped.collect().await.unwrap_err();
+        let mut capped = CappedBody::new(body, 250);
+        let mut read = 0;
+        let error = loop {
+            match capped.frame().await.expect("an error before the end") {
+                Ok(frame) => read += frame.into_data().unwrap().len(),
+                Err(e) => break e,
+            }
+        };
         assert!(error.is::<TooLarge>());
-        let rest = overflow.0.try_recv().expect("the unread rest");
-        assert_eq!(rest.collect().await.unwrap().to_bytes().len(), 100);
+        assert_eq!(read, 200);
+        assert!(hyper::body::Body::is_end_stream(&capped));
+        assert!(capped.frame().await.is_none());
     }
 }

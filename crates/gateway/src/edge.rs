@@ -18,7 +18,7 @@ use axum::{
 use http_body_util::BodyExt as _;
 
 use crate::{
-    body::{self, CappedBody, TooLarge},
+    body::{CappedBody, TooLarge},
     error::GatewayError,
     flags::Flags,
     forwarding::Client,
@@ -92,7 +92,7 @@ impl Edge {
     pub async fn handle(&self, request: Request, client: &Client) -> Response {
         let Some(_permit) = self.in_flight.try_acquire() else {
             metrics::counter!("gateway_shed_total").increment(1);
-            return refuse(request, GatewayError::Overloaded);
+            return GatewayError::Overloaded.into_response();
         };
         if let Some(limiter) = &self.limiter
             && let Err(retry_after) = limiter.check(ClientKey::of(
@@ -102,7 +102,7 @@ impl Edge {
             ))
         {
             metrics::counter!("gateway_rate_limited_total").increment(1);
-            return refuse(request, GatewayError::RateLimited { retry_after });
+            return GatewayError::RateLimited { retry_after }.into_response();
         }
 
         let started = Instant::now();
@@ -112,10 +112,7 @@ impl Edge {
         };
         let result = match self.upstreams.for_side(decision.group, decision.side) {
             Some(upstream) => self.proxy.forward(upstream, request, client).await,
-            None => {
-                body::drain(request.into_body());
-                Err(GatewayError::NoLegacy)
-            }
+            None => Err(GatewayError::NoLegacy),
         };
 
         if let (Some(group), Side::New) = (decision.group, decision.side) {
@@ -151,14 +148,6 @@ impl Edge {
     }
 }
 
-/// Answers `error` to a request not forwarded. Its body, when one is still coming, is read
-/// and thrown away (bounded) so the client can finish sending and read the answer: dropped
-/// unread, the connection would close with a reset mid-upload.
-fn refuse(request: Request, error: GatewayError) -> Response {
-    body::drain(request.into_body());
-    error.into_response()
-}
-
 /// Decides the side; answers whether the group's rollout is above 0 (auto-rollback armed)
 /// and the request to forward (a webhook's body is read whole to decide it).
 async fn route(edge: &Edge, request: Request) -> Result<(Decision, bool, Request), GatewayError> {
@@ -181,13 +170,9 @@ async fn route_webhook(
 ) -> Result<(Decision, bool, Request), GatewayError> {
     let limit = edge.webhook_max_body_bytes;
     let (parts, body) = request.into_parts();
-    let (capped, overflow) = CappedBody::new(body, limit);
-    let body = match capped.collect().await {
+    let body = match CappedBody::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<TooLarge>() => {
-            overflow.drain();
-            return Err(GatewayError::TooLarge { limit });
-        }
+        Err(e) if e.is::<TooLarge>() => return Err(GatewayError::TooLarge { limit }),
         Err(e) => return Err(GatewayError::BadRequest(e)),
     };
     // Read the snapshot after the body: it may have changed while the body arrived.

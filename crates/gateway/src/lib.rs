@@ -54,6 +54,7 @@ use utoipa::OpenApi as _;
 pub use config::Settings;
 
 use crate::{
+    body::ClientBody,
     clock::{Clock, MonotonicClock},
     edge::{Edge, Upstreams},
     flags::Flags,
@@ -83,14 +84,15 @@ impl App {
     /// thread uses.
     fn call(
         self: &Rc<Self>,
-        mut request: axum::http::Request<Incoming>,
+        request: axum::http::Request<Incoming>,
         client: &Client,
     ) -> impl Future<Output = Result<Response, Infallible>> + use<> {
+        let mut request = request.map(|incoming| Body::new(ClientBody::new(incoming)));
         if is_own(request.uri().path()) {
             request.extensions_mut().insert(ConnectInfo(client.addr));
             return Either::Left(self.router.clone().oneshot(request));
         }
-        let proxied = self.proxy(request.map(Body::new), client);
+        let proxied = self.proxy(request, client);
         Either::Right(async move { Ok(proxied.await) })
     }
 

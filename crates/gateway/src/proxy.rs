@@ -18,7 +18,7 @@ use common::ConfigError;
 use hyper::body::Body as _;
 
 use crate::{
-    body::{self, CappedBody, Overflow, TooLarge},
+    body::{CappedBody, TooLarge},
     client::{self, ExchangeError, Forwarding, Outgoing, ResponseHead},
     error::GatewayError,
     forwarding::{self, Client},
@@ -125,7 +125,6 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            body::drain(body);
             return Err(GatewayError::TooLarge { limit });
         }
         // The client's origin-form target goes on as it is, unless the upstream has a prefix.
@@ -144,11 +143,10 @@ impl Proxy {
                 .and_then(|traceparent| HeaderValue::try_from(traceparent).ok()),
         };
         // A body known to be empty (most GETs) needs no cap.
-        let (mut body, overflow) = if body.size_hint().exact() == Some(0) {
-            (body, None)
+        let mut body = if body.size_hint().exact() == Some(0) {
+            body
         } else {
-            let (capped, overflow) = CappedBody::new(body, limit);
-            (Body::new(capped), Some(overflow))
+            Body::new(CappedBody::new(body, limit))
         };
         let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), &forwarding);
 
@@ -156,13 +154,12 @@ impl Proxy {
             let exchange = std::pin::pin!(self.exchange(&upstream.authority, &outgoing, &mut body));
             timer::timeout(self.settings.response_timeout, exchange).await
         };
-        // An upstream that answered (or failed) before the body was all sent leaves the rest
-        // with the client: it is read and thrown away, bounded, so the client can finish
-        // sending and read the answer instead of having its connection reset mid-upload.
-        body::drain(body);
+        // What the upstream did not take (it answered or failed first) the client's body
+        // reads and throws away once dropped.
+        drop(body);
         let (connection, head) = match exchanged {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(failed(e, limit, overflow)),
+            Ok(Err(e)) => return Err(failed(e, limit)),
             Ok(Ok(exchanged)) => exchanged,
         };
         let (mut parts, body) = head.into_response(connection);
@@ -207,7 +204,7 @@ enum Failure {
 /// The gateway's answer to a failed exchange: a body over the cap is the client's fault
 /// (and the rest of it is drained), so is a body that could not be read; a connect timeout
 /// is a timeout; everything else is the upstream's.
-fn failed(failure: Failure, limit: usize, overflow: Option<Overflow>) -> GatewayError {
+fn failed(failure: Failure, limit: usize) -> GatewayError {
     let error = match failure {
         Failure::Connect(e @ ConnectError::TimedOut(_)) => {
             tracing::debug!(error = %e, "upstream connect timed out");
@@ -222,9 +219,6 @@ fn failed(failure: Failure, limit: usize, overflow: Option<Overflow>) -> Gateway
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&body_error);
     while let Some(e) = source {
         if e.is::<TooLarge>() {
-            if let Some(overflow) = overflow {
-                overflow.drain();
-            }
             return GatewayError::TooLarge { limit };
         }
         source = e.source();

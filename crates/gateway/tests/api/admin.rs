@@ -30,6 +30,11 @@ async fn admin_calls_need_the_admin_token() {
             .unwrap();
         problem(wrong, 403).await;
     }
+    // A refused call's large body is read to its end: its client hears the 401, not a reset.
+    let upload = gateway
+        .upload_unheeding("/admin/flags/cart/rollback", 5 * 1024 * 1024)
+        .await;
+    assert!(upload.starts_with("HTTP/1.1 401"), "{upload}");
     // Nothing was changed by the refused calls.
     assert_eq!(gateway.audit("cart").await.len(), 0);
 }
