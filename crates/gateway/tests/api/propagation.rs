@@ -1,6 +1,6 @@
 //! Flag changes reach every gateway: through Redis pub/sub as they happen, and through the
 //! periodic resync when a broadcast is lost. Two gateways share one Postgres and one Redis,
-//! as replicas do.
+//! as replicas do; the one that hears a change runs in a process of its own.
 
 use std::time::Duration;
 
@@ -19,8 +19,9 @@ async fn a_flag_change_on_one_gateway_reaches_another() {
     let world = World::new().await;
     let mut slow_resync = world.settings();
     slow_resync.flags_resync = Duration::from_secs(3600);
-    let a = world.gateway_with(slow_resync.clone()).await;
-    let b = world.gateway_with(slow_resync).await;
+    let a = world.gateway_with(slow_resync).await;
+    // A replica in a process of its own, hearing only the broadcast.
+    let b = world.gateway_process(Duration::from_secs(3600)).await;
 
     a.set_flag("cart", true, 37).await;
     let took = eventually("the change reaches gateway B", || async {
@@ -48,7 +49,7 @@ async fn a_flag_change_on_one_gateway_reaches_another() {
 async fn an_automatic_rollback_on_one_gateway_reaches_another() {
     let world = World::new().await;
     let a = world.gateway().await;
-    let b = world.gateway().await;
+    let b = world.gateway_process(Duration::from_secs(3600)).await;
     a.set_flag("orders", true, 100).await;
     eventually("the ramp reaches gateway B", || async {
         rollout(&b, "orders").await == 100

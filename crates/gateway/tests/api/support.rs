@@ -2,7 +2,7 @@
 //! flags are global state, so tests that change them must not share), fake upstreams, and
 //! each gateway served in-process on `127.0.0.1:0` with a manual clock.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use gateway::{Settings, clock::ManualClock, proxy::Upstream};
 use reqwest::{Method, RequestBuilder};
@@ -84,7 +84,51 @@ impl World {
             pool: PgPool::connect(&settings.db.url).await.unwrap(),
             clock,
             shutdown,
+            process: None,
         }
+    }
+
+    /// A gateway in a process of its own (the `gateway` binary), in this world, reloading
+    /// its flags from Postgres every `resync`; answered once it is ready.
+    pub async fn gateway_process(&self, resync: Duration) -> TestGateway {
+        let settings = self.settings();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .env_clear()
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", &settings.db.url)
+            .env("REDIS_URL", &settings.redis_url)
+            .env("FLAGS_CHANNEL", &settings.flags_channel)
+            .env("FLAGS_RESYNC_MS", resync.as_millis().to_string())
+            .env("CART_URL", &self.cart.url)
+            .env("ORDERS_URL", &self.orders.url)
+            .env("PAYMENTS_URL", &self.payments.url)
+            .env("LEGACY_URL", &self.legacy.url)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RATE_LIMIT_PER_SECOND", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the gateway binary starts");
+        let gateway = TestGateway {
+            http: reqwest::Client::new(),
+            pool: PgPool::connect(&settings.db.url).await.unwrap(),
+            clock: Arc::new(ManualClock::new()),
+            shutdown: CancellationToken::new(),
+            process: Some(child),
+            url,
+        };
+        let ready = format!("{}/readyz", gateway.url);
+        eventually("the gateway process is ready", || async {
+            let answer = gateway.http.get(&ready).send().await;
+            answer.is_ok_and(|answer| answer.status() == 200)
+        })
+        .await;
+        gateway
     }
 }
 
@@ -99,11 +143,17 @@ pub struct TestGateway {
     /// The clock of its rollback windows and rate limits.
     pub clock: Arc<ManualClock>,
     shutdown: CancellationToken,
+    /// The gateway's own process, when it has one.
+    process: Option<std::process::Child>,
 }
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
     }
 }
 
