@@ -150,14 +150,11 @@ impl Proxy {
         };
         let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), &forwarding);
 
-        let exchanged = {
-            let exchange = std::pin::pin!(self.exchange(&upstream.authority, &outgoing, &mut body));
-            timer::timeout(self.settings.response_timeout, exchange).await
-        };
-        // What the upstream did not take (it answered or failed first) the client's body
-        // reads and throws away once dropped.
-        drop(body);
-        let (connection, head) = match exchanged {
+        let exchange = std::pin::pin!(self.exchange(&upstream.authority, &outgoing, &mut body));
+        let exchange = timer::timeout(self.settings.response_timeout, exchange);
+        // What the upstream did not take of the body (it answered or failed first) the
+        // client's body reads and throws away once dropped, at the end of this call.
+        let (connection, head) = match exchange.await {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => return Err(failed(e, limit)),
             Ok(Ok(exchanged)) => exchanged,
