@@ -11,7 +11,10 @@ use std::{
 };
 
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
+use sqlx::{
+    AssertSqlSafe, ConnectOptions as _, Connection as _, PgConnection, PgPool,
+    postgres::PgConnectOptions,
+};
 use tokio::process::{Child, Command};
 
 /// How long `eventually` waits before failing the test.
@@ -57,45 +60,95 @@ async fn execute(conn: &mut PgConnection, sql: String) {
 
 /// A fresh database for one test, with every migration applied, answered as a URL.
 ///
-/// The first call in a test binary drops the databases an earlier run left under `prefix`
-/// and migrates a template named `prefix`; every call then copies that template (a copy is
-/// much faster than migrating). Tests of one binary run in parallel, each on its own data,
-/// queue and flags.
+/// The first call in a test binary migrates a template for this run, named
+/// `{prefix}_{pid}_{seconds}`; every call then copies it (a copy is much faster than
+/// migrating). Tests of one binary run in parallel, each on its own data, queue and flags.
+/// While the binary runs, one session of its own stays open under the template's name
+/// (`application_name`): the first call also drops the databases under `prefix` that no live
+/// run claims that way, what runs that ended left behind, and never those of a run of the
+/// same binary going on beside it.
 pub fn database(prefix: &'static str) -> String {
-    static TEMPLATE: OnceLock<&'static str> = OnceLock::new();
+    static TEMPLATE: OnceLock<(&'static str, String)> = OnceLock::new();
     let server = database_server();
-    let template = *TEMPLATE.get_or_init(|| {
-        let server = server.clone();
+    let (first_prefix, template) = TEMPLATE.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs();
+        let template = format!("{prefix}_{}_{started}", std::process::id());
+        hold_run(&server, &template);
+        let (server, name) = (server.clone(), template.clone());
         on_own_runtime(async move {
             let mut admin = admin(&server).await;
-            let stale: Vec<String> =
+            let live: Vec<String> =
+                sqlx::query_scalar("SELECT DISTINCT application_name FROM pg_stat_activity")
+                    .fetch_all(&mut admin)
+                    .await
+                    .unwrap();
+            let ours: Vec<String> =
                 sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
                     .bind(format!("{prefix}%"))
                     .fetch_all(&mut admin)
                     .await
                     .unwrap();
-            for name in stale {
+            for stale in ours
+                .iter()
+                .filter(|db| !live.iter().any(|run| is_of_run(db, run)))
+            {
                 execute(
                     &mut admin,
-                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    format!("DROP DATABASE IF EXISTS {stale} WITH (FORCE)"),
                 )
                 .await;
             }
-            execute(&mut admin, format!("CREATE DATABASE {prefix}")).await;
-            let pool = PgPool::connect(&format!("{server}/{prefix}"))
-                .await
-                .unwrap();
+            execute(&mut admin, format!("CREATE DATABASE {name}")).await;
+            let pool = PgPool::connect(&format!("{server}/{name}")).await.unwrap();
             common::db::migrate(&pool).await.unwrap();
             pool.close().await;
         });
-        prefix
+        (prefix, template)
     });
-    assert_eq!(template, prefix, "one database prefix per test binary");
-    let name = format!("{prefix}_{}", &common::id::new_id("d")[2..14]);
-    let copy = format!("CREATE DATABASE {name} TEMPLATE {prefix}");
+    assert_eq!(*first_prefix, prefix, "one database prefix per test binary");
+    let name = format!("{template}_{}", &common::id::new_id("d")[2..10]);
+    let copy = format!("CREATE DATABASE {name} TEMPLATE {template}");
     let admin_server = server.clone();
     on_own_runtime(async move { execute(&mut admin(&admin_server).await, copy).await });
     format!("{server}/{name}")
+}
+
+/// Whether database `name` is run `template`'s: the template or one of its copies.
+fn is_of_run(name: &str, template: &str) -> bool {
+    !template.is_empty()
+        && name
+            .strip_prefix(template)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+}
+
+/// Opens the session that marks run `template` live, on a thread of its own, for as long as
+/// the process lives; answers once it is open.
+fn hold_run(server: &str, template: &str) {
+    let url = format!("{server}/postgres");
+    let name = template.to_owned();
+    let (opened, open) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                let options: PgConnectOptions = url.parse().expect("DATABASE_URL parses");
+                let session = options
+                    .application_name(&name)
+                    .connect()
+                    .await
+                    .expect("Postgres answers at DATABASE_URL");
+                let _ = opened.send(());
+                // Held until the process exits; Postgres then ends the session.
+                std::future::pending::<()>().await;
+                drop(session);
+            });
+    });
+    open.recv().expect("the run's session opens");
 }
 
 /// Polls `check` until it holds, failing the test after `DEADLINE`; answers how long it took.
