@@ -137,7 +137,7 @@ fn hold_run(server: &str, template: &str) {
             .expect("a runtime")
             .block_on(async move {
                 let options: PgConnectOptions = url.parse().expect("DATABASE_URL parses");
-                let session = options
+                let _session = options
                     .application_name(&name)
                     .connect()
                     .await
@@ -145,7 +145,6 @@ fn hold_run(server: &str, template: &str) {
                 let _ = opened.send(());
                 // Held until the process exits; Postgres then ends the session.
                 std::future::pending::<()>().await;
-                drop(session);
             });
     });
     open.recv().expect("the run's session opens");
