@@ -169,9 +169,10 @@ impl TestGateway {
     }
 
     /// `POST path` with a body of `bytes` from a client that writes all of it before it
-    /// reads anything; answers the response as text. Were the unread rest of the body left
-    /// in the gateway's socket when it closed, the close would be a reset, failing the write
-    /// or the read after it.
+    /// reads anything; answers the response as text, after checking that the connection
+    /// then serves another request. Were the unread rest of the body left in the gateway's
+    /// socket when it closed, the close would be a reset, failing the write or the read
+    /// after it.
     pub async fn upload_unheeding(&self, path: &str, bytes: usize) -> String {
         let authority = self.url.trim_start_matches("http://");
         let mut client = tokio::net::TcpStream::connect(authority).await.unwrap();
@@ -183,7 +184,14 @@ impl TestGateway {
             .write_all(&request)
             .await
             .expect("the gateway reads the rest of the upload");
-        read_response(&mut client).await
+        let answer = read_response(&mut client).await;
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n")
+            .await
+            .unwrap();
+        let next = read_response(&mut client).await;
+        assert!(next.starts_with("HTTP/1.1 200"), "after {answer}: {next}");
+        answer
     }
 
     /// `GET path`, answered with its JSON body (asserting 200).
