@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use common::{ConfigError, Secret, config};
 
-use crate::proxy::Upstream;
+use crate::{forwarding::TrustedProxies, proxy::Upstream};
 
 /// Everything the gateway can be configured with.
 #[derive(Debug, Clone)]
@@ -47,6 +47,10 @@ pub struct Settings {
     /// `RATE_LIMIT_KEY_HEADER`: header naming an API key that identifies the client;
     /// without it the client is its IP address.
     pub rate_limit_key_header: String,
+    /// `TRUSTED_PROXIES`: comma-separated networks or addresses of the proxies in front of
+    /// the gateway; from them, the client's address (for the rate limit) is read from
+    /// `X-Forwarded-For`. Empty by default: the peer is the client.
+    pub trusted_proxies: TrustedProxies,
     /// `MAX_IN_FLIGHT`: requests waiting on an upstream at once; past it the gateway sheds
     /// with 503 at once instead of queueing. 0 turns shedding off.
     pub max_in_flight: usize,
@@ -99,6 +103,7 @@ impl Settings {
             rate_limit_per_second: config::parse("RATE_LIMIT_PER_SECOND", 100)?,
             rate_limit_burst: config::parse("RATE_LIMIT_BURST", 200)?,
             rate_limit_key_header: config::string("RATE_LIMIT_KEY_HEADER", "x-api-key"),
+            trusted_proxies: config::parse("TRUSTED_PROXIES", TrustedProxies::default())?,
             max_in_flight: config::parse("MAX_IN_FLIGHT", 4096)?,
             serve_threads: config::parse("GATEWAY_THREADS", 0)?,
             rollback_error_rate_percent: config::parse("ROLLBACK_ERROR_RATE_PERCENT", 1.0)?,

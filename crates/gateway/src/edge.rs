@@ -21,7 +21,7 @@ use crate::{
     body::{CappedBody, TooLarge},
     error::GatewayError,
     flags::Flags,
-    forwarding::Client,
+    forwarding::{Client, TrustedProxies},
     group::Group,
     limits::{ClientKey, InFlight, RateLimiter},
     meters::RequestMeters,
@@ -65,6 +65,8 @@ pub struct Edge {
     pub limiter: Option<Arc<RateLimiter>>,
     /// Header naming a client's API key.
     pub key_header: HeaderName,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     /// The global in-flight cap.
     pub in_flight: InFlight,
     /// The upstream client.
@@ -98,7 +100,8 @@ impl Edge {
             && let Err(retry_after) = limiter.check(ClientKey::of(
                 request.headers(),
                 &self.key_header,
-                client.ip(),
+                self.trusted_proxies
+                    .client_ip(client.ip(), request.headers()),
             ))
         {
             metrics::counter!("gateway_rate_limited_total").increment(1);

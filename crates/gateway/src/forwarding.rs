@@ -2,9 +2,15 @@
 //! the `Connection` header names) stop here; upstreams learn the client's address, scheme
 //! and host through `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`,
 //! which `client::Outgoing::forwarded` writes as it encodes the request head. Everything
-//! else, `traceparent` included, passes untouched.
+//! else, `traceparent` included, passes untouched. Behind proxies it trusts
+//! (`TRUSTED_PROXIES`), the gateway reads the client's address from `X-Forwarded-For`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+};
+
+use ipnet::IpNet;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
@@ -140,9 +146,140 @@ impl Client {
     }
 }
 
+/// The proxies in front of the gateway (a load balancer, a CDN) whose `X-Forwarded-For` is
+/// believed: nginx's `set_real_ip_from` with `real_ip_recursive on`. Without them, every
+/// client behind a load balancer would be the balancer's address, one rate-limit bucket.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    /// Comma-separated networks (`10.0.0.0/8`) or addresses (`192.0.2.7`).
+    fn from_str(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| format!("{entry:?} is not an address or a network"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl TrustedProxies {
+    /// The address of the client behind a request from `peer`: the peer itself unless it is
+    /// a trusted proxy. From one, the `X-Forwarded-For` entries are walked from the nearest
+    /// hop back, past trusted proxies, and the first address that is not one is the client;
+    /// an entry that is not an address stops the walk at the last trusted hop. Entries a
+    /// client wrote itself sit left of its own and are never reached.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.0.is_empty() || !self.trusts(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+            let Ok(value) = value.to_str() else {
+                return client;
+            };
+            for entry in value.rsplit(',') {
+                let Ok(hop) = entry.trim().parse::<IpAddr>() else {
+                    return client;
+                };
+                client = hop;
+                if !self.trusts(hop) {
+                    return hop;
+                }
+            }
+        }
+        client
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(X_FORWARDED_FOR, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let headers = forwarded(&["203.0.113.7"]);
+        let none = TrustedProxies::default();
+        assert_eq!(
+            none.client_ip(ip("198.51.100.1"), &headers),
+            ip("198.51.100.1")
+        );
+        let other: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        assert_eq!(
+            other.client_ip(ip("198.51.100.1"), &headers),
+            ip("198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_nearest_untrusted_hop_is_the_client() {
+        let trusted: TrustedProxies = "10.0.0.0/8, 192.0.2.7".parse().unwrap();
+        // A client that forged two entries, then a CDN edge and a load balancer we trust.
+        let headers = forwarded(&["1.1.1.1, 2.2.2.2", "203.0.113.7, 192.0.2.7"]);
+        assert_eq!(
+            trusted.client_ip(ip("10.1.2.3"), &headers),
+            ip("203.0.113.7")
+        );
+        // An IPv4 peer seen through an IPv6 socket is still trusted.
+        assert_eq!(
+            trusted.client_ip(ip("::ffff:10.1.2.3"), &headers),
+            ip("203.0.113.7")
+        );
+        // Only trusted hops: the farthest one is the client.
+        let headers = forwarded(&["10.9.9.9, 192.0.2.7"]);
+        assert_eq!(trusted.client_ip(ip("10.1.2.3"), &headers), ip("10.9.9.9"));
+        // Nothing forwarded: the peer.
+        assert_eq!(
+            trusted.client_ip(ip("10.1.2.3"), &HeaderMap::new()),
+            ip("10.1.2.3")
+        );
+    }
+
+    #[test]
+    fn a_malformed_entry_stops_the_walk_at_the_last_trusted_hop() {
+        let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        let headers = forwarded(&["203.0.113.7, unknown, 10.4.4.4"]);
+        assert_eq!(trusted.client_ip(ip("10.1.2.3"), &headers), ip("10.4.4.4"));
+    }
+
+    #[test]
+    fn the_trusted_list_parses_networks_and_addresses_and_names_what_it_refuses() {
+        let trusted: TrustedProxies = " 10.0.0.0/8 ,2001:db8::/32,192.0.2.7,".parse().unwrap();
+        assert_eq!(trusted.0.len(), 3);
+        assert!(trusted.trusts(ip("10.200.0.1")));
+        assert!(trusted.trusts(ip("2001:db8::1")));
+        assert!(!trusted.trusts(ip("192.0.2.8")));
+        let error = "10.0.0.0/8, lb.internal"
+            .parse::<TrustedProxies>()
+            .unwrap_err();
+        assert!(error.contains("lb.internal"), "{error}");
+    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_dropped() {

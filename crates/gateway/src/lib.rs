@@ -189,6 +189,7 @@ pub async fn build(
         limiter,
         key_header: HeaderName::try_from(settings.rate_limit_key_header.as_str())
             .context("RATE_LIMIT_KEY_HEADER is not a header name")?,
+        trusted_proxies: settings.trusted_proxies.clone(),
         in_flight: InFlight::new(settings.max_in_flight),
         proxy: Proxy::new(ProxySettings {
             connect_timeout: settings.upstream_connect_timeout,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Method, header};
 
-use crate::support::{World, eventually, problem};
+use crate::support::{TestGateway, World, eventually, problem};
 
 #[tokio::test]
 async fn a_client_over_its_rate_is_a_429_with_retry_after() {
@@ -53,6 +53,34 @@ async fn a_client_over_its_rate_is_a_429_with_retry_after() {
             .unwrap()
             .contains("gateway_rate_limited_total")
     );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance() {
+    let world = World::new().await;
+    let mut settings = world.settings();
+    settings.rate_limit_per_second = 1;
+    settings.rate_limit_burst = 1;
+    // The tests connect from 127.0.0.1: here that is the load balancer.
+    settings.trusted_proxies = "127.0.0.0/8".parse().unwrap();
+    let behind = world.gateway_with(settings.clone()).await;
+    let send = |gateway: &TestGateway, forwarded_for: &'static str| {
+        gateway
+            .request(Method::GET, "/")
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+    };
+    assert_eq!(send(&behind, "203.0.113.7").await.unwrap().status(), 200);
+    assert_eq!(send(&behind, "198.51.100.9").await.unwrap().status(), 200);
+    // A client that writes its own entries is still known by the one the balancer added.
+    let forged = send(&behind, "192.0.2.1, 203.0.113.7").await.unwrap();
+    problem(forged, 429).await;
+
+    // Where the peer is not trusted, a forwarded address changes nothing: one client.
+    settings.trusted_proxies = "10.0.0.0/8".parse().unwrap();
+    let exposed = world.gateway_with(settings).await;
+    assert_eq!(send(&exposed, "203.0.113.7").await.unwrap().status(), 200);
+    problem(send(&exposed, "198.51.100.9").await.unwrap(), 429).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
