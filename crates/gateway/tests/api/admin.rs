@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{World, problem};
+use crate::support::{FIVE_MB, World, problem};
 
 #[tokio::test]
 async fn admin_calls_need_the_admin_token() {
@@ -32,7 +32,7 @@ async fn admin_calls_need_the_admin_token() {
     }
     // A refused call's large body is read to its end: its client hears the 401, not a reset.
     let upload = gateway
-        .upload_unheeding("/admin/flags/cart/rollback", 5 * 1024 * 1024)
+        .upload_unheeding("/admin/flags/cart/rollback", FIVE_MB)
         .await;
     assert!(upload.starts_with("HTTP/1.1 401"), "{upload}");
     // Nothing was changed by the refused calls.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Method, header};
 
-use crate::support::{TestGateway, World, eventually, problem};
+use crate::support::{FIVE_MB, TestGateway, World, eventually, problem};
 
 #[tokio::test]
 async fn a_client_over_its_rate_is_a_429_with_retry_after() {
@@ -30,7 +30,7 @@ async fn a_client_over_its_rate_is_a_429_with_retry_after() {
     let body = problem(limited, 429).await;
     assert_eq!(body["type"], "/problems/rate-limited");
     // A limited upload is read to its end, so its client hears the 429 (not a reset).
-    let upload = gateway.upload_unheeding("/import", 5 * 1024 * 1024).await;
+    let upload = gateway.upload_unheeding("/import", FIVE_MB).await;
     assert!(upload.starts_with("HTTP/1.1 429"), "{upload}");
 
     // Another client (an API key) has its own allowance; the limited one waits its turn.
@@ -108,7 +108,7 @@ async fn past_the_in_flight_cap_requests_are_shed_at_once() {
     assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
     let body = problem(shed, 503).await;
     assert_eq!(body["type"], "/problems/overloaded");
-    let upload = gateway.upload_unheeding("/import", 5 * 1024 * 1024).await;
+    let upload = gateway.upload_unheeding("/import", FIVE_MB).await;
     assert!(upload.starts_with("HTTP/1.1 503"), "{upload}");
     assert_eq!(
         world.legacy.served(),

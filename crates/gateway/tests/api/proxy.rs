@@ -22,10 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     fakes::{checksum, pattern},
-    support::{World, eventually, new_cart_id, problem, read_response},
+    support::{FIVE_MB, World, eventually, new_cart_id, problem, read_response},
 };
-
-const FIVE_MB: usize = 5 * 1024 * 1024;
 
 /// POSTs the pattern of `bytes` to `url` as a chunked stream (no Content-Length).
 async fn stream_upload(url: &str, bytes: usize) -> (u16, Bytes) {

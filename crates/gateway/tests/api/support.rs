@@ -16,6 +16,9 @@ use crate::fakes::Fake;
 /// The admin bearer token of test gateways.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// The size of the large uploads and downloads the tests stream.
+pub const FIVE_MB: usize = 5 * 1024 * 1024;
+
 /// One test's world: its database, its flag channel and the fake upstreams.
 pub struct World {
     /// The fake monolith.
