@@ -71,6 +71,121 @@ pub fn flag(name: &str, default: bool) -> Result<bool, ConfigError> {
     }
 }
 
+/// `APP_ENV`: how strict start-up is about secrets. Only an explicit `development` relaxes
+/// it; unset means production, so a binary deployed with its defaults refuses to start
+/// instead of running with values that are public in this repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `APP_ENV=development`: unset secrets take their local development values.
+    Development,
+    /// Anything deployed: every secret must be set, and not to a development value.
+    Production,
+}
+
+impl Profile {
+    /// Reads `APP_ENV` (`development`, `production` or unset).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match var("APP_ENV").map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(Self::Production),
+            Some(v) => match v.as_str() {
+                "development" | "dev" => Ok(Self::Development),
+                "production" | "prod" => Ok(Self::Production),
+                _ => Err(ConfigError::new(
+                    "APP_ENV",
+                    format!("{v:?} is neither development nor production"),
+                )),
+            },
+        }
+    }
+
+    /// Whether this is the development profile.
+    pub fn is_development(self) -> bool {
+        self == Self::Development
+    }
+
+    /// Logs, once per process start, that the development profile is on. Call it after
+    /// telemetry is up.
+    pub fn warn_if_development(self, service: &str) {
+        if self.is_development() {
+            tracing::warn!(
+                service,
+                "APP_ENV=development: unset secrets use public development values; never deploy this"
+            );
+        }
+    }
+}
+
+/// Values this repository uses for local runs: public, so refused outside development.
+pub const DEVELOPMENT_SECRETS: &[&str] = &[
+    "dev-internal-token",
+    "dev-admin-token",
+    "dev-orders-token",
+    "dev-payments-token",
+    "whsec_sim_local",
+    "sk_test_local",
+];
+
+/// The shortest secret accepted outside development.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// A secret setting. In development an unset variable takes `development_value`; outside it,
+/// an unset variable, a short one or a known development value fails start-up naming `name`.
+/// A variable set to nothing but blanks is refused in every profile: an explicit empty value
+/// is a mistake, never a request for the default.
+pub fn secret(
+    name: &str,
+    profile: Profile,
+    development_value: &str,
+) -> Result<Secret, ConfigError> {
+    let raw = std::env::var(name).ok();
+    if raw.as_deref().is_some_and(|v| v.trim().is_empty()) {
+        return Err(ConfigError::new(name, "is set but empty"));
+    }
+    match (raw, profile) {
+        (Some(value), profile) => check_secret(name, profile, value.trim()).map(Secret::new),
+        (None, Profile::Development) => Ok(Secret::new(development_value)),
+        (None, Profile::Production) => Err(ConfigError::new(
+            name,
+            "is required (set APP_ENV=development to run with local development values)",
+        )),
+    }
+}
+
+/// A comma-separated list of secrets (a rotation: old and new accepted together), each under
+/// the rules of [`secret`].
+pub fn secrets(
+    name: &str,
+    profile: Profile,
+    development_value: &str,
+) -> Result<Vec<Secret>, ConfigError> {
+    let joined = secret(name, profile, development_value)?;
+    joined
+        .expose()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| check_secret(name, profile, s).map(Secret::new))
+        .collect()
+}
+
+fn check_secret(name: &str, profile: Profile, value: &str) -> Result<String, ConfigError> {
+    if profile == Profile::Production {
+        if DEVELOPMENT_SECRETS.contains(&value) {
+            return Err(ConfigError::new(
+                name,
+                "is a public development value; set a secret of your own",
+            ));
+        }
+        if value.len() < MIN_SECRET_LEN {
+            return Err(ConfigError::new(
+                name,
+                format!("is shorter than {MIN_SECRET_LEN} characters"),
+            ));
+        }
+    }
+    Ok(value.to_owned())
+}
+
 /// A secret value (token, password, key) that never appears in `Debug` output or logs.
 #[derive(Clone, Default)]
 pub struct Secret(String);
@@ -100,5 +215,19 @@ mod tests {
     #[test]
     fn a_secret_never_prints() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+
+    #[test]
+    fn production_refuses_development_and_short_secrets() {
+        for value in ["dev-admin-token", "whsec_sim_local", "short"] {
+            let e = check_secret("ADMIN_TOKEN", Profile::Production, value).unwrap_err();
+            assert_eq!(e.name, "ADMIN_TOKEN");
+        }
+        let own = "a-long-secret-of-our-own";
+        assert_eq!(
+            check_secret("ADMIN_TOKEN", Profile::Production, own).unwrap(),
+            own
+        );
+        assert!(check_secret("ADMIN_TOKEN", Profile::Development, "dev-admin-token").is_ok());
     }
 }
