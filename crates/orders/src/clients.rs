@@ -1,6 +1,7 @@
 //! The HTTP clients orders uses: the cart service (read the cart at checkout, clear it once
-//! the order is confirmed) and the payments service (create the order's payment). Failures
-//! are sorted once, here, into transient (retry) and rejected (do not).
+//! the order is confirmed) and the payments service (create the order's payment, close it
+//! when the order ends without it). Failures are sorted once, here, into transient (retry)
+//! and rejected (do not).
 
 use std::time::Duration;
 
@@ -166,6 +167,32 @@ impl Clients {
         let response = request.send().await.map_err(classify)?;
         if response.status().is_success() {
             response.json().await.map_err(classify)
+        } else {
+            Err(rejected(response).await)
+        }
+    }
+
+    /// Tells payments that order `order_id` ended without taking its payment's money:
+    /// payments cancels the PaymentIntent, or refunds what it took. Safe to repeat.
+    #[tracing::instrument(skip(self))]
+    pub async fn close_payment(
+        &self,
+        order_id: &str,
+        amount: i64,
+        currency: &str,
+        reason: &str,
+    ) -> Result<(), UpstreamError> {
+        let mut request = self
+            .http
+            .post(format!("{}/internal/v1/payments/close", self.payments_url))
+            .bearer_auth(self.internal_token.expose())
+            .json(&json!({"order_id": order_id, "amount": amount, "currency": currency, "reason": reason}));
+        if let Some(traceparent) = common::telemetry::current_traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
+        let response = request.send().await.map_err(classify)?;
+        if response.status().is_success() {
+            Ok(())
         } else {
             Err(rejected(response).await)
         }

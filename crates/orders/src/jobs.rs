@@ -6,7 +6,10 @@ use std::time::Duration;
 use common::queue::{ClaimedJob, Handler, JobError, NewJob};
 use tokio_util::sync::CancellationToken;
 
-use crate::saga::{CLEAR_CART, PAYMENT_TIMEOUT, PROCESS_ORDER, Saga};
+use crate::{
+    clients::UpstreamError,
+    saga::{CLEAR_CART, CLOSE_PAYMENT, PAYMENT_TIMEOUT, PROCESS_ORDER, Saga},
+};
 
 /// Runs the orders queue's jobs.
 pub struct OrderJobs(pub Saga);
@@ -19,7 +22,7 @@ fn field<'a>(job: &'a ClaimedJob, name: &str) -> Result<&'a str, JobError> {
 
 impl Handler for OrderJobs {
     fn kinds(&self) -> &'static [&'static str] {
-        &[PROCESS_ORDER, PAYMENT_TIMEOUT, CLEAR_CART]
+        &[PROCESS_ORDER, PAYMENT_TIMEOUT, CLEAR_CART, CLOSE_PAYMENT]
     }
 
     async fn handle(&self, job: &ClaimedJob) -> Result<(), JobError> {
@@ -32,6 +35,7 @@ impl Handler for OrderJobs {
                 .delete_cart(field(job, "cart_id")?)
                 .await
                 .map_err(|e| JobError::Transient(format!("cart: {e}"))),
+            CLOSE_PAYMENT => self.close_payment(job).await,
             other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
         }
     }
@@ -43,10 +47,57 @@ impl Handler for OrderJobs {
                 Some(order_id) => self.0.abandon(order_id, error).await,
                 None => Ok(()),
             },
+            CLOSE_PAYMENT => {
+                // Payments never heard the order ended: its PaymentIntent may still be paid.
+                // The job stays listed for an operator to replay once payments answers.
+                tracing::error!(payload = %job.payload, error, "an ended order's payment could not be closed; replay the job");
+                Ok(())
+            }
             // A cart that could not be cleared expires by itself; a timeout check that died
             // is redone by the sweeper.
             _ => Ok(()),
         }
+    }
+}
+
+impl OrderJobs {
+    /// Closes an ended order's payment. The order is held (`FOR SHARE`) while payments is
+    /// told, so an operator's replay that reopens it waits: the close then either happened
+    /// (the replay's payment is refused as closed) or finds the order open and does nothing.
+    async fn close_payment(&self, job: &ClaimedJob) -> Result<(), JobError> {
+        let saga = &self.0;
+        let order_id = field(job, "order_id")?;
+        let amount = job.payload["amount"]
+            .as_i64()
+            .ok_or_else(|| JobError::Permanent("job has no amount".to_owned()))?;
+        let db = |e: sqlx::Error| JobError::Transient(format!("database: {e}"));
+        let mut tx = common::db::begin(&saga.pool).await.map_err(db)?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM orders.orders WHERE id = $1 FOR SHARE")
+                .bind(order_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let ended = status
+            .and_then(|s| s.parse::<crate::domain::Status>().ok())
+            .is_some_and(|s| s.is_final() && s != crate::domain::Status::Confirmed);
+        if ended {
+            saga.clients
+                .close_payment(
+                    order_id,
+                    amount,
+                    field(job, "currency")?,
+                    field(job, "reason")?,
+                )
+                .await
+                .map_err(|e| match e {
+                    UpstreamError::Transient(e) => JobError::Transient(format!("payments: {e}")),
+                    rejected @ UpstreamError::Rejected { .. } => {
+                        JobError::Permanent(format!("payments: {rejected}"))
+                    }
+                })?;
+        }
+        tx.commit().await.map_err(db)
     }
 }
 

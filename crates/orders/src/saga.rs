@@ -3,7 +3,11 @@
 //! and does nothing. The two steps every order takes (reserving; confirming a payment answered
 //! `succeeded`) are single statements that do all of that at once, and fall back to the
 //! general way when the order is not where they expect it. Compensation (release stock, end
-//! the order) lives here too, next to the steps it undoes.
+//! the order, close its payment) lives here too, next to the steps it undoes.
+//!
+//! The money rule: an order that ends without confirming leaves no payable PaymentIntent.
+//! Ending it after the payment step queues `close_payment` in the same transaction; payments
+//! then cancels the intent, or refunds what it took, and refunds a success that comes later.
 
 use std::sync::Arc;
 
@@ -27,6 +31,11 @@ pub const PROCESS_ORDER: &str = "process_order";
 pub const PAYMENT_TIMEOUT: &str = "payment_timeout";
 /// Deletes a confirmed order's cart.
 pub const CLEAR_CART: &str = "clear_cart";
+/// Tells payments that an order ended without its payment's money.
+pub const CLOSE_PAYMENT: &str = "close_payment";
+/// Attempts of a `close_payment` job: money may be at stake, so it outlasts any outage the
+/// saga's own budget gives up on (with backoff, well over a day).
+const CLOSE_ATTEMPTS: i32 = 60;
 /// The priority of jobs no customer waits for: every due saga step is claimed before them.
 pub const HOUSEKEEPING: i16 = -10;
 
@@ -92,6 +101,42 @@ impl Saga {
             .dedup(format!("clear:{}", order.id))
             .attempts(self.max_attempts)
             .priority(HOUSEKEEPING)
+    }
+
+    /// The job that closes order `order`'s payment, for `reason` (a public reason code).
+    fn close_payment_job(&self, order: &Order, reason: &str) -> NewJob {
+        NewJob::new(
+            CLOSE_PAYMENT,
+            serde_json::json!({
+                "order_id": order.id,
+                "amount": order.total,
+                "currency": order.currency,
+                "reason": reason,
+            }),
+        )
+        .dedup(format!("close:{}", order.id))
+        .attempts(CLOSE_ATTEMPTS)
+    }
+
+    /// Releases the locked order's stock and ends it (`failed` or `cancelled`) for
+    /// `reason`; an order past the payment step also has its payment closed, in the same
+    /// transaction, so no money can be taken for it any more.
+    pub async fn end_unpaid(
+        &self,
+        conn: &mut PgConnection,
+        order: &mut Order,
+        to: Status,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let may_have_payment = order.status != Status::Pending || order.payment_id.is_some();
+        compensate(conn, order, to, reason).await?;
+        if may_have_payment {
+            let code = reason.split(':').next().unwrap_or(reason);
+            self.queue
+                .enqueue(conn, self.close_payment_job(order, code))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Runs the saga as far as it can go now: up to awaiting the payment, or a final state.
@@ -230,8 +275,9 @@ impl Saga {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         if order.status.is_final() {
-            self.note_closed(order, payment_id, status);
-            return Ok(());
+            return self
+                .closed_order_payment(conn, order, payment_id, status)
+                .await;
         }
         if order.payment_id.as_deref() != Some(payment_id)
             || order.payment_status.as_deref() != Some(status)
@@ -243,30 +289,64 @@ impl Saga {
                 orders::transition(conn, order, Status::Paid, None).await?;
                 self.confirm(conn, order).await?;
             }
+            // Paid in the browser (Stripe.js), a declined card is one attempt: the shopper may
+            // try another on the same PaymentIntent until the payment timeout. Confirmed
+            // server-side, nobody is there to try again: the order fails and its intent is
+            // canceled.
+            PaymentOutcome::Failed if order.payment_method.is_none() => {}
             PaymentOutcome::Failed => {
                 let why = format!(
                     "payment_declined{}",
                     reason.map(|r| format!(": {r}")).unwrap_or_default()
                 );
-                compensate(conn, order, Status::Failed, &why).await?;
+                self.end_unpaid(conn, order, Status::Failed, &why).await?;
             }
             PaymentOutcome::Canceled => {
-                compensate(conn, order, Status::Cancelled, "payment_canceled").await?
+                self.end_unpaid(conn, order, Status::Cancelled, "payment_canceled")
+                    .await?
             }
             PaymentOutcome::Pending => {}
         }
         Ok(())
     }
 
-    /// A payment status for an order that has ended changes nothing; a success for an order
-    /// that was given up on is money to give back, which an operator must see.
-    pub fn note_closed(&self, order: &Order, payment_id: &str, status: &str) {
+    /// Whether a payment status for an ended order changes anything: it is recorded (the
+    /// order shows `refunded`, `canceled`), and a success for an order that did not confirm
+    /// has its payment closed again, so payments refunds it.
+    pub fn closed_order_news(order: &Order, payment_id: &str, status: &str) -> bool {
+        order.payment_id.as_deref() != Some(payment_id)
+            || order.payment_status.as_deref() != Some(status)
+    }
+
+    /// Applies a payment status to a locked order that has ended: see
+    /// [`Saga::closed_order_news`].
+    pub async fn closed_order_payment(
+        &self,
+        conn: &mut PgConnection,
+        order: &mut Order,
+        payment_id: &str,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        if !Self::closed_order_news(order, payment_id, status) {
+            return Ok(());
+        }
+        orders::record_payment(conn, order, payment_id, status, None, None).await?;
         if PaymentOutcome::of(status) == PaymentOutcome::Succeeded
             && order.status != Status::Confirmed
         {
             metrics::counter!("orders_paid_after_close_total").increment(1);
-            tracing::error!(order = %order.id, payment = payment_id, "payment succeeded for a closed order; refund it");
+            tracing::warn!(order = %order.id, payment = payment_id, "payment succeeded for a closed order; closing it again so it is refunded");
+            let reason = order
+                .failure_reason
+                .as_deref()
+                .and_then(|r| r.split(':').next())
+                .unwrap_or("order_closed")
+                .to_owned();
+            self.queue
+                .enqueue(conn, self.close_payment_job(order, &reason))
+                .await?;
         }
+        Ok(())
     }
 
     async fn confirm(&self, conn: &mut PgConnection, order: &mut Order) -> Result<(), StoreError> {
@@ -293,7 +373,7 @@ impl Saga {
             .payment_due_at
             .is_some_and(|due| due <= OffsetDateTime::now_utc());
         if matches!(order.status, Status::Reserved | Status::AwaitingPayment) && overdue {
-            compensate(&mut tx, &mut order, Status::Cancelled, "payment_timeout")
+            self.end_unpaid(&mut tx, &mut order, Status::Cancelled, "payment_timeout")
                 .await
                 .map_err(db)?;
         }
@@ -314,7 +394,7 @@ impl Saga {
                 "processing_failed: {}",
                 error.chars().take(200).collect::<String>()
             );
-            compensate(&mut tx, &mut order, Status::Failed, &why)
+            self.end_unpaid(&mut tx, &mut order, Status::Failed, &why)
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -335,6 +415,11 @@ impl Saga {
         .rows_affected()
             == 1;
         if reopened {
+            // A close not yet sent is withdrawn; one under way holds the order until payments
+            // has it, and then the replay's payment is refused as closed.
+            self.queue
+                .cancel(&mut tx, &format!("close:{order_id}"))
+                .await?;
             sqlx::query(
                 "INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
                  VALUES ($1, 'failed', 'pending', 'replayed')",

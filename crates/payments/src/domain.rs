@@ -63,6 +63,71 @@ impl NewPayment {
     pub fn provider_key(&self) -> String {
         format!("pi-{}", self.order_id)
     }
+
+    /// The request back from its [`NewPayment::canonical`] text (as stored with a payment),
+    /// to ask Stripe again under the same key.
+    pub fn from_canonical(text: &str) -> Option<Self> {
+        let request: CreatePaymentRequest = serde_json::from_str(text).ok()?;
+        Self::try_from(request).ok()
+    }
+}
+
+/// `POST /internal/v1/payments/close` body: the order ended without taking its payment's
+/// money.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClosePaymentRequest {
+    /// The order (`ord_…`).
+    pub order_id: String,
+    /// The order's total, minor units (recorded when the order never asked for a payment).
+    pub amount: i64,
+    /// Upper-case ISO 4217.
+    pub currency: String,
+    /// Why the order ended (`payment_timeout`, `payment_declined`, `processing_failed`, …).
+    pub reason: String,
+}
+
+/// A close request that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseOrder {
+    /// The order, with its total and currency, as a payment request would name them.
+    pub order: NewPayment,
+    /// Why it ended: a code of at most 64 lower-case letters, digits and `_`.
+    pub reason: String,
+}
+
+impl TryFrom<ClosePaymentRequest> for CloseOrder {
+    type Error = Vec<FieldError>;
+
+    fn try_from(r: ClosePaymentRequest) -> Result<Self, Self::Error> {
+        let order = NewPayment::try_from(CreatePaymentRequest {
+            order_id: r.order_id,
+            amount: r.amount,
+            currency: r.currency,
+            payment_method: None,
+        });
+        let reason_ok = !r.reason.is_empty()
+            && r.reason.len() <= 64
+            && r.reason
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        match order {
+            Ok(order) if reason_ok => Ok(Self {
+                order,
+                reason: r.reason,
+            }),
+            Ok(_) => Err(vec![FieldError::new(
+                "reason",
+                "a code of lower-case letters, digits and _ (at most 64)",
+            )]),
+            Err(mut errors) => {
+                if !reason_ok {
+                    errors.push(FieldError::new("reason", "not a reason code"));
+                }
+                Err(errors)
+            }
+        }
+    }
 }
 
 impl TryFrom<CreatePaymentRequest> for NewPayment {

@@ -21,6 +21,9 @@ pub enum PaymentsError {
     /// The order already has a payment, for another amount or currency.
     #[error("the order already has another payment")]
     OrderHasPayment,
+    /// The order ended without this payment: nothing may be charged for it any more.
+    #[error("the order's payment is closed")]
+    PaymentClosed,
     /// Fields break a rule.
     #[error("invalid request")]
     Invalid(Vec<FieldError>),
@@ -59,6 +62,12 @@ impl From<PaymentsError> for Problem {
                 "The order already has a payment",
             )
             .detail("The order's payment was created for another amount or currency"),
+            PaymentsError::PaymentClosed => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "payment-closed",
+                "The order's payment is closed",
+            )
+            .detail("The order ended without this payment; nothing more is charged for it"),
             PaymentsError::Invalid(errors) => Problem::validation(errors),
             PaymentsError::NotFound(what) => Problem::not_found(what),
             PaymentsError::NotRefundable(why) => Problem::new(

@@ -57,8 +57,34 @@ pub struct Effect {
     pub intent_id: String,
     /// `metadata[order_id]`: present on PaymentIntents payments created.
     pub order_id: Option<String>,
+    /// The amount it speaks of, minor units: received, for a success.
+    pub amount: Option<i64>,
+    /// Its currency, upper case.
+    pub currency: Option<String>,
     /// The report to apply.
     pub report: Report,
+}
+
+impl Effect {
+    /// What in the event disagrees with `payment` (amount, currency, order), if anything:
+    /// an event that says so is not applied.
+    pub fn mismatch(&self, order_id: &str, amount: i64, currency: &str) -> Option<String> {
+        let mut wrong = Vec::new();
+        if self.order_id.as_deref().is_some_and(|o| o != order_id) {
+            wrong.push(format!("order {:?} (ours {order_id})", self.order_id));
+        }
+        if self.report.status == Status::Succeeded && self.amount != Some(amount) {
+            wrong.push(format!("amount {:?} (ours {amount})", self.amount));
+        }
+        if self
+            .currency
+            .as_deref()
+            .is_some_and(|c| !c.eq_ignore_ascii_case(currency.trim()))
+        {
+            wrong.push(format!("currency {:?} (ours {currency})", self.currency));
+        }
+        (!wrong.is_empty()).then(|| wrong.join(", "))
+    }
 }
 
 fn text(value: &Value) -> Option<String> {
@@ -84,8 +110,12 @@ fn failure_reason(intent: &Value) -> String {
 pub fn effect(id: &str, kind: &str, object: &Value) -> Option<Effect> {
     let mut reason = None;
     let mut amount_refunded = None;
+    let mut amount = object["amount"].as_i64();
     let (status, intent_id) = match kind {
-        "payment_intent.succeeded" => (Status::Succeeded, id_of(&object["id"])),
+        "payment_intent.succeeded" => {
+            amount = object["amount_received"].as_i64();
+            (Status::Succeeded, id_of(&object["id"]))
+        }
         "payment_intent.payment_failed" => {
             reason = Some(failure_reason(object));
             (Status::Failed, id_of(&object["id"]))
@@ -114,12 +144,15 @@ pub fn effect(id: &str, kind: &str, object: &Value) -> Option<Effect> {
     Some(Effect {
         intent_id: intent_id?,
         order_id: text(&object["metadata"]["order_id"]),
+        amount,
+        currency: text(&object["currency"]).map(|c| c.to_ascii_uppercase()),
         report: Report {
             status,
             failure_reason: reason,
             amount_refunded,
             event_id: Some(id.to_owned()),
             answered: false,
+            authoritative: false,
         },
     })
 }
@@ -153,6 +186,33 @@ mod tests {
         let status = |o: &Value| effect("evt", "charge.refunded", o).unwrap().report.status;
         assert_eq!(status(&partial), Status::PartiallyRefunded);
         assert_eq!(status(&full), Status::Refunded);
+    }
+
+    #[test]
+    fn a_success_for_another_amount_currency_or_order_is_a_mismatch() {
+        let object = json!({"id": "pi_1", "amount": 50000, "amount_received": 1,
+            "currency": "usd", "metadata": {"order_id": "ord_1"}});
+        let forged = effect("evt_1", "payment_intent.succeeded", &object).unwrap();
+        assert!(
+            forged
+                .mismatch("ord_1", 50000, "USD")
+                .unwrap()
+                .contains("amount")
+        );
+        let object = json!({"id": "pi_1", "amount": 50000, "amount_received": 50000,
+            "currency": "usd", "metadata": {"order_id": "ord_1"}});
+        let real = effect("evt_2", "payment_intent.succeeded", &object).unwrap();
+        assert_eq!(real.mismatch("ord_1", 50000, "USD"), None);
+        assert!(
+            real.mismatch("ord_2", 50000, "USD")
+                .unwrap()
+                .contains("order")
+        );
+        assert!(
+            real.mismatch("ord_1", 50000, "EUR")
+                .unwrap()
+                .contains("currency")
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The payments worker's jobs: apply recorded Stripe events, tell orders about an outcome,
-//! and check a payment with Stripe. Delivery is at least once, so each is safe to run again:
-//! events go through the state machine, and orders applies a notification at most once.
+//! check a payment with Stripe, and settle a closed one. Delivery is at least once, so each
+//! is safe to run again: events go through the state machine, and orders applies a
+//! notification at most once. An event never marks a payment paid on its own word: Stripe is
+//! asked, and an event that disagrees with its payment is recorded as a mismatch.
 //! Events arrive in batches (one job per intake transaction) and a batch applies in one
 //! transaction; an event that cannot (its payment not committed yet) or fails is taken alone,
 //! and on failure handed to a job of its own, so it retries, and dies, alone.
@@ -11,9 +13,11 @@ use common::queue::{ClaimedJob, Handler, JobError, NewJob};
 use serde_json::{Value, json};
 
 use crate::{
-    ledger::{Ledger, NOTIFY_ORDERS, ReconcileError},
+    domain::PaymentId,
+    events::Effect,
+    ledger::{Ledger, NOTIFY_ORDERS, ReconcileError, Report, SETTLE_PAYMENT},
     orders_client::{NotifyError, OrdersClient},
-    state::{Status, Transition},
+    state::{Status, Transition, transition},
     store::{self, payments::Payment},
     stripe::ProviderError,
 };
@@ -65,6 +69,17 @@ impl From<ReconcileError> for JobError {
     }
 }
 
+/// Whether `effect` would mark `payment` paid: then Stripe's word is asked for instead of
+/// the event's.
+fn needs_proof(payment: &Payment, effect: &Effect) -> bool {
+    effect.report.status.is_paid()
+        && !payment.status.is_paid()
+        && matches!(
+            transition(payment.status, effect.report.status),
+            Transition::Move | Transition::Conflict
+        )
+}
+
 impl Handler for PaymentJobs {
     fn kinds(&self) -> &'static [&'static str] {
         &[
@@ -72,6 +87,7 @@ impl Handler for PaymentJobs {
             PROCESS_EVENT,
             NOTIFY_ORDERS,
             RECONCILE_PAYMENT,
+            SETTLE_PAYMENT,
         ]
     }
 
@@ -82,7 +98,13 @@ impl Handler for PaymentJobs {
             NOTIFY_ORDERS => self.notify(job).await,
             RECONCILE_PAYMENT => self
                 .ledger
-                .reconcile(field(job, "payment_id")?)
+                .reconcile(field(job, "payment_id")?, None)
+                .await
+                .map(drop)
+                .map_err(JobError::from),
+            SETTLE_PAYMENT => self
+                .ledger
+                .settle(field(job, "payment_id")?)
                 .await
                 .map(drop)
                 .map_err(JobError::from),
@@ -93,7 +115,8 @@ impl Handler for PaymentJobs {
     async fn on_dead(&self, job: &ClaimedJob, error: &str) -> Result<(), String> {
         metrics::counter!("dead_letters_total", "kind" => job.kind.clone()).increment(1);
         // Nothing to undo: the payment is as Stripe left it. The reconciler settles payments
-        // whose events died; a notification orders never took is replayable by an operator.
+        // whose events died and settles closed payments again; a notification orders never
+        // took is replayable by an operator.
         tracing::error!(kind = %job.kind, payload = %job.payload, error, "payments job is a dead letter");
         Ok(())
     }
@@ -161,8 +184,18 @@ impl PaymentJobs {
         let mut payments: HashMap<String, Payment> = HashMap::new();
         let mut done = Vec::with_capacity(rows.len());
         let mut applied = Vec::with_capacity(rows.len());
+        // A payment with an event that needs Stripe's word takes the rest of its events alone,
+        // after it, in order.
+        let mut deferred = std::collections::HashSet::new();
         for (event_id, effect, payment) in rows {
+            if deferred.contains(&payment.id) {
+                continue;
+            }
             let payment = payments.entry(payment.id.clone()).or_insert(payment);
+            if needs_proof(payment, &effect) {
+                deferred.insert(payment.id.clone());
+                continue;
+            }
             let outcome = self
                 .ledger
                 .apply(&mut tx, payment, &effect.report)
@@ -198,7 +231,7 @@ impl PaymentJobs {
             .increment(1);
         if matches!(outcome, Transition::Stale | Transition::Conflict) {
             tracing::info!(payment = %payment.id, %reported, current = %payment.status, "out-of-order event; asking Stripe");
-            self.ledger.reconcile(&payment.id).await?;
+            self.ledger.reconcile(&payment.id, None).await?;
         }
         Ok(())
     }
@@ -215,19 +248,13 @@ impl PaymentJobs {
             .await
             .map_err(db)?;
         let Some(mut payment) = payment else {
-            if effect.order_id.is_none() {
-                // A PaymentIntent payments did not create (same Stripe account, other system).
-                store::events::processed(&mut tx, event_id, "not_ours")
-                    .await
-                    .map_err(db)?;
-                return tx.commit().await.map_err(db);
-            }
-            // The creating request has not committed yet, or is being retried by orders.
-            return Err(JobError::Transient(format!(
-                "no payment for {} yet",
-                effect.intent_id
-            )));
+            tx.rollback().await.map_err(db)?;
+            return self.process_unmatched(event_id, &effect).await;
         };
+        if needs_proof(&payment, &effect) {
+            tx.rollback().await.map_err(db)?;
+            return self.prove(event_id, &payment, &effect).await;
+        }
         let outcome = self
             .ledger
             .apply(&mut tx, &mut payment, &effect.report)
@@ -238,6 +265,120 @@ impl PaymentJobs {
             .map_err(db)?;
         self.ledger.queue.commit(tx).await.map_err(db)?;
         self.applied(&payment, effect.report.status, outcome).await
+    }
+
+    /// An event that would mark `payment` paid: Stripe is asked and its word applied, so a
+    /// forged or mistaken event costs one API call and changes nothing.
+    async fn prove(
+        &self,
+        event_id: &str,
+        payment: &Payment,
+        effect: &Effect,
+    ) -> Result<(), JobError> {
+        let mismatch = effect.mismatch(&payment.order_id, payment.amount, &payment.currency);
+        if let Some(why) = &mismatch {
+            metrics::counter!("payments_event_mismatches_total").increment(1);
+            tracing::error!(event = event_id, payment = %payment.id, why, "a payment event disagrees with its payment; not applied, asking Stripe");
+        }
+        let outcome = self.ledger.reconcile(&payment.id, Some(event_id)).await?;
+        let label = if mismatch.is_some() {
+            "mismatch"
+        } else {
+            label(outcome)
+        };
+        self.mark(event_id, label).await?;
+        metrics::counter!("payments_events_applied_total", "reported" => effect.report.status.as_str(), "outcome" => label)
+            .increment(1);
+        Ok(())
+    }
+
+    /// An event about a PaymentIntent no payment of ours holds. Without our metadata it is
+    /// another system's. With it, Stripe says whether the intent is real: one whose create
+    /// answer was lost is linked to its payment; one for an order with no payment at all is
+    /// recorded (closed) and settled. It never waits for a payment that will not come.
+    async fn process_unmatched(&self, event_id: &str, effect: &Effect) -> Result<(), JobError> {
+        let Some(order_id) = effect.order_id.as_deref() else {
+            // A PaymentIntent payments did not create (same Stripe account, other system).
+            return self.mark(event_id, "not_ours").await;
+        };
+        let intent = match self.ledger.stripe.retrieve_intent(&effect.intent_id).await {
+            Ok(intent) => intent,
+            Err(ProviderError::Refused { status: 404, .. }) => {
+                return self
+                    .mismatched(event_id, "no such PaymentIntent at Stripe")
+                    .await;
+            }
+            Err(e) => return Err(ReconcileError::Provider(e).into()),
+        };
+        if intent.order_id.as_deref() != Some(order_id) {
+            return self
+                .mismatched(event_id, "the PaymentIntent names another order")
+                .await;
+        }
+        let mut tx = common::db::begin(&self.ledger.pool).await.map_err(db)?;
+        let found = store::payments::lock_by_order(&mut tx, order_id)
+            .await
+            .map_err(db)?;
+        let (mut payment, label) = match found {
+            Some(payment) if payment.provider_id.is_none() => (payment, "linked"),
+            Some(payment) => {
+                tx.rollback().await.map_err(db)?;
+                tracing::error!(event = event_id, order = order_id, intent = %intent.id, ours = ?payment.provider_id, status = %intent.status, "a second PaymentIntent names our order; needs an operator");
+                return self
+                    .mismatched(event_id, "the order's payment holds another PaymentIntent")
+                    .await;
+            }
+            None => {
+                let id = PaymentId::new();
+                let adopted = store::payments::adopt(&mut tx, id.as_str(), &intent, order_id)
+                    .await
+                    .map_err(db)?
+                    .ok_or_else(|| {
+                        JobError::Transient(format!("order {order_id} got a payment meanwhile"))
+                    })?;
+                metrics::counter!("payments_adopted_total").increment(1);
+                tracing::warn!(event = event_id, order = order_id, intent = %intent.id, "a PaymentIntent of ours had no payment; recorded it closed, to be settled");
+                (adopted, "adopted")
+            }
+        };
+        if intent.amount != payment.amount
+            || !intent
+                .currency
+                .eq_ignore_ascii_case(payment.currency.trim())
+        {
+            tracing::error!(event = event_id, payment = %payment.id, intent = %intent.id, "the PaymentIntent is for another amount than its payment");
+            metrics::counter!("payments_event_mismatches_total").increment(1);
+        }
+        let link = (label == "linked").then_some(&intent);
+        self.ledger
+            .apply_with(&mut tx, &mut payment, &Report::from(&intent), link)
+            .await
+            .map_err(db)?;
+        self.ledger
+            .settle_if_needed(&mut tx, &payment)
+            .await
+            .map_err(db)?;
+        store::events::processed(&mut tx, event_id, label)
+            .await
+            .map_err(db)?;
+        self.ledger.queue.commit(tx).await.map_err(db)
+    }
+
+    /// Records an event that is not applied because it disagrees with what Stripe or our
+    /// payments hold; counted, and logged as an error (an alert).
+    async fn mismatched(&self, event_id: &str, why: &str) -> Result<(), JobError> {
+        metrics::counter!("payments_event_mismatches_total").increment(1);
+        tracing::error!(event = event_id, why, "payment event not applied");
+        self.mark(event_id, "mismatch").await
+    }
+
+    /// Notes how processing event `event_id` ended.
+    async fn mark(&self, event_id: &str, outcome: &str) -> Result<(), JobError> {
+        let mut tx = common::db::begin(&self.ledger.pool).await.map_err(db)?;
+        store::events::processed(&mut tx, event_id, outcome)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     async fn notify(&self, job: &ClaimedJob) -> Result<(), JobError> {

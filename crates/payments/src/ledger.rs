@@ -3,6 +3,11 @@
 //! row. A move that orders must hear about enqueues its `notify_orders` job in the same
 //! transaction, so the notification exists exactly when the change does. The outcome answered
 //! to the request that created the payment is not sent: orders has it from the answer.
+//!
+//! Stripe is the source of truth for money: what its API answers (a create, a retrieve, a
+//! cancel) is recorded even where the state machine would call it a contradiction; an event
+//! is only a hint. A closed payment (its order ended without it) that may still hold or take
+//! money gets a `settle_payment` job in the same transaction as the change that shows it.
 
 use common::queue::{NewJob, Queue};
 use serde_json::json;
@@ -16,6 +21,9 @@ use crate::{
 
 /// The job that tells orders about a payment's new status.
 pub const NOTIFY_ORDERS: &str = "notify_orders";
+/// The job that makes Stripe agree with a closed payment: cancel its PaymentIntent, or
+/// refund what it took.
+pub const SETTLE_PAYMENT: &str = "settle_payment";
 
 /// Something the provider says about a payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +39,9 @@ pub struct Report {
     /// Answered to the request that created the payment: orders learns it from the answer
     /// (and from the replay of that answer when it asks again), so it is not sent again.
     pub answered: bool,
+    /// Stripe's API said it (an answer, a retrieve), not an event: it is the truth and wins
+    /// over a settled status that contradicts it.
+    pub authoritative: bool,
 }
 
 impl Report {
@@ -42,6 +53,7 @@ impl Report {
             amount_refunded: None,
             event_id: None,
             answered: false,
+            authoritative: false,
         }
     }
 }
@@ -54,7 +66,24 @@ impl From<&Intent> for Report {
             amount_refunded: Some(intent.amount_refunded),
             event_id: None,
             answered: false,
+            authoritative: true,
         }
+    }
+}
+
+/// What `report` does to a payment in `current`: the state machine's answer, except that
+/// Stripe's own word overrides a contradiction and moves a failed payment wherever its
+/// PaymentIntent went (after a decline it takes another card). Answers the move and whether
+/// it overrode a contradiction.
+fn decide(current: Status, report: &Report) -> (Transition, bool) {
+    let machine = transition(current, report.status);
+    if !report.authoritative || machine == Transition::Same {
+        return (machine, false);
+    }
+    match machine {
+        Transition::Conflict => (Transition::Move, true),
+        Transition::Stale if current == Status::Failed => (Transition::Move, false),
+        other => (other, false),
     }
 }
 
@@ -105,7 +134,13 @@ impl Ledger {
         report: &Report,
         intent: Option<&Intent>,
     ) -> Result<Transition, sqlx::Error> {
-        let outcome = transition(payment.status, report.status);
+        let (outcome, overrode) = decide(payment.status, report);
+        if overrode {
+            // Say, failed here and paid at Stripe: Stripe's word is recorded, and counted.
+            metrics::counter!("payments_contradictions_total", "ours" => payment.status.as_str(), "provider" => report.status.as_str())
+                .increment(1);
+            tracing::error!(payment = %payment.id, ours = %payment.status, provider = %report.status, "the payment contradicted Stripe; recording Stripe's state");
+        }
         let mut change = payments::Change {
             intent,
             ..payments::Change::default()
@@ -141,6 +176,7 @@ impl Ledger {
         }
         let job = notify.as_ref().map(|job| (&self.queue, job));
         payments::write(conn, payment, &change, job).await?;
+        self.settle_if_needed(conn, payment).await?;
         if outcome == Transition::Move {
             metrics::counter!("payments_transitions_total", "to" => report.status.as_str())
                 .increment(1);
@@ -149,10 +185,37 @@ impl Ledger {
         Ok(outcome)
     }
 
+    /// Queues the settling of `payment` when it is closed and money may still move against
+    /// it; a job already queued for it stands.
+    pub async fn settle_if_needed(
+        &self,
+        conn: &mut PgConnection,
+        payment: &Payment,
+    ) -> Result<(), sqlx::Error> {
+        if payment.needs_settling() {
+            self.queue
+                .enqueue(conn, self.settle_job(&payment.id))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The job that settles closed payment `payment_id`.
+    pub fn settle_job(&self, payment_id: &str) -> NewJob {
+        NewJob::new(SETTLE_PAYMENT, json!({ "payment_id": payment_id }))
+            .dedup(format!("settle:{payment_id}"))
+            .attempts(self.notify_attempts)
+    }
+
     /// Asks Stripe where the payment is and applies the answer: the way out of any doubt
     /// (a stale or contradicting event, a missed webhook).
+    /// `event_id` names the event that caused the check, when one did: orders hears of it.
     #[tracing::instrument(skip(self))]
-    pub async fn reconcile(&self, payment_id: &str) -> Result<Transition, ReconcileError> {
+    pub async fn reconcile(
+        &self,
+        payment_id: &str,
+        event_id: Option<&str>,
+    ) -> Result<Transition, ReconcileError> {
         let unknown = || ReconcileError::Unknown(payment_id.to_owned());
         let payment = payments::find(&self.pool, payment_id)
             .await?
@@ -163,20 +226,12 @@ impl Ledger {
         let mut payment = payments::lock(&mut tx, payment_id)
             .await?
             .ok_or_else(unknown)?;
-        let outcome = self
-            .apply(&mut tx, &mut payment, &Report::from(&intent))
-            .await?;
+        let report = Report {
+            event_id: event_id.map(str::to_owned),
+            ..Report::from(&intent)
+        };
+        let outcome = self.apply(&mut tx, &mut payment, &report).await?;
         self.queue.commit(tx).await?;
-        if outcome == Transition::Conflict {
-            // Say, failed here and paid at Stripe: money and order disagree; a person decides.
-            metrics::counter!("payments_conflicts_total").increment(1);
-            tracing::error!(
-                payment = %payment.id,
-                ours = %payment.status,
-                provider = %intent.status,
-                "the payment's outcome contradicts the provider; needs an operator"
-            );
-        }
         Ok(outcome)
     }
 }

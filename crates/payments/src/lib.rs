@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod orders_client;
 pub mod reconciler;
 pub mod routes;
+pub mod settle;
 pub mod signature;
 pub mod state;
 pub mod store;

@@ -119,6 +119,11 @@ impl Status {
         self.branch() == Branch::Open
     }
 
+    /// Whether the payment took money (some of it may have been given back since).
+    pub fn is_paid(self) -> bool {
+        self.branch() == Branch::Paid
+    }
+
     /// Whether orders is told when a payment reaches this status: the outcomes and what
     /// happens to money already taken. Intermediate states are not sent; orders waits.
     pub fn notifies_orders(self) -> bool {

@@ -14,7 +14,8 @@ use stripe::{
 use stripe_core::{
     PaymentIntent, PaymentIntentStatus,
     payment_intent::{
-        CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods,
+        CancelPaymentIntent, CancelPaymentIntentCancellationReason, CreatePaymentIntent,
+        CreatePaymentIntentAutomaticPaymentMethods,
         CreatePaymentIntentAutomaticPaymentMethodsAllowRedirects, RetrievePaymentIntent,
     },
     refund::CreateRefund,
@@ -172,6 +173,21 @@ impl Stripe {
     pub async fn retrieve_intent(&self, id: &str) -> Result<Intent, ProviderError> {
         RetrievePaymentIntent::new(id)
             .expand(vec!["latest_charge".to_owned()])
+            .send(&self.client)
+            .await
+            .map(Intent::from)
+            .map_err(classify)
+    }
+
+    /// Cancels the PaymentIntent `id` (its order was abandoned) under idempotency key `key`,
+    /// so nobody can pay it any more. Stripe refuses (`payment_intent_unexpected_state`) an
+    /// intent that succeeded or was canceled already.
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel_intent(&self, id: &str, key: &str) -> Result<Intent, ProviderError> {
+        CancelPaymentIntent::new(id)
+            .cancellation_reason(CancelPaymentIntentCancellationReason::Abandoned)
+            .customize()
+            .request_strategy(idempotent(key)?)
             .send(&self.client)
             .await
             .map(Intent::from)

@@ -4,6 +4,7 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
+    http::StatusCode,
     routing::post,
 };
 use common::{ApiJson, Problem};
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::{AppState, error::OrdersError, store::orders};
+use crate::{AppState, error::OrdersError, saga::Saga, store::orders};
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -43,6 +44,7 @@ pub struct PaymentEvent {
         (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order has not recorded its payment yet; retry", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The event names another payment than the order's", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -60,9 +62,8 @@ pub async fn payment_event(
         .map_err(OrdersError::from)?
         .ok_or(OrdersError::NotFound("The order"))?;
     check_payment(&order, &event)?;
-    if order.status.is_final() {
-        app.saga
-            .note_closed(&order, &event.payment_id, &event.status);
+    if order.status.is_final() && !Saga::closed_order_news(&order, &event.payment_id, &event.status)
+    {
         return Ok(Json(json!({"order_id": order.id, "status": order.status})));
     }
     let mut tx = common::db::begin(&app.pool)
@@ -93,16 +94,22 @@ pub async fn payment_event(
     Ok(Json(json!({"order_id": order.id, "status": order.status})))
 }
 
+/// An outcome is taken only for the payment the order created. Before the saga has recorded
+/// it (its answer still on the way), the event is answered 409, and payments asks again; an
+/// order that ended before it heard of its payment records it (it can no longer confirm).
 fn check_payment(order: &orders::Order, event: &PaymentEvent) -> Result<(), Problem> {
-    if order
-        .payment_id
-        .as_deref()
-        .is_some_and(|p| p != event.payment_id)
-    {
-        return Err(Problem::invalid_field(
+    match order.payment_id.as_deref() {
+        Some(ours) if ours == event.payment_id => Ok(()),
+        None if order.status.is_final() => Ok(()),
+        Some(_) => Err(Problem::invalid_field(
             "payment_id",
             "the order has another payment",
-        ));
+        )),
+        None => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "payment-not-recorded",
+            "The order has not recorded a payment yet",
+        )
+        .detail("Retry once the order has recorded the payment it asked for")),
     }
-    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod checkout;
 mod faults;
+mod money;
 mod operations;
 mod saga;
 mod support;

@@ -28,6 +28,8 @@ pub enum Mode {
     AlwaysFail,
     /// 422: the payment is refused for good.
     Reject,
+    /// The payment is made, but every answer is lost (a 500 after acting).
+    LoseAnswer,
 }
 
 /// One call the stand-in received.
@@ -44,6 +46,7 @@ struct StubState {
     mode: Option<Mode>,
     calls: Vec<Call>,
     payments: HashMap<String, Value>,
+    closes: Vec<Value>,
     gate: Option<Arc<Notify>>,
     entered: Option<Arc<Notify>>,
 }
@@ -75,9 +78,15 @@ impl PaymentsStub {
         self.0.lock().unwrap().payments.len()
     }
 
+    /// The close requests received (orders that ended without their payment), in order.
+    pub fn closes(&self) -> Vec<Value> {
+        self.0.lock().unwrap().closes.clone()
+    }
+
     async fn serve(self) -> String {
         let app = Router::new()
             .route("/internal/v1/payments", post(create_payment))
+            .route("/internal/v1/payments/close", post(close_payment))
             .with_state(self);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -133,6 +142,7 @@ async fn create_payment(
         _ => {}
     }
     let count = state.payments.len();
+    let lose_answer = mode == Mode::LoseAnswer;
     let payment = state
         .payments
         .entry(key)
@@ -145,7 +155,33 @@ async fn create_payment(
             json!({"id": format!("pay_{count:026}"), "status": status, "client_secret": "pi_x_secret_y", "provider_id": "pi_x"})
         })
         .clone();
+    if lose_answer {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"title": "lost"})),
+        );
+    }
     (StatusCode::CREATED, Json(payment))
+}
+
+async fn close_payment(
+    State(stub): State<PaymentsStub>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> impl IntoResponse {
+    assert_eq!(
+        headers["authorization"], "Bearer test-internal",
+        "orders sends the internal token"
+    );
+    let mut state = stub.0.lock().unwrap();
+    if state.mode == Some(Mode::AlwaysFail) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"title": "boom"})),
+        );
+    }
+    state.closes.push(body.clone());
+    (StatusCode::OK, Json(body))
 }
 
 /// The whole orders setup of one test.

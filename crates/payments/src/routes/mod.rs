@@ -21,6 +21,7 @@ use crate::AppState;
     ),
     paths(
         payments::create,
+        payments::close,
         payments::read,
         webhooks::receive,
         admin::refund,

@@ -39,6 +39,8 @@ pub async fn record(
     let orders = column(|e| e.effect.order_id.as_deref());
     let statuses = column(|e| Some(e.effect.report.status.as_str()));
     let reasons = column(|e| e.effect.report.failure_reason.as_deref());
+    let currencies = column(|e| e.effect.currency.as_deref());
+    let amounts: Vec<Option<i64>> = events.iter().map(|e| e.effect.amount).collect();
     let created: Vec<i64> = events.iter().map(|e| e.created).collect();
     let refunded: Vec<Option<i64>> = events
         .iter()
@@ -47,9 +49,11 @@ pub async fn record(
     let copies: Vec<i32> = events.iter().map(|e| e.copies).collect();
     let rows: Vec<(String, bool)> = sqlx::query_as(
         "INSERT INTO payments.events
-             (id, type, created, intent_id, order_id, status, failure_reason, amount_refunded, deliveries)
+             (id, type, created, intent_id, order_id, status, failure_reason, amount_refunded,
+              deliveries, amount, currency)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                              $6::text[], $7::text[], $8::bigint[], $9::int[])
+                              $6::text[], $7::text[], $8::bigint[], $9::int[], $10::bigint[],
+                              $11::text[])
          ON CONFLICT (id) DO UPDATE SET deliveries = payments.events.deliveries + excluded.deliveries
          RETURNING id, (xmax = 0) AS inserted",
     )
@@ -62,6 +66,8 @@ pub async fn record(
     .bind(&reasons)
     .bind(&refunded)
     .bind(&copies)
+    .bind(&amounts)
+    .bind(&currencies)
     .fetch_all(conn)
     .await?;
     Ok(rows
@@ -78,6 +84,8 @@ struct Row {
     status: Status,
     failure_reason: Option<String>,
     amount_refunded: Option<i64>,
+    amount: Option<i64>,
+    currency: Option<String>,
 }
 
 impl Row {
@@ -85,12 +93,15 @@ impl Row {
         Effect {
             intent_id: self.intent_id,
             order_id: self.order_id,
+            amount: self.amount,
+            currency: self.currency,
             report: Report {
                 status: self.status,
                 failure_reason: self.failure_reason,
                 amount_refunded: self.amount_refunded,
                 event_id: Some(id.to_owned()),
                 answered: false,
+                authoritative: false,
             },
         }
     }
@@ -106,6 +117,8 @@ struct Joined {
     event_status: Status,
     event_failure_reason: Option<String>,
     event_amount_refunded: Option<i64>,
+    event_amount: Option<i64>,
+    event_currency: Option<String>,
     #[sqlx(flatten)]
     payment: Payment,
 }
@@ -121,7 +134,7 @@ pub async fn lock_with_payments(
     let sql = format!(
         "SELECT e.id AS event_id, e.intent_id, e.order_id AS event_order_id, e.status AS event_status,
                 e.failure_reason AS event_failure_reason, e.amount_refunded AS event_amount_refunded,
-                {columns}
+                e.amount AS event_amount, e.currency AS event_currency, {columns}
          FROM payments.events e JOIN payments.payments p ON p.provider_id = e.intent_id
          WHERE e.id = ANY($1)
          ORDER BY p.id, array_position($1, e.id)
@@ -141,6 +154,8 @@ pub async fn lock_with_payments(
                 status: j.event_status,
                 failure_reason: j.event_failure_reason,
                 amount_refunded: j.event_amount_refunded,
+                amount: j.event_amount,
+                currency: j.event_currency,
             }
             .effect(&j.event_id);
             (j.event_id, effect, j.payment)
@@ -151,7 +166,7 @@ pub async fn lock_with_payments(
 /// What event `id` says.
 pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Effect>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(
-        "SELECT intent_id, order_id, status, failure_reason, amount_refunded
+        "SELECT intent_id, order_id, status, failure_reason, amount_refunded, amount, currency
          FROM payments.events WHERE id = $1",
     )
     .bind(id)

@@ -42,10 +42,33 @@ pub struct Payment {
     pub created_at: OffsetDateTime,
     /// Last changed at.
     pub updated_at: OffsetDateTime,
+    /// When its order said it will not take this payment's money.
+    pub closed_at: Option<OffsetDateTime>,
+    /// Why the order ended without it.
+    pub close_reason: Option<String>,
+}
+
+impl Payment {
+    /// Whether money may still move at Stripe against a closed payment: its PaymentIntent is
+    /// confirmable, or was paid and not all of it given back. Such a payment is settled.
+    pub fn needs_settling(&self) -> bool {
+        self.closed_at.is_some()
+            && !matches!(
+                self.status,
+                Status::Canceled | Status::Refunded | Status::Disputed
+            )
+            && !(self.provider_id.is_none() && self.request.is_empty())
+    }
+
+    /// The request it was created with, for asking Stripe again under the same key.
+    pub fn new_payment(&self) -> Option<NewPayment> {
+        NewPayment::from_canonical(&self.request)
+    }
 }
 
 const COLUMNS: &str = "id, order_id, idempotency_key, request, amount, currency, payment_method, status, \
-                       provider_id, client_secret, failure_reason, amount_refunded, created_at, updated_at";
+                       provider_id, client_secret, failure_reason, amount_refunded, created_at, updated_at, \
+                       closed_at, close_reason";
 
 /// `COLUMNS` of the payments table named `alias`, for a query that joins it.
 pub(crate) fn columns(alias: &str) -> String {
@@ -107,6 +130,106 @@ pub async fn lock_claimed(
         .bind(key)
         .bind(order_id)
         .fetch_all(conn)
+        .await
+}
+
+/// The payment of order `order_id`, locked for a change.
+pub async fn lock_by_order(
+    conn: &mut PgConnection,
+    order_id: &str,
+) -> Result<Option<Payment>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM payments.payments WHERE order_id = $1 FOR UPDATE");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Marks the locked `payment` closed: its order ended without it.
+pub async fn close(
+    conn: &mut PgConnection,
+    payment: &mut Payment,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let (closed_at, close_reason): (OffsetDateTime, Option<String>) = sqlx::query_as(
+        "UPDATE payments.payments
+         SET closed_at = coalesce(closed_at, now()), close_reason = coalesce(close_reason, $2),
+             updated_at = now()
+         WHERE id = $1 RETURNING closed_at, close_reason",
+    )
+    .bind(&payment.id)
+    .bind(reason)
+    .fetch_one(conn)
+    .await?;
+    payment.closed_at = Some(closed_at);
+    payment.close_reason = close_reason;
+    Ok(())
+}
+
+/// Records that order `order_id` closed before it asked for a payment: a `canceled`, closed
+/// row holds its place, so a payment asked for later (a late retry) is refused instead of
+/// charged. Answers the row, or `None` when the order has a payment after all.
+pub async fn insert_closed(
+    conn: &mut PgConnection,
+    id: &str,
+    order: &ClosedOrder<'_>,
+) -> Result<Option<Payment>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO payments.payments
+             (id, order_id, idempotency_key, request, amount, currency, status, failure_reason,
+              closed_at, close_reason)
+         VALUES ($1, $2, 'closed-' || $2, '', $3, $4, 'canceled', 'order_closed', now(), $5)
+         ON CONFLICT DO NOTHING
+         RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(order.order_id)
+        .bind(order.amount)
+        .bind(order.currency)
+        .bind(order.reason)
+        .fetch_optional(conn)
+        .await
+}
+
+/// An order that ended without its payment.
+#[derive(Debug)]
+pub struct ClosedOrder<'a> {
+    /// `ord_…`.
+    pub order_id: &'a str,
+    /// Its total, minor units.
+    pub amount: i64,
+    /// ISO 4217.
+    pub currency: &'a str,
+    /// Why it ended.
+    pub reason: &'a str,
+}
+
+/// Records a PaymentIntent Stripe holds for order `order_id` that no payment of ours holds
+/// (its record was lost, or the intent was made elsewhere with our metadata). The row is
+/// closed, so the money rules settle it; `None` when the order has a payment after all.
+pub async fn adopt(
+    conn: &mut PgConnection,
+    id: &str,
+    intent: &Intent,
+    order_id: &str,
+) -> Result<Option<Payment>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO payments.payments
+             (id, order_id, idempotency_key, request, amount, currency, status, provider_id,
+              closed_at, close_reason)
+         VALUES ($1, $2, 'adopted-' || $3, '', $4, $5, $6, $3, now(), 'no_payment_record')
+         ON CONFLICT DO NOTHING
+         RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(order_id)
+        .bind(&intent.id)
+        .bind(intent.amount)
+        .bind(&intent.currency)
+        .bind(intent.status.as_str())
+        .fetch_optional(conn)
         .await
 }
 
@@ -198,27 +321,64 @@ pub async fn write(
     Ok(())
 }
 
-/// Marks up to `limit` open payments not heard of for `age` as checked now and answers
-/// their ids: the reconciler asks Stripe about them.
+/// Marks up to `limit` payments whose PaymentIntent may still move, not heard of for `age`,
+/// as checked now and answers their ids: the reconciler asks Stripe about them. Those are
+/// the open ones, and the failed ones younger than `failed_window` (a declined PaymentIntent
+/// takes another card at Stripe).
 pub async fn take_unsettled(
     conn: &mut PgConnection,
     age: Duration,
+    failed_window: Duration,
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
     let open: Vec<&str> = Status::open().map(Status::as_str).collect();
     sqlx::query_scalar(
-        "UPDATE payments.payments SET checked_at = now()
-         WHERE id IN (
+        "WITH open_due AS (
              SELECT id FROM payments.payments
              WHERE status = ANY($1) AND provider_id IS NOT NULL
                AND updated_at < now() - $2 * interval '1 millisecond'
                AND coalesce(checked_at, updated_at) < now() - $2 * interval '1 millisecond'
              ORDER BY updated_at
              LIMIT $3
+             FOR UPDATE SKIP LOCKED),
+         failed_due AS (
+             SELECT id FROM payments.payments
+             WHERE status = 'failed' AND provider_id IS NOT NULL
+               AND updated_at > now() - $4 * interval '1 millisecond'
+               AND coalesce(checked_at, updated_at) < now() - $2 * interval '1 millisecond'
+             ORDER BY updated_at
+             LIMIT $3
              FOR UPDATE SKIP LOCKED)
+         UPDATE payments.payments SET checked_at = now()
+         WHERE id IN (SELECT id FROM open_due UNION ALL SELECT id FROM failed_due)
          RETURNING id",
     )
     .bind(&open)
+    .bind(age.as_millis() as i64)
+    .bind(limit)
+    .bind(failed_window.as_millis() as i64)
+    .fetch_all(conn)
+    .await
+}
+
+/// Up to `limit` closed payments whose PaymentIntent may still hold or take money, last
+/// looked at longer than `age` ago, marked as looked at now: each is settled again.
+pub async fn take_closed_unsettled(
+    conn: &mut PgConnection,
+    age: Duration,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE payments.payments SET checked_at = now()
+         WHERE id IN (
+             SELECT id FROM payments.payments
+             WHERE closed_at IS NOT NULL AND status NOT IN ('canceled', 'refunded', 'disputed')
+               AND coalesce(checked_at, closed_at) < now() - $1 * interval '1 millisecond'
+             ORDER BY closed_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
     .bind(age.as_millis() as i64)
     .bind(limit)
     .fetch_all(conn)

@@ -67,3 +67,28 @@ pub async fn insert(
     .await?;
     Ok(())
 }
+
+/// Records a refund payments made by itself (money that came for an order that did not
+/// happen); a retry that reached the same Stripe Refund under `key` records nothing more.
+pub async fn insert_automatic(
+    conn: &mut PgConnection,
+    refund: &Refund,
+    key: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payments.refunds
+             (id, payment_id, provider_id, amount, status, idempotency_key, created_at, automatic)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, true)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&refund.id)
+    .bind(&refund.payment_id)
+    .bind(&refund.provider_id)
+    .bind(refund.amount)
+    .bind(&refund.status)
+    .bind(key)
+    .bind(refund.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 mod api;
 mod flows;
+mod money;
 mod orders_stub;
 mod refunds;
 mod signatures;
