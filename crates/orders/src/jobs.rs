@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     clients::UpstreamError,
+    holds::RELEASE_HOLD,
     saga::{CLEAR_CART, CLOSE_PAYMENT, PAYMENT_TIMEOUT, PROCESS_ORDER, Saga},
 };
 
@@ -22,7 +23,13 @@ fn field<'a>(job: &'a ClaimedJob, name: &str) -> Result<&'a str, JobError> {
 
 impl Handler for OrderJobs {
     fn kinds(&self) -> &'static [&'static str] {
-        &[PROCESS_ORDER, PAYMENT_TIMEOUT, CLEAR_CART, CLOSE_PAYMENT]
+        &[
+            PROCESS_ORDER,
+            PAYMENT_TIMEOUT,
+            CLEAR_CART,
+            CLOSE_PAYMENT,
+            RELEASE_HOLD,
+        ]
     }
 
     async fn handle(&self, job: &ClaimedJob) -> Result<(), JobError> {
@@ -36,6 +43,7 @@ impl Handler for OrderJobs {
                 .await
                 .map_err(|e| JobError::Transient(format!("cart: {e}"))),
             CLOSE_PAYMENT => self.close_payment(job).await,
+            RELEASE_HOLD => self.0.release_hold(field(job, "order_id")?).await,
             other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
         }
     }

@@ -6,6 +6,7 @@ pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod holds;
 pub mod jobs;
 pub mod ratelimit;
 pub mod routes;
@@ -87,6 +88,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
         ),
         limiter: Arc::new(limiter),
         payment_timeout: settings.payment_timeout,
+        holds: holds::HoldPolicy {
+            reservation_hold: settings.payment_timeout,
+            max_awaiting_per_customer: 5,
+        },
         max_attempts: settings.job_max_attempts,
     };
     Ok(Core { pool, saga, redis })

@@ -54,6 +54,8 @@ pub struct Saga {
     pub limiter: Arc<PaymentLimiter>,
     /// How long a payment may stay unsettled.
     pub payment_timeout: std::time::Duration,
+    /// How long, and how much, unpaid orders may hold stock.
+    pub holds: crate::holds::HoldPolicy,
     /// Attempts for follow-up jobs.
     pub max_attempts: i32,
 }
@@ -153,6 +155,7 @@ impl Saga {
 
     /// Holds the order's stock, or fails it `out_of_stock`; answers the order as committed.
     async fn reserve(&self, order_id: &str) -> Result<Order, JobError> {
+        self.before_reserve(order_id).await?;
         if let Some(order) = orders::reserve_pending(&self.pool, order_id)
             .await
             .map_err(db)?
@@ -242,6 +245,9 @@ impl Saga {
                         .attempts(self.max_attempts)
                         .delay(self.payment_timeout);
                 self.queue.enqueue(&mut tx, timeout).await.map_err(db)?;
+                if let Some(release) = self.release_hold_job(&order.id) {
+                    self.queue.enqueue(&mut tx, release).await.map_err(db)?;
+                }
             }
         }
         // A server-side confirmation may already have settled the payment.
@@ -350,12 +356,15 @@ impl Saga {
     }
 
     async fn confirm(&self, conn: &mut PgConnection, order: &mut Order) -> Result<(), StoreError> {
-        if order.status != Status::Paid {
+        if order.status != Status::Paid || !self.hold_for_sale(conn, order).await? {
             return Ok(());
         }
         orders::transition(conn, order, Status::Confirmed, None).await?;
         self.queue
             .cancel(conn, &format!("timeout:{}", order.id))
+            .await?;
+        self.queue
+            .cancel(conn, &format!("hold:{}", order.id))
             .await?;
         self.queue.enqueue(conn, self.clear_cart_job(order)).await?;
         // Last: the sale locks the inventory rows, which other checkouts wait for.
