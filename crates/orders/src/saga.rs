@@ -133,7 +133,7 @@ impl Saga {
         let may_have_payment = order.status != Status::Pending || order.payment_id.is_some();
         compensate(conn, order, to, reason).await?;
         if may_have_payment {
-            let code = reason.split(':').next().unwrap_or(reason);
+            let code = orders::public_reason(reason);
             self.queue
                 .enqueue(conn, self.close_payment_job(order, code))
                 .await?;
@@ -345,8 +345,7 @@ impl Saga {
             let reason = order
                 .failure_reason
                 .as_deref()
-                .and_then(|r| r.split(':').next())
-                .unwrap_or("order_closed")
+                .map_or("order_closed", orders::public_reason)
                 .to_owned();
             self.queue
                 .enqueue(conn, self.close_payment_job(order, &reason))

@@ -187,7 +187,8 @@ pub async fn transition(
     // commit (`Saga::commit`).
     sqlx::query(
         "WITH moved AS (
-             UPDATE orders.orders SET status = $2, failure_reason = coalesce($3, failure_reason), updated_at = now()
+             UPDATE orders.orders SET status = $2, failure_reason = coalesce(split_part($3, ':', 1), failure_reason),
+                 updated_at = now()
              WHERE id = $1 RETURNING id)
          INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
          SELECT id, $4, $2, $3 FROM moved",
@@ -200,10 +201,17 @@ pub async fn transition(
     .await?;
     moved(&order.id, order.status, &[to], reason);
     order.status = to;
-    if reason.is_some() {
-        order.failure_reason = reason.map(str::to_owned);
+    if let Some(reason) = reason {
+        order.failure_reason = Some(public_reason(reason).to_owned());
     }
     Ok(())
+}
+
+/// The public part of a failure reason: its code (`payment_declined`, `processing_failed`,
+/// …), never the detail after the colon (an upstream's error chain), which stays in the
+/// order's events and the logs. The SQL of `transition` takes the same part.
+pub fn public_reason(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason)
 }
 
 /// `COLUMNS` of the orders table named `alias`, for a `RETURNING` beside other relations.

@@ -83,13 +83,18 @@ async fn a_dead_checkout_whose_payment_was_made_has_its_payment_closed() {
     let cart = app.cart_with(&sku, 1).await;
     let order = app.order(&cart, Some("pm_card_visa")).await;
     let failed = app.wait_for(&order, "failed").await;
-    assert!(
-        failed["failure_reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("processing_failed"),
-        "{failed}"
+    assert_eq!(
+        failed["failure_reason"], "processing_failed",
+        "the public reason is a code; the error chain stays in the order's events"
     );
+    let detail: String = sqlx::query_scalar(
+        "SELECT reason FROM orders.order_events WHERE order_id = $1 AND to_status = 'failed'",
+    )
+    .bind(&order)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(detail.starts_with("processing_failed: "), "{detail}");
     assert_eq!(app.payments.payments(), 1, "the payment was made");
     eventually("payments to be told", || async {
         app.payments.closes().len() == 1

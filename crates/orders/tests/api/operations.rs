@@ -103,3 +103,17 @@ async fn health_metrics_and_openapi_answer() {
         .unwrap();
     assert!(metrics.contains("http_requests_total"));
 }
+
+#[tokio::test]
+async fn replaying_a_dead_job_by_a_malformed_id_is_a_problem_json_404() {
+    let app = spawn().await;
+    let response = app
+        .http
+        .post(format!("{}/admin/jobs/dead/not-a-number/replay", app.url))
+        .bearer_auth("test-admin")
+        .send()
+        .await
+        .unwrap();
+    let problem = testkit::problem(response, 404).await;
+    assert_eq!(problem["status"], 404);
+}

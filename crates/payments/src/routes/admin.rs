@@ -195,8 +195,12 @@ pub async fn dead_jobs(State(app): State<AppState>) -> Result<Json<Vec<DeadJob>>
     security(("bearer" = [])))]
 pub async fn replay(
     State(app): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), PaymentsError> {
+    // Parsed here, not by the extractor, so a malformed id is a problem+json 404 too.
+    let id: i64 = id
+        .parse()
+        .map_err(|_| PaymentsError::NotFound("The dead job"))?;
     if !app.ledger.queue.replay(id).await? {
         return Err(PaymentsError::NotFound("The dead job"));
     }

@@ -218,3 +218,17 @@ async fn operations_endpoints_answer() {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
 }
+
+#[tokio::test]
+async fn replaying_a_dead_job_by_a_malformed_id_is_a_problem_json_404() {
+    let app = spawn().await;
+    let response = app
+        .http
+        .post(format!("{}/admin/jobs/dead/not-a-number/replay", app.url))
+        .bearer_auth(crate::support::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let problem = problem(response, 404).await;
+    assert_eq!(problem["status"], 404);
+}
