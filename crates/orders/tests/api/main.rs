@@ -5,4 +5,5 @@ mod checkout;
 mod faults;
 mod operations;
 mod saga;
+mod security;
 mod support;

@@ -6,6 +6,7 @@ mod api;
 mod flows;
 mod orders_stub;
 mod refunds;
+mod security;
 mod signatures;
 mod support;
 mod webhooks;
