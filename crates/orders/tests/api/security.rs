@@ -87,6 +87,26 @@ fn a_leftover_shared_internal_token_is_refused_by_name() {
     );
 }
 
+#[test]
+fn a_development_run_says_so_once_in_its_log() {
+    let output = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .env_clear()
+        .env("APP_ENV", "development")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        // Start-up stops at the database, after the settings and the warning.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "json")
+        .output()
+        .expect("the orders binary runs");
+    let log = String::from_utf8_lossy(&output.stdout);
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("APP_ENV=development") && l.contains("WARN"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+}
+
 #[tokio::test]
 async fn the_token_orders_sends_to_payments_does_not_open_orders_internal_api() {
     let app = spawn().await;
