@@ -38,10 +38,14 @@ pub struct Spec {
     pub env: &'static [(&'static str, &'static str)],
 }
 
-/// The shared secrets of a local stack.
-const INTERNAL_TOKEN: &str = "dev-internal-token";
+/// The shared secrets of a local stack: the public development values, which the services
+/// accept only under `APP_ENV=development`.
+const PAYMENTS_INTERNAL_TOKEN: &str = "dev-payments-token";
+const ORDERS_INTERNAL_TOKEN: &str = "dev-orders-token";
 const WEBHOOK_SECRET: &str = "whsec_sim_local";
 const ADMIN_TOKEN: &str = "dev-admin-token";
+/// A local stack is a development run: without this every service refuses the values above.
+const DEVELOPMENT: (&str, &str) = ("APP_ENV", "development");
 /// The event types the payments webhook endpoint subscribes to (`payments::events::HANDLED`),
 /// as one configures an endpoint's `enabled_events` on Stripe; the rest are never sent.
 pub const PAYMENTS_WEBHOOK_EVENTS: &str = "payment_intent.succeeded,payment_intent.payment_failed,\
@@ -65,7 +69,7 @@ pub const SERVICES: &[Spec] = &[
     Spec {
         name: "cart",
         port: 8081,
-        env: &[],
+        env: &[DEVELOPMENT],
     },
     Spec {
         name: "orders",
@@ -73,7 +77,9 @@ pub const SERVICES: &[Spec] = &[
         env: &[
             ("CART_URL", "http://127.0.0.1:8081"),
             ("PAYMENTS_URL", "http://127.0.0.1:8083"),
-            ("INTERNAL_TOKEN", INTERNAL_TOKEN),
+            DEVELOPMENT,
+            ("PAYMENTS_INTERNAL_TOKEN", PAYMENTS_INTERNAL_TOKEN),
+            ("ORDERS_INTERNAL_TOKEN", ORDERS_INTERNAL_TOKEN),
             ("ADMIN_TOKEN", ADMIN_TOKEN),
         ],
     },
@@ -84,7 +90,9 @@ pub const SERVICES: &[Spec] = &[
             ("STRIPE_API_BASE", "http://127.0.0.1:12111"),
             ("STRIPE_WEBHOOK_SECRETS", WEBHOOK_SECRET),
             ("ORDERS_URL", "http://127.0.0.1:8082"),
-            ("INTERNAL_TOKEN", INTERNAL_TOKEN),
+            DEVELOPMENT,
+            ("PAYMENTS_INTERNAL_TOKEN", PAYMENTS_INTERNAL_TOKEN),
+            ("ORDERS_INTERNAL_TOKEN", ORDERS_INTERNAL_TOKEN),
             ("ADMIN_TOKEN", ADMIN_TOKEN),
         ],
     },
@@ -95,6 +103,7 @@ pub const SERVICES: &[Spec] = &[
             ("CART_URL", "http://127.0.0.1:8081"),
             ("ORDERS_URL", "http://127.0.0.1:8082"),
             ("PAYMENTS_URL", "http://127.0.0.1:8083"),
+            DEVELOPMENT,
             ("ADMIN_TOKEN", ADMIN_TOKEN),
             ("GATEWAY_INITIAL_ROLLOUT", "100"),
             ("RATE_LIMIT_PER_SECOND", "0"),

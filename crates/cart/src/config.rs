@@ -1,12 +1,19 @@
-//! The cart service's settings, read once from the environment at start-up.
+//! The cart service's settings, read once from the environment at start-up. Cart holds no
+//! secret (a cart id is its own access token), but it reads `APP_ENV` like every service so
+//! that a development run says so in its log.
 
 use std::{net::SocketAddr, time::Duration};
 
-use common::{ConfigError, config};
+use common::{
+    ConfigError,
+    config::{self, Profile},
+};
 
 /// Everything the cart service can be configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `APP_ENV`: development or production.
+    pub profile: Profile,
     /// `LISTEN_ADDR`: where the HTTP server binds.
     pub listen_addr: SocketAddr,
     /// `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `MIGRATE_ON_START`.
@@ -30,9 +37,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the settings; an unparsable value names its variable.
+    /// Reads the settings under the profile `APP_ENV` names (unset: production); an
+    /// unparsable value names its variable.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(Profile::from_env()?)
+    }
+
+    /// Reads the settings under `profile`, whatever `APP_ENV` says.
+    pub fn from_env_with(profile: Profile) -> Result<Self, ConfigError> {
         Self {
+            profile,
             listen_addr: config::parse("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
             db: common::db::Settings::from_env(10)?,
             redis_url: config::string("REDIS_URL", "redis://127.0.0.1:6379"),

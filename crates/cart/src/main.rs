@@ -9,5 +9,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::service::main("cart", cart::Settings::from_env, cart::run).await
+    let settings = || {
+        let settings = cart::Settings::from_env()?;
+        settings.profile.warn_if_development("cart");
+        Ok(settings)
+    };
+    common::service::main("cart", settings, cart::run).await
 }

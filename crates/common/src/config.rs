@@ -168,6 +168,126 @@ pub fn secrets(
         .collect()
 }
 
+/// [`secret`], reading the variable from `lookup` instead of the process environment, so the
+/// rules can be exercised (and settings assembled) without mutating the environment, which
+/// other threads may be reading.
+pub fn secret_from(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    profile: Profile,
+    development_value: &str,
+) -> Result<Secret, ConfigError> {
+    let raw = lookup(name);
+    if raw.as_deref().is_some_and(|v| v.trim().is_empty()) {
+        return Err(ConfigError::new(name, "is set but empty"));
+    }
+    match (raw, profile) {
+        (Some(value), profile) => check_secret(name, profile, value.trim()).map(Secret::new),
+        (None, Profile::Development) => Ok(Secret::new(development_value)),
+        (None, Profile::Production) => Err(ConfigError::new(
+            name,
+            "is required (set APP_ENV=development to run with local development values)",
+        )),
+    }
+}
+
+/// [`secrets`], reading the variable from `lookup` instead of the process environment.
+pub fn secrets_from(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    profile: Profile,
+    development_value: &str,
+) -> Result<Vec<Secret>, ConfigError> {
+    let joined = secret_from(lookup, name, profile, development_value)?;
+    joined
+        .expose()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| check_secret(name, profile, s).map(Secret::new))
+        .collect()
+}
+
+/// The process environment as a lookup for [`secret_from`] and [`secrets_from`]: the raw
+/// value, blanks included, so an empty variable is told apart from an unset one.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Whether `host` (a URL's host, IPv6 with or without brackets) names this machine:
+/// `localhost`, 127.0.0.0/8 or ::1. Plain `http://` to such a host never leaves it.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The bearer tokens orders and payments share, one per direction, and the admin token. Each
+/// direction has its own token so that one leaked service credential does not open the other
+/// service's internal API.
+#[derive(Debug, Clone)]
+pub struct ServiceTokens {
+    /// `PAYMENTS_INTERNAL_TOKEN`: what payments' internal API accepts; orders sends it.
+    pub payments_internal: Secret,
+    /// `ORDERS_INTERNAL_TOKEN`: what orders' internal API accepts; payments sends it.
+    pub orders_internal: Secret,
+    /// `ADMIN_TOKEN`: what `/admin` accepts.
+    pub admin: Secret,
+}
+
+impl ServiceTokens {
+    /// Reads the three tokens under `profile`'s rules. Outside development they must also
+    /// differ from one another, and the retired `INTERNAL_TOKEN` must be unset, so that an
+    /// operator never believes a variable is protecting something when it is not.
+    pub fn read(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        profile: Profile,
+    ) -> Result<Self, ConfigError> {
+        let tokens = Self {
+            payments_internal: secret_from(
+                lookup,
+                "PAYMENTS_INTERNAL_TOKEN",
+                profile,
+                "dev-payments-token",
+            )?,
+            orders_internal: secret_from(
+                lookup,
+                "ORDERS_INTERNAL_TOKEN",
+                profile,
+                "dev-orders-token",
+            )?,
+            admin: secret_from(lookup, "ADMIN_TOKEN", profile, "dev-admin-token")?,
+        };
+        if profile == Profile::Production {
+            if lookup("INTERNAL_TOKEN").is_some() {
+                return Err(ConfigError::new(
+                    "INTERNAL_TOKEN",
+                    "is no longer read: set PAYMENTS_INTERNAL_TOKEN (orders to payments) and \
+                     ORDERS_INTERNAL_TOKEN (payments to orders), then unset it",
+                ));
+            }
+            let same = |a: &Secret, b: &Secret| a.expose() == b.expose();
+            if same(&tokens.orders_internal, &tokens.payments_internal) {
+                return Err(ConfigError::new(
+                    "ORDERS_INTERNAL_TOKEN",
+                    "must differ from PAYMENTS_INTERNAL_TOKEN (one token per direction)",
+                ));
+            }
+            if same(&tokens.admin, &tokens.payments_internal)
+                || same(&tokens.admin, &tokens.orders_internal)
+            {
+                return Err(ConfigError::new(
+                    "ADMIN_TOKEN",
+                    "must differ from the internal tokens",
+                ));
+            }
+        }
+        Ok(tokens)
+    }
+}
+
 fn check_secret(name: &str, profile: Profile, value: &str) -> Result<String, ConfigError> {
     if profile == Profile::Production {
         if DEVELOPMENT_SECRETS.contains(&value) {
@@ -229,5 +349,147 @@ mod tests {
             own
         );
         assert!(check_secret("ADMIN_TOKEN", Profile::Development, "dev-admin-token").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("PAYMENTS_INTERNAL_TOKEN", "payments-token-0123456789"),
+        ("ORDERS_INTERNAL_TOKEN", "orders-token-0123456789"),
+        ("ADMIN_TOKEN", "admin-token-0123456789"),
+    ];
+
+    /// The good tokens with `name` set to `value` (or unset).
+    fn with(name: &str, value: Option<&str>) -> Vec<(String, String)> {
+        GOOD.iter()
+            .filter(|(k, _)| *k != name)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain(value.map(|v| (name.to_owned(), v.to_owned())))
+            .collect()
+    }
+
+    fn read(pairs: &[(String, String)], profile: Profile) -> Result<ServiceTokens, ConfigError> {
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ServiceTokens::read(&env(&pairs), profile)
+    }
+
+    #[test]
+    fn production_refuses_every_token_unset_empty_short_or_public() {
+        for name in [
+            "PAYMENTS_INTERNAL_TOKEN",
+            "ORDERS_INTERNAL_TOKEN",
+            "ADMIN_TOKEN",
+        ] {
+            for value in [
+                None,
+                Some(""),
+                Some("  "),
+                Some("short"),
+                Some("dev-payments-token"),
+                Some("dev-orders-token"),
+                Some("dev-admin-token"),
+                Some("dev-internal-token"),
+            ] {
+                let e = read(&with(name, value), Profile::Production).unwrap_err();
+                assert_eq!(e.name, name, "{name}={value:?}: {e}");
+            }
+        }
+        let tokens = read(&with("", None), Profile::Production).unwrap();
+        assert_eq!(tokens.admin.expose(), "admin-token-0123456789");
+    }
+
+    #[test]
+    fn development_fills_in_public_values_but_still_refuses_empty_ones() {
+        let tokens = ServiceTokens::read(&env(&[]), Profile::Development).unwrap();
+        assert_eq!(tokens.payments_internal.expose(), "dev-payments-token");
+        assert_eq!(tokens.orders_internal.expose(), "dev-orders-token");
+        assert_eq!(tokens.admin.expose(), "dev-admin-token");
+        let e =
+            ServiceTokens::read(&env(&[("ADMIN_TOKEN", "")]), Profile::Development).unwrap_err();
+        assert_eq!(e.name, "ADMIN_TOKEN");
+    }
+
+    #[test]
+    fn production_wants_one_token_per_direction_and_no_retired_variable() {
+        let mut same = with("ORDERS_INTERNAL_TOKEN", Some("payments-token-0123456789"));
+        let e = read(&same, Profile::Production).unwrap_err();
+        assert_eq!(e.name, "ORDERS_INTERNAL_TOKEN");
+        same = with("ADMIN_TOKEN", Some("orders-token-0123456789"));
+        assert_eq!(
+            read(&same, Profile::Production).unwrap_err().name,
+            "ADMIN_TOKEN"
+        );
+        let mut retired = with("", None);
+        retired.push((
+            "INTERNAL_TOKEN".to_owned(),
+            "an-old-shared-token-0123".to_owned(),
+        ));
+        assert_eq!(
+            read(&retired, Profile::Production).unwrap_err().name,
+            "INTERNAL_TOKEN"
+        );
+    }
+
+    #[test]
+    fn a_list_of_secrets_refuses_a_public_member_and_an_empty_variable() {
+        let lookup = env(&[(
+            "STRIPE_WEBHOOK_SECRETS",
+            "whsec_sim_local,whsec_0123456789abcdef",
+        )]);
+        let e =
+            secrets_from(&lookup, "STRIPE_WEBHOOK_SECRETS", Profile::Production, "x").unwrap_err();
+        assert_eq!(e.name, "STRIPE_WEBHOOK_SECRETS");
+        let empty = env(&[("STRIPE_WEBHOOK_SECRETS", "")]);
+        for profile in [Profile::Production, Profile::Development] {
+            let e = secrets_from(&empty, "STRIPE_WEBHOOK_SECRETS", profile, "whsec_sim_local")
+                .unwrap_err();
+            assert_eq!(e.name, "STRIPE_WEBHOOK_SECRETS");
+        }
+        let two = env(&[("S", "whsec_0123456789abcdef, whsec_fedcba9876543210")]);
+        assert_eq!(
+            secrets_from(&two, "S", Profile::Production, "x")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn loopback_hosts_are_this_machine_only() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.9.8.7",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "api.stripe.com",
+            "10.0.0.1",
+            "localhost.example.com",
+            "[::2]",
+            "128.0.0.1",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

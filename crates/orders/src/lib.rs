@@ -45,10 +45,14 @@ pub struct AppState {
     pub events: broadcast::Sender<String>,
     /// How long idempotency keys live.
     pub idempotency_ttl: std::time::Duration,
-    /// Bearer for `/internal`.
+    /// Bearer `/internal` accepts (`ORDERS_INTERNAL_TOKEN`).
     pub internal_token: Secret,
     /// Bearer for `/admin`.
     pub admin_token: Secret,
+    /// How long one event stream may stay open.
+    pub event_stream_max_age: std::time::Duration,
+    /// One permit per open event stream; none left answers 429.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The connected stores and the saga, shared by the API and the worker.
@@ -83,7 +87,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
         clients: clients::Clients::new(
             &settings.cart_url,
             &settings.payments_url,
-            settings.internal_token.clone(),
+            settings.payments_internal_token.clone(),
             settings.upstream_timeout,
         ),
         limiter: Arc::new(limiter),
@@ -106,8 +110,10 @@ pub fn app(core: &Core, settings: &Settings, shutdown: CancellationToken) -> Rou
         saga: core.saga.clone(),
         events,
         idempotency_ttl: settings.idempotency_ttl,
-        internal_token: settings.internal_token.clone(),
+        internal_token: settings.orders_internal_token.clone(),
         admin_token: settings.admin_token.clone(),
+        event_stream_max_age: settings.event_stream_max_age,
+        event_streams: Arc::new(tokio::sync::Semaphore::new(settings.event_stream_max)),
     };
     let checks = vec![
         Check::postgres(core.pool.clone()),

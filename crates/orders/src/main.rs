@@ -18,7 +18,11 @@ async fn main() -> ExitCode {
     };
     common::service::main(
         "orders",
-        orders::Settings::from_env,
+        || {
+            let settings = orders::Settings::from_env()?;
+            settings.profile.warn_if_development("orders");
+            Ok(settings)
+        },
         |settings, shutdown| orders::run(settings, role, shutdown),
     )
     .await

@@ -1,4 +1,5 @@
-//! The order as the API shows it.
+//! The order as the API shows it. The payment's client secret lets whoever holds it confirm
+//! the PaymentIntent, so it is shown only while the order awaits payment.
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -31,7 +32,8 @@ pub struct PaymentView {
     pub id: String,
     /// The payment's last known status.
     pub status: Option<String>,
-    /// For Stripe.js, when no payment method was given at checkout.
+    /// For Stripe.js, when no payment method was given at checkout; only while the order
+    /// awaits payment.
     pub client_secret: Option<String>,
 }
 
@@ -83,7 +85,10 @@ impl OrderView {
             payment: order.payment_id.as_ref().map(|id| PaymentView {
                 id: id.clone(),
                 status: order.payment_status.clone(),
-                client_secret: order.client_secret.clone(),
+                client_secret: order
+                    .client_secret
+                    .clone()
+                    .filter(|_| order.status.awaits_payment()),
             }),
         }
     }

@@ -51,7 +51,7 @@ pub struct AppState {
     pub intake: intake::Intake,
     /// Checks webhook signatures.
     pub verifier: Arc<signature::Verifier>,
-    /// Bearer for `/internal`.
+    /// Bearer `/internal` accepts (`PAYMENTS_INTERNAL_TOKEN`).
     pub internal_token: Secret,
     /// Bearer for `/admin`.
     pub admin_token: Secret,
@@ -85,7 +85,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
     };
     let orders = orders_client::OrdersClient::new(
         &settings.orders_url,
-        settings.internal_token.clone(),
+        settings.orders_internal_token.clone(),
         settings.orders_timeout,
     );
     Ok(Core {
@@ -110,7 +110,7 @@ pub fn app(core: &Core, settings: &Settings) -> Router {
             settings.stripe_webhook_secrets.clone(),
             settings.webhook_tolerance,
         )),
-        internal_token: settings.internal_token.clone(),
+        internal_token: settings.payments_internal_token.clone(),
         admin_token: settings.admin_token.clone(),
     };
     let checks = vec![Check::postgres(core.pool.clone())];

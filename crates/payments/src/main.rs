@@ -19,7 +19,11 @@ async fn main() -> ExitCode {
     };
     common::service::main(
         "payments",
-        payments::Settings::from_env,
+        || {
+            let settings = payments::Settings::from_env()?;
+            settings.profile.warn_if_development("payments");
+            Ok(settings)
+        },
         |settings, shutdown| payments::run(settings, role, shutdown),
     )
     .await

@@ -6,4 +6,5 @@ mod concurrency;
 mod errors;
 mod operations;
 mod resilience;
+mod security;
 mod support;

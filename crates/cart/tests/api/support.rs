@@ -32,7 +32,8 @@ impl Drop for TestApp {
 
 /// Settings for a test app: the test database, the test Redis and a random key prefix.
 pub fn settings() -> Settings {
-    let mut settings = Settings::from_env().expect("valid test settings");
+    let mut settings =
+        Settings::from_env_with(common::config::Profile::Development).expect("valid test settings");
     settings.db.url = testkit::database("checkout_test_cart");
     settings.redis_url = testkit::redis_url();
     settings.key_prefix = format!("test:{}:", common::id::new_id("t"));

@@ -57,6 +57,15 @@ impl Status {
         matches!(self, Status::Confirmed | Status::Failed | Status::Cancelled)
     }
 
+    /// Whether the order can still be paid: the only time its PaymentIntent's client secret
+    /// is of use to the shopper, and so the only time the order shows it.
+    pub fn awaits_payment(self) -> bool {
+        matches!(
+            self,
+            Status::Pending | Status::Reserved | Status::AwaitingPayment
+        )
+    }
+
     /// The statuses an order may be in to move to `to`.
     pub fn predecessors(to: Status) -> &'static [Status] {
         use Status::*;

@@ -1,24 +1,28 @@
 //! `/v1/orders`: checkout, read an order, follow it as server-sent events. Checkout answers
 //! at once: the order, its lines and its `ProcessOrder` job are written in one transaction,
-//! and the saga runs in the worker.
+//! and the saga runs in the worker. Event streams are bounded in number and in lifetime, so
+//! holding them open is no way to exhaust the process.
 
 use std::{convert::Infallible, time::Duration};
 
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{
-        Response,
+        IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
     },
     routing::{get, post},
 };
 use common::{ApiJson, Problem};
-use futures_util::Stream;
+use futures_util::StreamExt as _;
 use serde_json::json;
 use time::OffsetDateTime;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{
+    OwnedSemaphorePermit,
+    broadcast::{self, error::RecvError},
+};
 
 use crate::{
     AppState,
@@ -58,10 +62,9 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> Result<Response, OrdersError> {
-    let key = common::idempotency::key(&headers)
-        .ok_or(OrdersError::MissingIdempotencyKey)?
-        .to_owned();
+    let key = common::idempotency::key(&headers).ok_or(OrdersError::MissingIdempotencyKey)?;
     let checkout = Checkout::try_from(body).map_err(OrdersError::Invalid)?;
+    let key = idempotency::scoped(&checkout.cart_id, key);
     let request = json!({"cart_id": checkout.cart_id, "email": checkout.email, "payment_method": checkout.payment_method}).to_string();
 
     // The cart is read first: a replay must not depend on a cart that a confirmed order
@@ -208,54 +211,112 @@ async fn load_view(app: &AppState, id: &str) -> Result<Option<OrderView>, sqlx::
 }
 
 /// Follows an order: its current state at once, then every change; the stream ends at a
-/// final state.
+/// final state, or after `EVENT_STREAM_MAX_SECS` (the browser's `EventSource` reconnects).
+/// At most `EVENT_STREAM_MAX` streams are open in one process; past it, 429.
 #[utoipa::path(
     get, path = "/v1/orders/{id}/events", tag = "orders",
     params(("id" = String, Path, description = "The order's id")),
     responses(
         (status = 200, description = "`text/event-stream` of `order` events, each an OrderView", content_type = "text/event-stream", body = OrderView),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This process holds as many streams as it may; retry after `Retry-After` or poll the order", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip(app))]
 pub async fn events(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, OrdersError> {
+) -> Result<Response, OrdersError> {
+    // Every open stream holds a connection and wakes on every order change in the process,
+    // so their number is capped before any other work.
+    let Ok(permit) = app.event_streams.clone().try_acquire_owned() else {
+        metrics::counter!("orders_event_streams_refused_total").increment(1);
+        return Ok(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-event-streams",
+            "Too many event streams",
+        )
+        .detail("The server follows as many orders as it can; retry later or read the order with GET /v1/orders/{id}")
+        .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+        .into_response());
+    };
+    let open = OpenStream::counted(permit);
     // Subscribe before reading, so no change between the two is missed.
     let changes = app.events.subscribe();
     let first = load_view(&app, &id)
         .await?
         .ok_or(OrdersError::NotFound("The order"))?;
-    let start = (app, id, changes, Some(first), None::<String>, false);
-    let stream = futures_util::stream::unfold(
-        start,
-        |(app, id, mut changes, mut next, mut last, done)| async move {
-            if done {
-                return None;
+    let max_age = app.event_stream_max_age;
+    let start = Follow {
+        app,
+        id,
+        changes,
+        next: Some(first),
+        last: None,
+        done: false,
+        _open: open,
+    };
+    let stream = futures_util::stream::unfold(start, |mut follow| async move {
+        if follow.done {
+            return None;
+        }
+        loop {
+            if let Some(view) = follow.next.take()
+                && follow.last.as_deref() != Some(view.status.as_str())
+            {
+                follow.done = view.status.parse::<Status>().is_ok_and(Status::is_final);
+                follow.last = Some(view.status.clone());
+                let event = Event::default()
+                    .event("order")
+                    .id(view.status.clone())
+                    .json_data(&view)
+                    .expect("an order serialises");
+                return Some((Ok::<_, Infallible>(event), follow));
             }
-            loop {
-                if let Some(view) = next.take()
-                    && last.as_deref() != Some(view.status.as_str())
-                {
-                    let finished = view.status.parse::<Status>().is_ok_and(Status::is_final);
-                    last = Some(view.status.clone());
-                    let event = Event::default()
-                        .event("order")
-                        .id(view.status.clone())
-                        .json_data(&view)
-                        .expect("an order serialises");
-                    return Some((Ok(event), (app, id, changes, None, last, finished)));
+            match follow.changes.recv().await {
+                Ok(changed) if changed != follow.id => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    follow.next = load_view(&follow.app, &follow.id).await.ok().flatten()
                 }
-                match changes.recv().await {
-                    Ok(changed) if changed != id => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {
-                        next = load_view(&app, &id).await.ok().flatten()
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
+                Err(RecvError::Closed) => return None,
             }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+        }
+    })
+    .take_until(tokio::time::sleep(max_age));
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// One event stream's state between events.
+struct Follow {
+    app: AppState,
+    id: String,
+    changes: broadcast::Receiver<String>,
+    /// A view to send, when it differs from the last one sent.
+    next: Option<OrderView>,
+    /// The status last sent.
+    last: Option<String>,
+    /// A final status was sent: the stream ends.
+    done: bool,
+    _open: OpenStream,
+}
+
+/// An open stream's place under the cap, counted in the `orders_event_streams_open` gauge
+/// for as long as the stream lives, however it ends.
+struct OpenStream {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl OpenStream {
+    fn counted(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!("orders_event_streams_open").increment(1.0);
+        Self { _permit: permit }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!("orders_event_streams_open").decrement(1.0);
+    }
 }

@@ -1,8 +1,18 @@
 //! Idempotency keys for `POST /v1/orders`. A key is claimed by the statement that places the
 //! order (`orders::place`), so a concurrent request with the same key waits on the row and
 //! then sees the stored response; the response is replayed for 24 h (configurable).
+//!
+//! A client's key is stored scoped to the cart it checks out ([`scoped`]): the cart id is the
+//! shopper's access token, so one shopper's keys neither collide with another's nor tell
+//! anyone else that they exist.
 
 use sqlx::PgPool;
+
+/// The stored form of the client's `key` used with `cart_id`. A cart id has a fixed length,
+/// so the concatenation is unambiguous whatever the key holds.
+pub fn scoped(cart_id: &str, key: &str) -> String {
+    format!("{cart_id}/{key}")
+}
 
 /// What a key remembers.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -43,4 +53,16 @@ pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
             .await?
             .rows_affected(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scoped;
+
+    #[test]
+    fn one_key_on_two_carts_is_two_claims() {
+        let (a, b) = (common::id::new_id("crt"), common::id::new_id("crt"));
+        assert_ne!(scoped(&a, "k"), scoped(&b, "k"));
+        assert_eq!(scoped(&a, "k"), scoped(&a, "k"));
+    }
 }

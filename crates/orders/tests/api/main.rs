@@ -6,4 +6,5 @@ mod faults;
 mod money;
 mod operations;
 mod saga;
+mod security;
 mod support;

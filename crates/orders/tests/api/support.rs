@@ -17,6 +17,11 @@ use sqlx::PgPool;
 use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+/// The bearer orders' internal API accepts in these tests (`ORDERS_INTERNAL_TOKEN`).
+pub const ORDERS_TOKEN: &str = "test-internal";
+/// The bearer orders sends to the payments stand-in (`PAYMENTS_INTERNAL_TOKEN`).
+pub const PAYMENTS_TOKEN: &str = "test-payments-internal";
+
 /// How the payments stand-in answers a payment creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -101,8 +106,9 @@ async fn create_payment(
     Json(body): Json<Value>,
 ) -> impl IntoResponse {
     assert_eq!(
-        headers["authorization"], "Bearer test-internal",
-        "orders sends the internal token"
+        headers["authorization"],
+        format!("Bearer {PAYMENTS_TOKEN}").as_str(),
+        "orders sends PAYMENTS_INTERNAL_TOKEN"
     );
     let key = headers["idempotency-key"].to_str().unwrap().to_owned();
     let (gate, entered) = {
@@ -216,10 +222,14 @@ impl Drop for TestApp {
 
 /// Settings pointing at the test stores, with fast retries.
 pub async fn settings() -> Settings {
-    let mut s = Settings::from_env().expect("valid test settings");
+    // The development profile whatever the shell's APP_ENV: the tests set their own secrets
+    // below, and never touch the process environment other tests read.
+    let mut s =
+        Settings::from_env_with(common::config::Profile::Development).expect("valid test settings");
     s.db.url = testkit::database("checkout_test_orders");
     s.redis_url = testkit::redis_url();
-    s.internal_token = common::Secret::new("test-internal");
+    s.orders_internal_token = common::Secret::new(ORDERS_TOKEN);
+    s.payments_internal_token = common::Secret::new(PAYMENTS_TOKEN);
     s.admin_token = common::Secret::new("test-admin");
     s.job_max_attempts = 3;
     s.worker.backoff = common::queue::Backoff {
@@ -241,7 +251,8 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
     common::service::install_crypto();
     let shutdown = CancellationToken::new();
 
-    let mut cart_settings = cart::Settings::from_env().unwrap();
+    let mut cart_settings =
+        cart::Settings::from_env_with(common::config::Profile::Development).unwrap();
     cart_settings.db.url = settings.db.url.clone();
     cart_settings.db.migrate_on_start = false;
     cart_settings.redis_url = testkit::redis_url();
@@ -420,7 +431,7 @@ impl TestApp {
                 "{}/internal/v1/orders/{order}/payment-events",
                 self.url
             ))
-            .bearer_auth("test-internal")
+            .bearer_auth(ORDERS_TOKEN)
             .json(&body)
             .send()
             .await

@@ -7,6 +7,7 @@ mod flows;
 mod money;
 mod orders_stub;
 mod refunds;
+mod security;
 mod signatures;
 mod support;
 mod webhooks;

@@ -17,7 +17,8 @@ pub use crate::orders_stub::OrdersStub;
 pub const WEBHOOK_SECRET: &str = "whsec_test_current";
 /// The first, older secret payments still accepts.
 pub const OLD_SECRET: &str = "whsec_test_previous";
-/// The internal bearer token.
+/// The internal bearer token: what payments accepts, and (in these settings) what it sends to
+/// the orders stand-in, which checks for it. `security` runs the two directions apart.
 pub const INTERNAL: &str = "test-internal";
 /// The admin bearer token.
 pub const ADMIN: &str = "test-admin";
@@ -56,7 +57,10 @@ impl Drop for TestApp {
 
 /// Settings for the test stores, with fast retries and no background reconciliation.
 pub async fn settings() -> Settings {
-    let mut s = Settings::from_env().expect("valid test settings");
+    // The development profile whatever the shell's APP_ENV: the tests set their own secrets
+    // below, and never touch the process environment other tests read.
+    let mut s =
+        Settings::from_env_with(common::config::Profile::Development).expect("valid test settings");
     s.db.url = testkit::database("checkout_test_payments");
     s.db.max_connections = 8;
     s.db.migrate_on_start = false;
@@ -64,7 +68,8 @@ pub async fn settings() -> Settings {
         common::Secret::new(OLD_SECRET),
         common::Secret::new(WEBHOOK_SECRET),
     ];
-    s.internal_token = common::Secret::new(INTERNAL);
+    s.payments_internal_token = common::Secret::new(INTERNAL);
+    s.orders_internal_token = common::Secret::new(INTERNAL);
     s.admin_token = common::Secret::new(ADMIN);
     s.notify_max_attempts = 6;
     s.worker.backoff = common::queue::Backoff {

@@ -1,0 +1,281 @@
+//! Attacks on orders and what now stops them: a binary deployed without its secrets refuses
+//! to start; one service's token does not open the other direction; text with control
+//! characters is a 422, not a 500; a shopper's idempotency keys are theirs alone; the client
+//! secret disappears once the order stops awaiting payment; event streams are capped and end.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use crate::support::{PAYMENTS_TOKEN, settings, spawn, spawn_with};
+
+/// Tokens good enough for production, one per variable.
+const PRODUCTION: &[(&str, &str)] = &[
+    ("PAYMENTS_INTERNAL_TOKEN", "payments-token-0123456789abcdef"),
+    ("ORDERS_INTERNAL_TOKEN", "orders-token-0123456789abcdef"),
+    ("ADMIN_TOKEN", "admin-token-0123456789abcdef"),
+];
+
+/// Runs the `orders` binary as a deployment would (no `APP_ENV`) with `PRODUCTION` changed by
+/// `change`; asserts it exits 2 at once, naming `variable`.
+fn refuses_to_start(change: &[(&str, Option<&str>)], variable: &str) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orders"));
+    command
+        .env_clear()
+        // Should the service start after all, it must not reach anything real.
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in PRODUCTION {
+        command.env(name, value);
+    }
+    for (name, value) in change {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command.spawn().expect("the orders binary runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("orders started with {change:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{change:?}: {stderr}");
+    assert!(
+        stderr.contains(variable),
+        "{change:?} names {variable}: {stderr}"
+    );
+}
+
+#[test]
+fn deployed_without_a_token_orders_refuses_to_start_naming_it() {
+    for (name, _) in PRODUCTION {
+        for value in [
+            None,
+            Some(""),
+            Some("short"),
+            Some("dev-internal-token"),
+            Some("dev-orders-token"),
+            Some("dev-payments-token"),
+            Some("dev-admin-token"),
+        ] {
+            refuses_to_start(&[(name, value)], name);
+        }
+    }
+}
+
+#[test]
+fn a_leftover_shared_internal_token_is_refused_by_name() {
+    refuses_to_start(
+        &[("INTERNAL_TOKEN", Some("an-old-shared-token-0123456789"))],
+        "INTERNAL_TOKEN",
+    );
+}
+
+#[test]
+fn a_development_run_says_so_once_in_its_log() {
+    let output = Command::new(env!("CARGO_BIN_EXE_orders"))
+        .env_clear()
+        .env("APP_ENV", "development")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        // Start-up stops at the database, after the settings and the warning.
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "json")
+        .output()
+        .expect("the orders binary runs");
+    let log = String::from_utf8_lossy(&output.stdout);
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("APP_ENV=development") && l.contains("WARN"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+}
+
+#[tokio::test]
+async fn the_token_orders_sends_to_payments_does_not_open_orders_internal_api() {
+    let app = spawn().await;
+    let sku = app.product(100_000, 5).await;
+    let cart = app.cart_with(&sku, 1).await;
+    let order = app.order(&cart, None).await;
+    let waiting = app.wait_for(&order, "awaiting_payment").await;
+    let payment = waiting["payment"]["id"].as_str().unwrap();
+    let forged = app
+        .http
+        .post(format!(
+            "{}/internal/v1/orders/{order}/payment-events",
+            app.url
+        ))
+        .bearer_auth(PAYMENTS_TOKEN)
+        .json(&json!({"payment_id": payment, "status": "succeeded"}))
+        .send()
+        .await
+        .unwrap();
+    testkit::problem(forged, 403).await;
+    assert_eq!(app.get_order(&order).await["status"], "awaiting_payment");
+}
+
+#[tokio::test]
+async fn control_characters_in_a_checkout_are_a_422_and_place_nothing() {
+    let app = spawn().await;
+    let sku = app.product(100, 5).await;
+    let cart = app.cart_with(&sku, 1).await;
+    let cases = [
+        (
+            json!({"cart_id": cart, "email": "a\u{0}b@example.com"}),
+            "email",
+        ),
+        (
+            json!({"cart_id": cart, "email": "shopper@example.com\n"}),
+            "email",
+        ),
+        (
+            json!({"cart_id": cart, "email": "sho\u{7f}pper@example.com"}),
+            "email",
+        ),
+        (
+            json!({"cart_id": cart, "email": "shopper@example.com", "payment_method": "pm_card_visa\u{0}"}),
+            "payment_method",
+        ),
+        (
+            json!({"cart_id": format!("{cart}\u{0}"), "email": "shopper@example.com"}),
+            "cart_id",
+        ),
+    ];
+    for (i, (body, field)) in cases.into_iter().enumerate() {
+        let response = app.checkout(&format!("control-{i}"), body.clone()).await;
+        let problem = testkit::problem(response, 422).await;
+        assert_eq!(problem["errors"][0]["field"], field, "{body}");
+    }
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 0);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_belongs_to_the_cart_it_was_used_with() {
+    let app = spawn().await;
+    let sku = app.product(100, 5).await;
+    let (mine, theirs) = (app.cart_with(&sku, 1).await, app.cart_with(&sku, 1).await);
+    let body = |cart: &str| json!({"cart_id": cart, "email": "shopper@example.com"});
+
+    let first = app.checkout("shared-key", body(&mine)).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    // Another shopper happening on the same key learns nothing: theirs is a new order.
+    let other = app.checkout("shared-key", body(&theirs)).await;
+    assert_eq!(other.status(), 202);
+    assert!(other.headers().get("idempotent-replayed").is_none());
+    let other: Value = other.json().await.unwrap();
+    assert_ne!(other["id"], first["id"]);
+    // The key still replays for the cart it was first used with.
+    let replay = app.checkout("shared-key", body(&mine)).await;
+    assert_eq!(replay.status(), 202);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap()["id"], first["id"]);
+}
+
+#[tokio::test]
+async fn the_client_secret_is_shown_only_while_the_order_awaits_payment() {
+    let app = spawn().await;
+    let sku = app.product(100, 5).await;
+    let cart = app.cart_with(&sku, 1).await;
+    let order = app.order(&cart, None).await;
+    let waiting = app.wait_for(&order, "awaiting_payment").await;
+    assert_eq!(waiting["payment"]["client_secret"], "pi_x_secret_y");
+    let payment = waiting["payment"]["id"].as_str().unwrap();
+    let declined = app
+        .payment_event(
+            &order,
+            json!({"payment_id": payment, "status": "failed", "reason": "card_declined"}),
+        )
+        .await;
+    assert_eq!(declined.status(), 200);
+    let failed = app.wait_for(&order, "failed").await;
+    assert_eq!(failed["payment"]["id"], payment);
+    assert!(failed["payment"]["client_secret"].is_null(), "{failed}");
+}
+
+/// Opens `GET /v1/orders/{order}/events`.
+async fn follow(app: &crate::support::TestApp, order: &str) -> reqwest::Response {
+    app.http
+        .get(format!("{}/v1/orders/{order}/events", app.url))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn event_streams_beyond_the_cap_are_a_429_and_open_ones_are_counted() {
+    let mut settings = settings().await;
+    settings.event_stream_max = 1;
+    let app = spawn_with(settings, false).await;
+    let sku = app.product(100, 5).await;
+    let order = app.order(&app.cart_with(&sku, 1).await, None).await;
+
+    let open = follow(&app, &order).await;
+    assert_eq!(open.status(), 200);
+    let refused = follow(&app, &order).await;
+    let retry_after = refused.headers().get("retry-after").cloned();
+    let problem = testkit::problem(refused, 429).await;
+    assert_eq!(problem["type"], "/problems/too-many-event-streams");
+    assert!(retry_after.is_some());
+
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("orders_event_streams_open "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    // The recorder is shared by every test in this binary: at least this one stream.
+    assert!(gauge.is_some_and(|open| open >= 1.0), "{metrics}");
+    drop(open);
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_at_its_lifetime_and_frees_its_place() {
+    let mut settings = settings().await;
+    settings.event_stream_max = 1;
+    settings.event_stream_max_age = Duration::from_secs(1);
+    // No worker: the order stays pending, so only the lifetime can end its stream.
+    let app = spawn_with(settings, false).await;
+    let sku = app.product(100, 5).await;
+    let order = app.order(&app.cart_with(&sku, 1).await, None).await;
+
+    let stream = follow(&app, &order).await;
+    assert_eq!(stream.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(60), stream.text())
+        .await
+        .expect("the stream ends by itself")
+        .expect("it ends cleanly");
+    assert!(body.contains("id: pending"), "{body}");
+
+    crate::support::eventually("a new stream is accepted", || async {
+        follow(&app, &order).await.status() == 200
+    })
+    .await;
+}
