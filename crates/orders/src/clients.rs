@@ -33,7 +33,9 @@ fn classify(e: reqwest::Error) -> UpstreamError {
 async fn rejected(response: reqwest::Response) -> UpstreamError {
     let status = response.status().as_u16();
     let detail = response.text().await.unwrap_or_default();
-    if status >= 500 || status == 429 || status == 408 {
+    // 401/403: a token out of step during a rotation, fixed by configuration; retrying
+    // keeps the order queued instead of failing it.
+    if status >= 500 || matches!(status, 401 | 403 | 408 | 429) {
         UpstreamError::Transient(format!("upstream answered {status}"))
     } else {
         UpstreamError::Rejected { status, detail }

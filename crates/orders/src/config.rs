@@ -35,6 +35,13 @@ pub struct Settings {
     /// `PAYMENT_TIMEOUT_SECS`: an order still unpaid this long after its payment was created
     /// is cancelled and its stock released.
     pub payment_timeout: Duration,
+    /// `RESERVATION_HOLD_SECS`: how long an unpaid order holds its stock; after it the stock
+    /// is back on sale and a later payment takes it again if it is still there (at or past
+    /// the payment timeout: held until the order is paid or cancelled).
+    pub reservation_hold: Duration,
+    /// `MAX_AWAITING_ORDERS_PER_CUSTOMER`: orders one customer (by email) may have waiting
+    /// for payment; a checkout past it fails `too_many_open_orders` (0: no cap).
+    pub max_awaiting_per_customer: u32,
     /// `PAYMENTS_RATE_LIMIT`: payment creations per second across every worker (0: no cap).
     pub payments_rate_limit: u32,
     /// `PAYMENTS_RATE_LIMIT_PER_WORKER`: payment creations per second in this process (0: no cap).
@@ -82,6 +89,8 @@ impl Settings {
             admin_token: tokens.admin,
             upstream_timeout: config::millis("UPSTREAM_TIMEOUT_MS", Duration::from_secs(5))?,
             payment_timeout: config::secs("PAYMENT_TIMEOUT_SECS", Duration::from_secs(15 * 60))?,
+            reservation_hold: config::secs("RESERVATION_HOLD_SECS", Duration::from_secs(5 * 60))?,
+            max_awaiting_per_customer: config::parse("MAX_AWAITING_ORDERS_PER_CUSTOMER", 3)?,
             payments_rate_limit: config::parse("PAYMENTS_RATE_LIMIT", 0)?,
             payments_rate_limit_per_worker: config::parse("PAYMENTS_RATE_LIMIT_PER_WORKER", 0)?,
             worker: common::queue::WorkerConfig::from_env("orders", Duration::from_secs(15))?,

@@ -93,8 +93,8 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
         limiter: Arc::new(limiter),
         payment_timeout: settings.payment_timeout,
         holds: holds::HoldPolicy {
-            reservation_hold: settings.payment_timeout,
-            max_awaiting_per_customer: 5,
+            reservation_hold: settings.reservation_hold,
+            max_awaiting_per_customer: settings.max_awaiting_per_customer,
         },
         max_attempts: settings.job_max_attempts,
     };

@@ -12,12 +12,17 @@ pub async fn before_reserve(
     pool: &PgPool,
     id: &str,
 ) -> Result<Option<(Vec<String>, i64)>, sqlx::Error> {
+    // Placement order is the order of each order's first event (a sequence); `created_at`
+    // is kept to the second and cannot tell two quick checkouts apart.
     sqlx::query_as(
-        "SELECT
-             coalesce((SELECT array_agg(e.id ORDER BY e.created_at, e.id) FROM orders.orders e
-                       WHERE e.cart_id = o.cart_id AND e.id <> o.id
-                         AND e.status IN ('pending', 'reserved', 'awaiting_payment')
-                         AND (e.created_at, e.id) < (o.created_at, o.id)), '{}'),
+        "WITH placed AS (
+             SELECT e.id, (SELECT min(ev.id) FROM orders.order_events ev WHERE ev.order_id = e.id) AS seq
+             FROM orders.orders e, orders.orders o
+             WHERE o.id = $1 AND e.cart_id = o.cart_id
+               AND e.status IN ('pending', 'reserved', 'awaiting_payment'))
+         SELECT
+             coalesce((SELECT array_agg(p.id ORDER BY p.seq) FROM placed p
+                       WHERE p.seq < (SELECT seq FROM placed WHERE id = $1)), '{}'),
              (SELECT count(*) FROM orders.orders w WHERE w.email = o.email AND w.status = 'awaiting_payment')
          FROM orders.orders o WHERE o.id = $1 AND o.status = 'pending'",
     )

@@ -201,6 +201,8 @@ async fn the_client_secret_is_shown_only_while_the_order_awaits_payment() {
     let waiting = app.wait_for(&order, "awaiting_payment").await;
     assert_eq!(waiting["payment"]["client_secret"], "pi_x_secret_y");
     let payment = waiting["payment"]["id"].as_str().unwrap();
+    // A decline in the browser leaves the order payable (another card may follow): the
+    // secret stays; a cancellation ends the order, and the secret goes.
     let declined = app
         .payment_event(
             &order,
@@ -208,9 +210,15 @@ async fn the_client_secret_is_shown_only_while_the_order_awaits_payment() {
         )
         .await;
     assert_eq!(declined.status(), 200);
-    let failed = app.wait_for(&order, "failed").await;
-    assert_eq!(failed["payment"]["id"], payment);
-    assert!(failed["payment"]["client_secret"].is_null(), "{failed}");
+    let still = app.get_order(&order).await;
+    assert_eq!(still["payment"]["client_secret"], "pi_x_secret_y");
+    let canceled = app
+        .payment_event(&order, json!({"payment_id": payment, "status": "canceled"}))
+        .await;
+    assert_eq!(canceled.status(), 200);
+    let ended = app.wait_for(&order, "cancelled").await;
+    assert_eq!(ended["payment"]["id"], payment);
+    assert!(ended["payment"]["client_secret"].is_null(), "{ended}");
 }
 
 /// Opens `GET /v1/orders/{order}/events`.
@@ -276,6 +284,132 @@ async fn an_event_stream_ends_at_its_lifetime_and_frees_its_place() {
 
     crate::support::eventually("a new stream is accepted", || async {
         follow(&app, &order).await.status() == 200
+    })
+    .await;
+}
+
+/// A checkout of `cart` as `email`, paid in the browser later (no payment method).
+async fn unpaid_order(app: &crate::support::TestApp, cart: &str, email: &str) -> String {
+    let body = json!({"cart_id": cart, "email": email});
+    let response = app.checkout(&common::id::new_id("key"), body).await;
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn checking_out_one_cart_again_supersedes_its_unpaid_order_and_its_stock() {
+    let app = spawn().await;
+    let sku = app.product(100, 7).await;
+    let cart = app.cart_with(&sku, 2).await;
+    let first = unpaid_order(&app, &cart, "hoarder@example.com").await;
+    app.wait_for(&first, "awaiting_payment").await;
+    let second = unpaid_order(&app, &cart, "hoarder@example.com").await;
+    app.wait_for(&second, "awaiting_payment").await;
+    let third = unpaid_order(&app, &cart, "hoarder@example.com").await;
+    app.wait_for(&third, "awaiting_payment").await;
+
+    for old in [&first, &second] {
+        let order = app.wait_for(old, "cancelled").await;
+        assert_eq!(order["failure_reason"], "superseded");
+    }
+    assert_eq!(
+        app.stock(&sku).await["reserved"],
+        2,
+        "one cart holds its stock once"
+    );
+    crate::support::eventually("both payments closed", || async {
+        app.payments.closes().len() == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_customer_with_too_many_orders_awaiting_payment_cannot_hold_more_stock() {
+    let mut settings = settings().await;
+    settings.max_awaiting_per_customer = 2;
+    let app = spawn_with(settings, true).await;
+    let sku = app.product(100, 10).await;
+    for _ in 0..2 {
+        let cart = app.cart_with(&sku, 1).await;
+        let order = unpaid_order(&app, &cart, "hoarder@example.com").await;
+        app.wait_for(&order, "awaiting_payment").await;
+    }
+    let cart = app.cart_with(&sku, 1).await;
+    let refused = unpaid_order(&app, &cart, "hoarder@example.com").await;
+    let refused = app.wait_for(&refused, "failed").await;
+    assert_eq!(refused["failure_reason"], "too_many_open_orders");
+    assert_eq!(app.stock(&sku).await["reserved"], 2);
+    // Another customer is not affected.
+    let cart = app.cart_with(&sku, 1).await;
+    let other = unpaid_order(&app, &cart, "someone@example.com").await;
+    app.wait_for(&other, "awaiting_payment").await;
+}
+
+#[tokio::test]
+async fn after_its_hold_an_unpaid_order_holds_no_stock_and_a_late_payment_takes_it_again() {
+    let mut settings = settings().await;
+    settings.reservation_hold = Duration::from_millis(200);
+    let app = spawn_with(settings, true).await;
+    let sku = app.product(100, 3).await;
+    let cart = app.cart_with(&sku, 2).await;
+    let order = unpaid_order(&app, &cart, "late@example.com").await;
+    let waiting = app.wait_for(&order, "awaiting_payment").await;
+    crate::support::eventually("the hold to end", || async {
+        app.stock(&sku).await["reserved"] == 0
+    })
+    .await;
+    assert_eq!(app.get_order(&order).await["status"], "awaiting_payment");
+
+    let payment = waiting["payment"]["id"].as_str().unwrap();
+    let paid = app
+        .payment_event(
+            &order,
+            json!({"payment_id": payment, "status": "succeeded"}),
+        )
+        .await;
+    assert_eq!(paid.status(), 200);
+    assert_eq!(app.get_order(&order).await["status"], "confirmed");
+    assert_eq!(
+        app.stock(&sku).await,
+        json!({"sku": sku, "on_hand": 1, "reserved": 0, "available": 1})
+    );
+}
+
+#[tokio::test]
+async fn a_payment_after_the_hold_for_stock_sold_meanwhile_fails_the_order_and_closes_its_payment()
+{
+    let mut settings = settings().await;
+    settings.reservation_hold = Duration::from_millis(200);
+    let app = spawn_with(settings, true).await;
+    let sku = app.product(100, 1).await;
+    let slow_cart = app.cart_with(&sku, 1).await;
+    let slow = unpaid_order(&app, &slow_cart, "slow@example.com").await;
+    let waiting = app.wait_for(&slow, "awaiting_payment").await;
+    crate::support::eventually("the hold to end", || async {
+        app.stock(&sku).await["reserved"] == 0
+    })
+    .await;
+    let fast_cart = app.cart_with(&sku, 1).await;
+    let fast = app.order(&fast_cart, Some("pm_card_visa")).await;
+    app.wait_for(&fast, "confirmed").await;
+
+    let payment = waiting["payment"]["id"].as_str().unwrap();
+    let paid = app
+        .payment_event(&slow, json!({"payment_id": payment, "status": "succeeded"}))
+        .await;
+    assert_eq!(paid.status(), 200);
+    let failed = app.get_order(&slow).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["failure_reason"], "out_of_stock");
+    assert_eq!(app.stock(&sku).await["on_hand"], 0, "sold once");
+    crate::support::eventually("the payment to be closed for a refund", || async {
+        app.payments
+            .closes()
+            .iter()
+            .any(|c| c["order_id"] == slow.as_str())
     })
     .await;
 }

@@ -176,8 +176,9 @@ async fn close_payment(
     Json(body): Json<Value>,
 ) -> impl IntoResponse {
     assert_eq!(
-        headers["authorization"], "Bearer test-internal",
-        "orders sends the internal token"
+        headers["authorization"],
+        format!("Bearer {PAYMENTS_TOKEN}").as_str(),
+        "orders sends payments' token"
     );
     let mut state = stub.0.lock().unwrap();
     if state.mode == Some(Mode::AlwaysFail) {
@@ -238,6 +239,8 @@ pub async fn settings() -> Settings {
     };
     s.worker.poll_interval = Duration::from_millis(50);
     s.sweep_interval = Duration::from_secs(3600);
+    // Every test shops as one customer; the cap has tests of its own.
+    s.max_awaiting_per_customer = 0;
     s
 }
 
