@@ -13,7 +13,7 @@ use std::{
     pin::{Pin, pin},
     rc::Rc,
     task::{Context, Poll},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::{
@@ -35,8 +35,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     App,
     client::{COALESCE_BYTES, Line, poll_now, put_header},
+    edge,
     forwarding::Client,
     is_own,
+    limits::ConnectionPlace,
     timer::Sleep,
 };
 
@@ -60,9 +62,36 @@ pub(crate) enum Parsed {
     Other,
 }
 
+/// How long a refused connection is read from (and what it sends thrown away) before it is
+/// closed, so the close is not a reset that loses the answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Answers a connection whose client already holds its share of connections: 429, then
+/// close.
+pub(crate) async fn refuse_connection(mut stream: TcpStream) {
+    let body = r#"{"type":"/problems/too-many-connections","title":"Too many connections","status":429,"detail":"This client holds as many connections as it may; reuse one"}"#;
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/problem+json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\ndate: {}\r\n\r\n{body}",
+        body.len(),
+        http_date(),
+    );
+    if stream.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 /// Serves the connection from `client` until it closes, it times out waiting for a request
-/// head, or `shutdown` is cancelled (requests in flight are answered first).
+/// head, or `shutdown` is cancelled (requests in flight are answered first). `_place` is the
+/// connection's place under the per-client cap, given back when the connection ends.
 pub(crate) async fn serve(
+    _place: ConnectionPlace,
     stream: TcpStream,
     app: Rc<App>,
     client: Client,
@@ -77,13 +106,16 @@ pub(crate) async fn serve(
         out: Vec::new(),
     };
     loop {
-        let request = match connection.next_request(stopped.as_mut()).await {
+        let mut request = match connection.next_request(stopped.as_mut()).await {
             Next::Request(request) => request,
             Next::Other => break,
             Next::Done => return,
         };
         let head_only = request.method() == Method::HEAD;
-        let mut response = app.proxy(request, &client).await;
+        let mut response = match edge::screen(&mut request) {
+            Ok(()) => app.proxy(request, &client).await,
+            Err(refused) => refused,
+        };
         if shutdown.is_cancelled() {
             // The last answer on this connection says so.
             response
