@@ -122,14 +122,15 @@ pub(crate) async fn serve(
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        match write_response(
-            &mut connection.stream,
-            &mut connection.out,
-            response,
-            head_only,
-        )
-        .await
-        {
+        let Simple {
+            stream,
+            buffer,
+            out,
+            ..
+        } = &mut connection;
+        let (mut reader, mut writer) = stream.split();
+        let gone = pin!(client_gone(&mut reader, buffer));
+        match write_response(&mut writer, out, response, head_only, gone).await {
             Ok(true) => {}
             _ => return,
         }
@@ -281,15 +282,33 @@ fn build(head: &Bytes, method: Method, path: (usize, usize), lines: &[Line]) -> 
     Some(request)
 }
 
+/// Ready once the client has closed its side of the connection. What it sends meanwhile (a
+/// pipelined request) is kept in `buffer` for the next turn, up to a head's worth.
+async fn client_gone<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut BytesMut) {
+    loop {
+        if buffer.len() > MAX_HEAD_BYTES {
+            // Enough for the next request: the socket is read again after this answer.
+            std::future::pending::<()>().await;
+        }
+        buffer.reserve(READ_SIZE);
+        match reader.read_buf(buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Writes `response` (its head alone when `head_only`, as for a `HEAD`); answers whether the
 /// connection can carry another request. The body goes by its `Content-Length`, its known
 /// size, or chunked. Data already there joins the head in one write; large data is written
-/// as it is, not copied.
+/// as it is, not copied. While the body has nothing to send, `gone` is watched: a client that
+/// left ends the answer (a quiet event stream would otherwise hold its place for ever).
 pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
     stream: &mut W,
     out: &mut Vec<u8>,
     response: Response,
     head_only: bool,
+    mut gone: Pin<&mut impl Future<Output = ()>>,
 ) -> io::Result<bool> {
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
@@ -345,7 +364,13 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
             Some(frame) => frame,
             None => {
                 flush(stream, out).await?;
-                body.frame().await
+                tokio::select! {
+                    biased;
+                    frame = body.frame() => frame,
+                    () = gone.as_mut() => {
+                        return Err(io::ErrorKind::ConnectionAborted.into());
+                    }
+                }
             }
         };
         let mut data = match frame {
@@ -543,7 +568,8 @@ mod tests {
 
     async fn written(response: Response, head_only: bool) -> (String, bool) {
         let (mut wire, mut out) = (Vec::new(), Vec::new());
-        let reusable = write_response(&mut wire, &mut out, response, head_only)
+        let still_there = pin!(std::future::pending());
+        let reusable = write_response(&mut wire, &mut out, response, head_only, still_there)
             .await
             .unwrap();
         (String::from_utf8(wire).unwrap(), reusable)

@@ -110,7 +110,10 @@ async fn connect_and_methods_the_gateway_does_not_route_are_a_405_and_reach_no_u
     ] {
         let wire = closing_exchange(&gateway, request.as_bytes()).await;
         assert_refused(&wire, 405, request);
-        assert!(wire.to_ascii_lowercase().contains("\r\nallow: get, "), "{wire}");
+        assert!(
+            wire.to_ascii_lowercase().contains("\r\nallow: get, "),
+            "{wire}"
+        );
     }
     assert_eq!(world.legacy.served(), 0, "nothing reached legacy");
     // The next shopper is answered as usual.
@@ -233,7 +236,11 @@ async fn a_response_head_over_the_limit_is_a_502_even_when_it_arrives_in_one_rea
     }
     answer.extend_from_slice(b"Content-Length: 5\r\n\r\nhello");
     let gateway = behind_raw_upstream(&world, answer).await;
-    let response = gateway.request(Method::GET, "/big-head").send().await.unwrap();
+    let response = gateway
+        .request(Method::GET, "/big-head")
+        .send()
+        .await
+        .unwrap();
     let body = crate::support::problem(response, 502).await;
     assert_eq!(body["type"], "/problems/bad-gateway");
 }
@@ -254,7 +261,11 @@ async fn chunk_sizes_with_leading_zeros_past_sixteen_digits_are_read_by_their_va
                    0000000000000000000000005\r\nhello\r\n00000000000000000000\r\n\r\n"
         .to_vec();
     let gateway = behind_raw_upstream(&world, answer).await;
-    let response = gateway.request(Method::GET, "/report").send().await.unwrap();
+    let response = gateway
+        .request(Method::GET, "/report")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "hello");
 }

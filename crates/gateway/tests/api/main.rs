@@ -10,4 +10,5 @@ mod propagation;
 mod proxy;
 mod rollback;
 mod routing;
+mod security;
 mod support;
