@@ -444,19 +444,44 @@ async fn serve_local(
 }
 
 /// Serves the admin listener's routes (admin API, `/metrics`, `/openapi.json`, health) on
-/// `listener` until `shutdown` is cancelled.
+/// `listener` until `shutdown` is cancelled, then lets requests in flight finish. A client
+/// gets `HEADER_READ_TIMEOUT` for each request head, as on the public port.
 pub async fn serve_admin(
     listener: TcpListener,
     app: App,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.admin
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an admin connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let router = app.admin.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: axum::http::Request<Incoming>| {
+                // Lockouts are per client address.
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(request.map(Body::new))
+            });
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Serves the gateway until `shutdown` is cancelled.

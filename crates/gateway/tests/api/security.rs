@@ -206,6 +206,24 @@ async fn a_webhook_body_that_stalls_is_cut_off_and_frees_its_slot() {
     let side = gateway.side(gateway.request(Method::GET, "/")).await;
     assert_eq!(side, "legacy");
     assert_eq!(world.payments.served() + world.legacy.served(), 1);
+
+    // The admin listener's bodies have the same deadline.
+    let admin = gateway.admin_url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let head = format!(
+        "PUT /admin/flags/cart HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut piece = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut piece))
+        .await
+        .expect("a stalled admin body is answered")
+        .unwrap();
+    let wire = String::from_utf8_lossy(&piece[..n]);
+    assert!(wire.starts_with("HTTP/1.1 4"), "{wire}");
+    assert!(wire.contains("application/problem+json"), "{wire}");
+    assert_eq!(rollout(&gateway, "cart").await, 0);
 }
 
 #[tokio::test]
