@@ -1,30 +1,43 @@
 //! Bearer-token guards for the internal (service-to-service) and admin APIs: 401 without a
-//! token, 403 with a wrong one, compared in constant time.
+//! token, 403 with a wrong one. Tokens are compared as SHA-256 digests in constant time, so
+//! neither where a guess first differs nor how long the real token is shows in the timing.
 
 use axum::{
     extract::Request,
-    http::header,
+    http::{HeaderMap, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use crate::{Problem, Secret};
 
-/// Checks `Authorization: Bearer <token>` against `expected`.
-pub fn check_bearer(request: &Request, expected: &Secret) -> Result<(), Problem> {
-    let presented = request
-        .headers()
+/// The token of `Authorization: Bearer <token>`, if the request carries one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(Problem::unauthorized)?;
-    if constant_time_eq(presented.trim().as_bytes(), expected.expose().as_bytes())
-        && !expected.expose().is_empty()
-    {
+        .map(str::trim)
+}
+
+/// Checks `Authorization: Bearer <token>` against `expected`; an empty `expected` accepts
+/// nothing.
+pub fn check_bearer(request: &Request, expected: &Secret) -> Result<(), Problem> {
+    let presented = bearer(request.headers()).ok_or_else(Problem::unauthorized)?;
+    if token_matches(presented, expected) {
         Ok(())
     } else {
         Err(Problem::forbidden())
     }
+}
+
+/// Whether `presented` is the secret `expected` (never when `expected` is empty). The time
+/// taken depends on neither value's content nor `expected`'s length.
+pub fn token_matches(presented: &str, expected: &Secret) -> bool {
+    let equal = constant_time_eq(presented.as_bytes(), expected.expose().as_bytes());
+    equal & !expected.expose().is_empty()
 }
 
 /// Middleware requiring the bearer token; use with `axum::middleware::from_fn_with_state`.
@@ -39,22 +52,30 @@ pub async fn require_bearer(
     }
 }
 
-/// Equality whose time depends only on the lengths, not on where the bytes differ.
+/// Equality of two byte strings in constant time: both are hashed to fixed-length digests
+/// first, so a length mismatch is no early return, and the digests are compared without a
+/// data-dependent branch.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
 
     #[test]
     fn equal_only_when_every_byte_is() {
         assert!(constant_time_eq(b"token", b"token"));
         assert!(!constant_time_eq(b"token", b"tokem"));
         assert!(!constant_time_eq(b"token", b"token2"));
+        assert!(!constant_time_eq(b"", b"token"));
+    }
+
+    #[test]
+    fn an_empty_secret_matches_nothing() {
+        assert!(!token_matches("", &Secret::new("")));
+        assert!(token_matches("a-token", &Secret::new("a-token")));
+        assert!(!token_matches("a-token", &Secret::new("a-tokens")));
     }
 }

@@ -1,22 +1,31 @@
-//! The admin API (`/admin/flags`, admin bearer token): read the flags this process routes
+//! The admin API (`/admin/flags`, admin bearer tokens): read the flags this process routes
 //! by, ramp or switch a group, roll it back, and read who changed what, why and when. Every
-//! change goes through Postgres and is audited; the actor comes from `X-Actor`.
+//! change goes through Postgres and is audited under the actor its token names (a header
+//! could name anyone). It is served on its own listener, never on the public port, and a
+//! client that keeps presenting wrong tokens is locked out for a while.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Bytes,
-    extract::{Path, Query, State, rejection::QueryRejection},
-    http::{HeaderMap, StatusCode},
-    middleware,
+    extract::{ConnectInfo, Path, Query, Request, State, rejection::QueryRejection},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
-use common::{ApiJson, FieldError, Problem, Secret};
+use common::{ApiJson, ConfigError, FieldError, Problem, Secret, config};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::{
+    clock::Clock,
     flags::{
         Flags,
         snapshot::FlagRecord,
@@ -25,13 +34,221 @@ use crate::{
     group::Group,
 };
 
+/// The admin bearer tokens, each with the name of who holds it.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens(Vec<(String, Secret)>);
+
+impl Tokens {
+    /// No token: every admin call is refused.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Tokens from `(actor, token)` pairs.
+    pub fn new<A: Into<String>, T: Into<String>>(pairs: impl IntoIterator<Item = (A, T)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(actor, token)| (actor.into(), Secret::new(token)))
+                .collect(),
+        )
+    }
+
+    /// `ADMIN_TOKEN` (actor `admin`) and `ADMIN_TOKENS` (`actor:token,…`). Both unset, the
+    /// admin API stays off. Outside development every token must pass `config::secret`'s
+    /// rules (16 characters at least, no public development value).
+    pub fn from_env(profile: config::Profile) -> Result<Self, ConfigError> {
+        let mut tokens = Vec::new();
+        if std::env::var_os("ADMIN_TOKEN").is_some() {
+            tokens.push((
+                "admin".to_owned(),
+                config::secret("ADMIN_TOKEN", profile, "")?,
+            ));
+        }
+        if let Some(list) = std::env::var_os("ADMIN_TOKENS") {
+            let list = list.to_string_lossy().into_owned();
+            for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let (actor, token) = entry
+                    .split_once(':')
+                    .ok_or_else(|| ConfigError::new("ADMIN_TOKENS", "each entry is actor:token"))?;
+                let actor = actor.trim();
+                if !is_actor_name(actor) {
+                    return Err(ConfigError::new(
+                        "ADMIN_TOKENS",
+                        format!("{actor:?} is not an actor name (1–64 of A-Z a-z 0-9 . _ @ -)"),
+                    ));
+                }
+                tokens.push((actor.to_owned(), token_secret(profile, token.trim())?));
+            }
+        }
+        for (i, (_, token)) in tokens.iter().enumerate() {
+            if tokens[..i]
+                .iter()
+                .any(|(_, t)| t.expose() == token.expose())
+            {
+                return Err(ConfigError::new(
+                    "ADMIN_TOKENS",
+                    "two actors share a token: the audit log could not tell them apart",
+                ));
+            }
+        }
+        Ok(Self(tokens))
+    }
+
+    /// Whether no token is set (the admin API refuses everything).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Who holds `presented`, if anyone. Every token is compared, in constant time, whatever
+    /// matches: the time taken says nothing about which token, or how much of one, was right.
+    pub fn actor(&self, presented: &str) -> Option<&str> {
+        let mut found = None;
+        for (actor, token) in &self.0 {
+            if common::auth::token_matches(presented, token) {
+                found = Some(actor.as_str());
+            }
+        }
+        found
+    }
+}
+
+fn is_actor_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_@".contains(&b))
+}
+
+fn token_secret(profile: config::Profile, token: &str) -> Result<Secret, ConfigError> {
+    if token.is_empty() {
+        return Err(ConfigError::new(
+            "ADMIN_TOKENS",
+            "an entry's token is empty",
+        ));
+    }
+    if !profile.is_development() {
+        if config::DEVELOPMENT_SECRETS.contains(&token) {
+            return Err(ConfigError::new(
+                "ADMIN_TOKENS",
+                "holds a public development value; set secrets of your own",
+            ));
+        }
+        if token.len() < config::MIN_SECRET_LEN {
+            return Err(ConfigError::new(
+                "ADMIN_TOKENS",
+                format!(
+                    "holds a token shorter than {} characters",
+                    config::MIN_SECRET_LEN
+                ),
+            ));
+        }
+    }
+    Ok(Secret::new(token))
+}
+
+/// Who made an admin call: the actor its token names.
+#[derive(Debug, Clone)]
+pub struct AdminActor(pub String);
+
+/// The admin API's door: the tokens, and the clients locked out for presenting wrong ones.
+pub struct Door {
+    tokens: Tokens,
+    max_failures: u32,
+    lockout: Duration,
+    clock: Arc<dyn Clock>,
+    /// Per client address: wrong tokens since the first of them, and when that was.
+    failures: Mutex<HashMap<IpAddr, (u32, Duration)>>,
+}
+
+/// Clients remembered at most; past it, those whose failures are stale are forgotten.
+const MAX_REMEMBERED: usize = 10_000;
+
+impl Door {
+    /// A door for `tokens`: `max_failures` wrong tokens within `lockout` lock the client out
+    /// for `lockout`.
+    pub fn new(
+        tokens: Tokens,
+        max_failures: u32,
+        lockout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            tokens,
+            max_failures,
+            lockout,
+            clock,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// When `client`'s lockout ends, if it is locked out now.
+    fn locked(&self, client: IpAddr) -> Option<Duration> {
+        let now = self.clock.now();
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let &(count, since) = failures.get(&client)?;
+        let until = since + self.lockout;
+        (count >= self.max_failures && now < until).then(|| until - now)
+    }
+
+    /// Counts a wrong token from `client`.
+    fn failed(&self, client: IpAddr) {
+        let now = self.clock.now();
+        let lockout = self.lockout;
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failures.len() >= MAX_REMEMBERED {
+            failures.retain(|_, (_, since)| now < *since + lockout);
+        }
+        let entry = failures.entry(client).or_insert((0, now));
+        if now >= entry.1 + lockout {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if entry.0 == self.max_failures {
+            // The lockout runs from the failure that caused it.
+            entry.1 = now;
+            metrics::counter!("gateway_admin_lockouts_total").increment(1);
+            tracing::warn!(%client, "admin API: too many wrong tokens; client locked out");
+        }
+    }
+}
+
+/// Middleware: a locked-out client is a 429; no token a 401; a wrong one a 403 (and counts
+/// towards a lockout); a right one passes with its actor.
+async fn authorize(State(door): State<Arc<Door>>, mut request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    if let Some(left) = door.locked(client) {
+        let seconds = left.as_secs().max(1);
+        return Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked-out",
+            "Too many wrong admin tokens",
+        )
+        .detail(format!("This client is locked out; retry in {seconds} s"))
+        .header(header::RETRY_AFTER, HeaderValue::from(seconds))
+        .into_response();
+    }
+    let Some(presented) = common::auth::bearer(request.headers()) else {
+        return Problem::unauthorized().into_response();
+    };
+    let Some(actor) = door.tokens.actor(presented).map(str::to_owned) else {
+        door.failed(client);
+        return Problem::forbidden().into_response();
+    };
+    request.extensions_mut().insert(AdminActor(actor));
+    next.run(request).await
+}
+
 /// The OpenAPI description of the admin API.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Gateway admin API",
         description = "Route flags of the strangler-fig gateway. Every call needs \
-                       `Authorization: Bearer <ADMIN_TOKEN>`; `X-Actor` names who acts."
+                       `Authorization: Bearer <token>`; the token names who acts."
     ),
     paths(list, get_one, change, roll_back, audit),
     components(schemas(
@@ -47,18 +264,16 @@ use crate::{
 )]
 pub struct ApiDoc;
 
-/// The admin routes behind the bearer token.
-pub fn router(flags: Arc<Flags>, token: Secret) -> Router {
+/// The admin routes behind `door`. Serve them with the client's `ConnectInfo`: lockouts are
+/// per client address.
+pub fn router(flags: Arc<Flags>, door: Arc<Door>) -> Router {
     Router::new()
         .route("/admin/flags", get(list))
         .route("/admin/flags/{name}", get(get_one).put(change))
         .route("/admin/flags/{name}/rollback", post(roll_back))
         .route("/admin/flags/{name}/audit", get(audit))
         .with_state(flags)
-        .route_layer(middleware::from_fn_with_state(
-            token,
-            common::auth::require_bearer,
-        ))
+        .route_layer(middleware::from_fn_with_state(door, authorize))
 }
 
 /// Every flag.
@@ -152,15 +367,14 @@ pub async fn get_one(
         (status = 503, description = "The flag store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip(flags, headers, body))]
+#[tracing::instrument(skip(flags, body))]
 pub async fn change(
     State(flags): State<Arc<Flags>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(AdminActor(actor)): Extension<AdminActor>,
     ApiJson(body): ApiJson<FlagUpdate>,
 ) -> Result<Json<FlagRecord>, Problem> {
     let group = group(&name)?;
-    let actor = actor(&headers)?;
     let (change, reason) = parse_update(body)?;
     let actor = Actor {
         name: &actor,
@@ -181,15 +395,14 @@ pub async fn change(
         (status = 503, description = "The flag store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(skip(flags, headers, body))]
+#[tracing::instrument(skip(flags, body))]
 pub async fn roll_back(
     State(flags): State<Arc<Flags>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(AdminActor(actor)): Extension<AdminActor>,
     body: Bytes,
 ) -> Result<Json<FlagRecord>, Problem> {
     let group = group(&name)?;
-    let actor = actor(&headers)?;
     let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RollbackRequest::default()
     } else {
@@ -306,19 +519,6 @@ fn parse_update(body: FlagUpdate) -> Result<(Change, Option<String>), Problem> {
         rollout_percent,
     };
     Ok((change, reason))
-}
-
-fn actor(headers: &HeaderMap) -> Result<String, Problem> {
-    match headers.get("x-actor").map(|v| v.to_str()) {
-        None => Ok("admin".to_owned()),
-        Some(Ok(actor)) if !actor.trim().is_empty() && actor.len() <= 100 => {
-            Ok(actor.trim().to_owned())
-        }
-        Some(_) => Err(Problem::invalid_field(
-            "X-Actor",
-            "must be 1 to 100 visible ASCII characters",
-        )),
-    }
 }
 
 fn text(field: &str, value: Option<String>) -> Result<Option<String>, Problem> {

@@ -512,6 +512,12 @@ async fn read_head(
                         "protocol upgrades are not proxied",
                     ));
                 }
+                // A 2xx to CONNECT turns the connection into a tunnel: whatever follows on it
+                // is not HTTP, and must never serve another request.
+                if *method == Method::CONNECT && incoming.head.status.is_success() {
+                    connection.reusable = false;
+                    return Err(ExchangeError::Malformed("tunnels are not proxied"));
+                }
                 if incoming.framing == Framing::UntilClose || !incoming.keep_alive {
                     connection.reusable = false;
                 }
@@ -556,6 +562,10 @@ fn parse_response(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(ExchangeError::Malformed("the response head does not parse")),
     };
+    // The limit holds however the head arrived, in pieces or in one read.
+    if length > MAX_HEAD_BYTES {
+        return Err(ExchangeError::Malformed("the response head is too large"));
+    }
     Line::locate(buffer, response.headers, lines);
     let (code, version) = (response.code, response.version);
     // The head's bytes, frozen: header values share them instead of copies.
@@ -681,6 +691,16 @@ fn response_framing(
         }
         length = Some(n);
     }
+    // Repeated equal lengths frame the same body; the client hears one, never two.
+    if let Some(n) = length
+        && headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .nth(1)
+            .is_some()
+    {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
     Ok(match length {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
@@ -791,9 +811,15 @@ fn decode(decoder: &mut Decoder, buffer: &mut BytesMut) -> Result<Option<Bytes>,
                 };
                 let size = line[..].split(|&b| b == b';').next().unwrap_or_default();
                 // 1*HEXDIG, then optional whitespace before any extension (RFC 9112 §7.1).
+                // Leading zeros are allowed, however many: only the value must fit.
                 let size = std::str::from_utf8(size)
                     .ok()
                     .map(|s| s.trim_end_matches([' ', '\t']))
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .map(|s| match s.trim_start_matches('0') {
+                        "" => "0",
+                        digits => digits,
+                    })
                     .filter(|s| is_number(s, 16, u8::is_ascii_hexdigit))
                     .and_then(|s| u64::from_str_radix(s, 16).ok())
                     .ok_or_else(|| malformed("a chunk size is invalid"))?;

@@ -1208,3 +1208,59 @@ async fn an_answer_mid_body_stops_the_body_and_an_interim_one_does_not() {
     within(upstream.read_to_end(&mut rest)).await.unwrap();
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
 }
+
+// ---- the edge's desync probes ---------------------------------------------------------
+
+#[test]
+fn a_chunk_size_with_leading_zeros_past_sixteen_digits_is_read_by_its_value() {
+    let mut decoder = Decoder::Chunk(Chunk::Size);
+    let (body, rest) = decode_in_pieces(
+        &mut decoder,
+        b"000000000000000000000005\r\nhello\r\n00000000000000000000\r\n\r\n",
+        4,
+    )
+    .unwrap();
+    assert_eq!(body, b"hello");
+    assert!(rest.is_empty());
+    assert_eq!(decoder, Decoder::Done);
+}
+
+#[test]
+fn repeated_equal_content_lengths_reach_the_client_as_one() {
+    let (framing, headers) = framing_of(
+        200,
+        Method::GET,
+        &[("content-length", "10"), ("content-length", "10")],
+    );
+    assert_eq!(framing.unwrap(), Framing::Length(10));
+    let lengths: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    assert_eq!(lengths, ["10"]);
+}
+
+#[test]
+fn a_response_head_over_the_limit_is_refused_even_when_it_arrives_whole() {
+    let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..(MAX_HEAD_BYTES / 1000 + 1) {
+        wire.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
+    }
+    wire.extend_from_slice(b"content-length: 0\r\n\r\n");
+    let mut buffer = BytesMut::from(&wire[..]);
+    let parsed = parse_response(&mut buffer, &mut Vec::new(), &Method::GET);
+    assert!(
+        matches!(parsed, Err(ExchangeError::Malformed(_))),
+        "a {}-byte head was taken",
+        wire.len()
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_became_a_tunnel_is_never_reused() {
+    let (mut connection, upstream) = connected().await;
+    let stand_in = answer(upstream, b"HTTP/1.1 200 Connection Established\r\n\r\n");
+    let parts = request(Method::CONNECT, "/", &[("host", "upstream")]);
+    let outgoing = Outgoing::new(&parts, &SizeHint::with_exact(0));
+    let answered = within(exchange(&mut connection, &outgoing, &mut Body::empty())).await;
+    assert!(matches!(answered, Err(ExchangeError::Malformed(_))));
+    assert!(!connection.is_reusable());
+    stand_in.await.unwrap();
+}

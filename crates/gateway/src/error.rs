@@ -24,6 +24,12 @@ pub enum GatewayError {
     /// The request could not be read or forwarded (the client went away mid-upload).
     #[error("the request could not be read")]
     BadRequest(#[source] Cause),
+    /// The client's body did not arrive within the body deadline.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// The client holds as many event streams as it may.
+    #[error("too many event streams")]
+    TooManyStreams,
     /// The upstream did not connect or answer in time.
     #[error("the upstream timed out")]
     UpstreamTimeout,
@@ -74,6 +80,20 @@ impl From<GatewayError> for Problem {
                     "The request could not be read",
                 )
             }
+            GatewayError::BodyTimeout => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "The request body took too long",
+            )
+            .detail("The request body did not arrive whole in time")
+            .header(header::CONNECTION, HeaderValue::from_static("close")),
+            GatewayError::TooManyStreams => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many event streams",
+            )
+            .detail("This client holds as many event streams as it may; close one first")
+            .header(header::RETRY_AFTER, HeaderValue::from_static("5")),
             GatewayError::UpstreamTimeout => {
                 tracing::warn!("upstream timed out");
                 Problem::new(

@@ -1,8 +1,9 @@
 //! The gateway: the strangler-fig edge router in front of the checkout. It sends each route
 //! group (cart, orders, payments) to the new service or to the legacy monolith by flag and
 //! sticky bucket, rolls a group back by itself when the new service fails, and serves the
-//! admin API for the flags. `build` assembles the app (tests serve it on a random port);
-//! `run` serves it until shutdown.
+//! admin API for the flags on a listener of its own (`ADMIN_LISTEN_ADDR`), never on the
+//! public port. `build` assembles the app (tests serve it on random ports); `run` serves it
+//! until shutdown.
 
 pub mod admin;
 pub mod body;
@@ -32,10 +33,9 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{ConnectInfo, DefaultBodyLimit},
-    http::HeaderName,
     middleware,
     response::Response,
-    routing::get,
+    routing::{any, get},
 };
 use common::health::Check;
 use futures_util::future::Either;
@@ -59,7 +59,7 @@ use crate::{
     edge::{Edge, Upstreams},
     flags::Flags,
     forwarding::Client,
-    limits::{InFlight, RateLimiter},
+    limits::{ConnectionCounts, InFlight, RateLimiter, StreamCounts},
     proxy::{Proxy, ProxySettings},
     rollback::{Policy, Rollback},
 };
@@ -69,12 +69,15 @@ const ADMIN_BODY_LIMIT: usize = 16 * 1024;
 const LIMITER_SWEEP: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The assembled gateway: its own routes, and the proxy every other request goes to.
+/// The assembled gateway: its own public routes, the proxy every other request goes to, and
+/// the admin listener's routes.
 #[derive(Clone)]
 pub struct App {
     router: Router,
+    admin: Router,
     edge: Arc<Edge>,
     threads: usize,
+    connections: Arc<ConnectionCounts>,
 }
 
 impl App {
@@ -88,12 +91,15 @@ impl App {
         client: &Client,
     ) -> impl Future<Output = Result<Response, Infallible>> + use<> {
         let mut request = request.map(|incoming| Body::new(ClientBody::new(incoming)));
+        if let Err(refused) = edge::screen(&mut request) {
+            return Either::Right(Either::Left(std::future::ready(Ok(refused))));
+        }
         if is_own(request.uri().path()) {
             request.extensions_mut().insert(ConnectInfo(client.addr));
             return Either::Left(self.router.clone().oneshot(request));
         }
         let proxied = self.proxy(request, client);
-        Either::Right(async move { Ok(proxied.await) })
+        Either::Right(Either::Right(async move { Ok(proxied.await) }))
     }
 
     /// Proxies `request` from `client`, in the request's span.
@@ -117,8 +123,9 @@ impl App {
     }
 }
 
-/// Whether `path` is, or looks like, one of the gateway's own routes. The router proxies
-/// what it does not know (an unknown `/admin/...`), as the proxy would have.
+/// Whether `path` is, or looks like, one of the gateway's own routes. On the public port
+/// the admin paths, `/metrics` and `/openapi.json` answer 404 (they live on the admin
+/// listener); what the router does not know otherwise is proxied.
 fn is_own(path: &str) -> bool {
     matches!(
         path,
@@ -145,6 +152,7 @@ pub async fn build(
         max_error_rate: settings.rollback_error_rate_percent / 100.0,
         window: settings.rollback_window,
         min_sample: settings.rollback_min_sample,
+        min_clients: settings.rollback_min_clients,
     };
     let rollback = Arc::new(Rollback::new(policy, clock.clone()));
     let flags = Flags::load(
@@ -174,6 +182,12 @@ pub async fn build(
         shutdown.clone(),
     );
 
+    let door = Arc::new(admin::Door::new(
+        settings.admin_tokens.clone(),
+        settings.admin_max_failures,
+        settings.admin_lockout,
+        clock.clone(),
+    ));
     let limiter = RateLimiter::new(
         settings.rate_limit_per_second,
         settings.rate_limit_burst,
@@ -187,8 +201,6 @@ pub async fn build(
         flags: flags.clone(),
         rollback,
         limiter,
-        key_header: HeaderName::try_from(settings.rate_limit_key_header.as_str())
-            .context("RATE_LIMIT_KEY_HEADER is not a header name")?,
         trusted_proxies: settings.trusted_proxies.clone(),
         in_flight: InFlight::new(settings.max_in_flight),
         proxy: Proxy::new(ProxySettings {
@@ -197,6 +209,7 @@ pub async fn build(
             pool_idle: settings.upstream_pool_idle,
             pool_max_idle: settings.upstream_pool_max_idle,
             max_body_bytes: settings.max_body_bytes,
+            body_timeout: settings.body_timeout,
             inject_trace: settings.otel_enabled,
         }),
         upstreams: Upstreams {
@@ -206,6 +219,9 @@ pub async fn build(
             legacy: settings.legacy_url.clone(),
         },
         webhook_max_body_bytes: settings.webhook_max_body_bytes,
+        body_timeout: settings.body_timeout,
+        streams: StreamCounts::new(settings.max_streams_per_client),
+        stream_max: settings.stream_max,
         meters: meters::RequestMeters::new(),
     };
     let checks = vec![Check::postgres(pool), Check::redis(redis)];
@@ -215,45 +231,75 @@ pub async fn build(
         n => n,
     };
     Ok(App {
-        router: router(edge.clone(), flags, settings.admin_token.clone(), checks),
+        router: router(edge.clone(), checks.clone()),
+        admin: admin_router(flags, door, checks, settings.body_timeout),
         edge,
         threads,
+        connections: Arc::new(ConnectionCounts::new(
+            settings.max_connections_per_client,
+            settings.trusted_proxies.clone(),
+        )),
     })
 }
 
-/// The admin and operational routes, with every other request proxied.
-fn router(
-    edge: Arc<Edge>,
-    flags: Arc<Flags>,
-    admin_token: common::Secret,
-    checks: Vec<Check>,
-) -> Router {
+/// The public port's own routes (health), 404 for the admin listener's, and every other
+/// request proxied.
+fn router(edge: Arc<Edge>, checks: Vec<Check>) -> Router {
+    let not_here = || async { common::Problem::not_found("The resource") };
     let own = Router::new()
-        .merge(admin::router(flags, admin_token))
+        .route("/admin", any(not_here))
+        .route("/admin/{*rest}", any(not_here))
+        .route("/metrics", any(not_here))
+        .route("/openapi.json", any(not_here))
+        .merge(common::health::router(checks))
+        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
+        .layer(middleware::from_fn(common::metrics::track));
+    let proxied = Router::new().fallback(edge::forward).with_state(edge);
+    traced(
+        own.merge(proxied)
+            .method_not_allowed_fallback(common::problem::method_not_allowed_fallback),
+    )
+}
+
+/// The admin listener's routes: the admin API, its description, metrics and health. A body
+/// must arrive within `body_timeout`.
+fn admin_router(
+    flags: Arc<Flags>,
+    door: Arc<admin::Door>,
+    checks: Vec<Check>,
+    body_timeout: Duration,
+) -> Router {
+    let router = Router::new()
+        .merge(admin::router(flags, door))
         .route(
             "/openapi.json",
             get(|| async { Json(admin::ApiDoc::openapi()) }),
         )
         .merge(common::health::router(checks))
         .merge(common::metrics::router())
-        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
-        .layer(middleware::from_fn(common::metrics::track));
-    let proxied = Router::new().fallback(edge::forward).with_state(edge);
-    own.merge(proxied)
+        .fallback(|| async { common::Problem::not_found("The resource") })
         .method_not_allowed_fallback(common::problem::method_not_allowed_fallback)
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(common::telemetry::request_span)
-                .on_request(())
-                .on_response(
-                    |response: &axum::http::Response<_>,
-                     _latency: Duration,
-                     span: &tracing::Span| {
-                        span.record("status", response.status().as_u16());
-                    },
-                )
-                .on_failure(()),
-        )
+        .layer(DefaultBodyLimit::max(ADMIN_BODY_LIMIT))
+        .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
+            body_timeout,
+        ))
+        .layer(middleware::from_fn(common::metrics::track));
+    traced(router)
+}
+
+/// `router` with a request span per request.
+fn traced(router: Router) -> Router {
+    router.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(common::telemetry::request_span)
+            .on_request(())
+            .on_response(
+                |response: &axum::http::Response<_>, _latency: Duration, span: &tracing::Span| {
+                    span.record("status", response.status().as_u16());
+                },
+            )
+            .on_failure(()),
+    )
 }
 
 async fn sweep(limiter: Arc<RateLimiter>, shutdown: CancellationToken) {
@@ -303,8 +349,9 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
-            Ok(connection) => {
-                if handoff[next].send(connection).is_err() {
+            Ok((stream, peer)) => {
+                let place = app.connections.open(peer.ip());
+                if handoff[next].send((stream, peer, place)).is_err() {
                     break;
                 }
                 next = (next + 1) % threads;
@@ -327,10 +374,18 @@ pub async fn serve(
     .map_err(std::io::Error::other)
 }
 
+/// A connection as the accepting task hands it over: its place under the per-client cap,
+/// or `None` when its client is over it.
+type Accepted = (
+    std::net::TcpStream,
+    SocketAddr,
+    Option<limits::ConnectionPlace>,
+);
+
 /// One serving thread: serves the connections handed to it until shutdown, then lets their
 /// requests in flight finish. Connections are tasks local to the thread.
 async fn serve_connections(
-    connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    connections: mpsc::UnboundedReceiver<Accepted>,
     app: App,
     shutdown: CancellationToken,
 ) {
@@ -341,7 +396,7 @@ async fn serve_connections(
 
 /// `serve_connections` inside the thread's `LocalSet`.
 async fn serve_local(
-    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut connections: mpsc::UnboundedReceiver<Accepted>,
     app: Rc<App>,
     shutdown: CancellationToken,
 ) {
@@ -356,7 +411,7 @@ async fn serve_local(
     let http = Rc::new(http);
     let mut served = JoinSet::new();
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, place) = tokio::select! {
             () = shutdown.cancelled() => break,
             connection = connections.recv() => match connection {
                 Some(connection) => connection,
@@ -368,7 +423,12 @@ async fn serve_local(
         };
         // Small answers go out at once: a proxy must not add Nagle's delay to every hop.
         let _ = stream.set_nodelay(true);
+        let Some(place) = place else {
+            served.spawn_local(server::refuse_connection(stream));
+            continue;
+        };
         served.spawn_local(server::serve(
+            place,
             stream,
             app.clone(),
             Client::new(peer),
@@ -383,6 +443,47 @@ async fn serve_local(
     ticks.abort();
 }
 
+/// Serves the admin listener's routes (admin API, `/metrics`, `/openapi.json`, health) on
+/// `listener` until `shutdown` is cancelled, then lets requests in flight finish. A client
+/// gets `HEADER_READ_TIMEOUT` for each request head, as on the public port.
+pub async fn serve_admin(
+    listener: TcpListener,
+    app: App,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an admin connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let router = app.admin.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: axum::http::Request<Incoming>| {
+                // Lockouts are per client address.
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(request.map(Body::new))
+            });
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// Serves the gateway until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let app = build(&settings, Arc::new(MonotonicClock::new()), shutdown.clone()).await?;
@@ -390,6 +491,26 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await
         .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    let admin = match settings.admin_listen_addr {
+        Some(addr) => {
+            let admin = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding ADMIN_LISTEN_ADDR {addr}"))?;
+            tracing::info!(addr = %admin.local_addr()?, "admin API listening");
+            if settings.admin_tokens.is_empty() {
+                tracing::warn!("no ADMIN_TOKEN or ADMIN_TOKENS: every admin call is refused");
+            }
+            Some(tokio::spawn(serve_admin(
+                admin,
+                app.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     serve(listener, app, shutdown).await?;
+    if let Some(admin) = admin {
+        admin.await??;
+    }
     Ok(())
 }

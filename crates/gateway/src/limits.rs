@@ -1,7 +1,9 @@
 //! Edge protection. A per-client rate limit (GCRA: one "theoretical arrival time" per
 //! client in a sharded map, so clients rarely contend) answers 429 with `Retry-After`; a
 //! global in-flight cap sheds with 503 at once instead of queueing, so an overloaded
-//! gateway stays fast for the requests it does take.
+//! gateway stays fast for the requests it does take. A client is its address (read behind
+//! trusted proxies from `X-Forwarded-For`), never something it merely claims, such as an
+//! API key nobody verified. Per client, open connections and event streams are capped too.
 
 use std::{
     collections::HashMap,
@@ -14,31 +16,16 @@ use std::{
     time::Duration,
 };
 
-use axum::http::{HeaderMap, HeaderName};
-
-use crate::clock::Clock;
+use crate::{clock::Clock, forwarding::TrustedProxies};
 
 const SHARDS: usize = 64;
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
-/// Who a request is counted against.
+/// Who a request is counted against: the client's address. A header the client writes
+/// (an API key) is not an identity until something verifies it, and a client choosing a
+/// fresh one per request would escape every limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientKey<'a> {
-    /// The API key the client sent.
-    ApiKey(&'a [u8]),
-    /// The client's address.
-    Ip(IpAddr),
-}
-
-impl<'a> ClientKey<'a> {
-    /// The API key in `header` when present, else the client's address.
-    pub fn of(headers: &'a HeaderMap, header: &HeaderName, ip: IpAddr) -> Self {
-        match headers.get(header) {
-            Some(key) if !key.is_empty() => Self::ApiKey(key.as_bytes()),
-            _ => Self::Ip(ip),
-        }
-    }
-}
+pub struct ClientKey(pub IpAddr);
 
 /// A per-client GCRA limiter: `per_second` sustained, `burst` at once.
 pub struct RateLimiter {
@@ -66,7 +53,7 @@ impl RateLimiter {
     }
 
     /// Takes one request for `client`; `Err` with the wait before the next is accepted.
-    pub fn check(&self, client: ClientKey<'_>) -> Result<(), Duration> {
+    pub fn check(&self, client: ClientKey) -> Result<(), Duration> {
         let hash = self.hasher.hash_one(client);
         let now = nanos(self.clock.now());
         let mut shard = self.shard(hash).lock().unwrap_or_else(|e| e.into_inner());
@@ -105,6 +92,128 @@ impl RateLimiter {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A cap on what one client holds open at once (connections, event streams), by address.
+pub struct PerClient {
+    max: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One thing a client holds under a `PerClient` cap; given back when dropped.
+pub struct Place {
+    cap: Option<Arc<PerClient>>,
+    client: IpAddr,
+}
+
+impl PerClient {
+    /// A cap of `max` per client; 0 means no cap.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            held: Mutex::default(),
+        })
+    }
+
+    /// A place for `client`, or `None` when it already holds `max`.
+    pub fn take(self: &Arc<Self>, client: IpAddr) -> Option<Place> {
+        if self.max == 0 {
+            return Some(Place { cap: None, client });
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(client).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Place {
+            cap: Some(self.clone()),
+            client,
+        })
+    }
+
+    /// What `client` holds now.
+    pub fn held(&self, client: IpAddr) -> usize {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.get(&client).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let Some(cap) = &self.cap else {
+            return;
+        };
+        let mut held = cap.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The cap on open connections per client address. A trusted proxy's connections carry
+/// many clients and are not capped.
+pub struct ConnectionCounts {
+    cap: Arc<PerClient>,
+    trusted: TrustedProxies,
+}
+
+/// A connection's place under the per-client cap.
+pub type ConnectionPlace = Place;
+
+impl ConnectionCounts {
+    /// `max` connections per address (0: no cap), proxies in `trusted` exempt.
+    pub fn new(max: usize, trusted: TrustedProxies) -> Self {
+        Self {
+            cap: PerClient::new(max),
+            trusted,
+        }
+    }
+
+    /// A place for a new connection from `peer`, or `None` when it is over the cap.
+    pub fn open(&self, peer: IpAddr) -> Option<ConnectionPlace> {
+        if self.trusted.trusts(peer) {
+            return PerClient::new(0).take(peer);
+        }
+        let place = self.cap.take(peer);
+        if place.is_none() {
+            metrics::counter!("gateway_connections_refused_total").increment(1);
+        }
+        place
+    }
+}
+
+/// The cap on event streams per client, and the gauge of those open.
+pub struct StreamCounts {
+    cap: Arc<PerClient>,
+}
+
+/// An event stream's place: counted in `gateway_event_streams` while it is held.
+pub struct StreamPlace(#[allow(dead_code)] Place);
+
+impl StreamCounts {
+    /// `max` streams per client; 0 means no cap.
+    pub fn new(max: usize) -> Self {
+        Self {
+            cap: PerClient::new(max),
+        }
+    }
+
+    /// A place for a stream of `client`, or `None` when it holds its share.
+    pub fn open(&self, client: IpAddr) -> Option<StreamPlace> {
+        let place = self.cap.take(client)?;
+        metrics::gauge!("gateway_event_streams").increment(1.0);
+        Some(StreamPlace(place))
+    }
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        metrics::gauge!("gateway_event_streams").decrement(1.0);
+    }
 }
 
 /// The global cap on requests in flight.
@@ -147,7 +256,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
-    const IP: ClientKey<'static> = ClientKey::Ip(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    const IP: ClientKey = ClientKey(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
 
     #[test]
     fn a_client_gets_its_burst_then_waits_one_interval() {
@@ -181,8 +290,8 @@ mod tests {
         let limiter = RateLimiter::new(1, 1, clock).unwrap();
         assert!(limiter.check(IP).is_ok());
         assert!(limiter.check(IP).is_err());
-        assert!(limiter.check(ClientKey::ApiKey(b"key-1")).is_ok());
-        assert!(limiter.check(ClientKey::ApiKey(b"key-2")).is_ok());
+        assert!(limiter.check(ClientKey([10, 0, 0, 1].into())).is_ok());
+        assert!(limiter.check(ClientKey([10, 0, 0, 2].into())).is_ok());
     }
 
     #[test]
@@ -194,6 +303,19 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         limiter.sweep();
         assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[test]
+    fn a_client_holds_at_most_its_share_and_gets_places_back() {
+        let cap = PerClient::new(2);
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let first = cap.take(a).unwrap();
+        let _second = cap.take(a).unwrap();
+        assert!(cap.take(a).is_none());
+        assert!(cap.take(b).is_some());
+        drop(first);
+        assert_eq!(cap.held(a), 1);
+        assert!(cap.take(a).is_some());
     }
 
     #[test]

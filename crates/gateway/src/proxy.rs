@@ -18,7 +18,7 @@ use common::ConfigError;
 use hyper::body::Body as _;
 
 use crate::{
-    body::{CappedBody, TooLarge},
+    body::{BodyProgress, BodyTimeout, CappedBody, DeadlineBody, TooLarge, caused_by},
     client::{self, ExchangeError, Forwarding, Outgoing, ResponseHead},
     error::GatewayError,
     forwarding::{self, Client},
@@ -81,6 +81,8 @@ pub struct ProxySettings {
     pub pool_max_idle: usize,
     /// Request bodies larger than this are refused.
     pub max_body_bytes: usize,
+    /// A request body must arrive whole within this.
+    pub body_timeout: Duration,
     /// Whether to set `traceparent` from the gateway's own span.
     pub inject_trace: bool,
 }
@@ -142,11 +144,15 @@ impl Proxy {
                 .flatten()
                 .and_then(|traceparent| HeaderValue::try_from(traceparent).ok()),
         };
-        // A body known to be empty (most GETs) needs no cap.
-        let mut body = if body.size_hint().exact() == Some(0) {
-            body
+        // A body known to be empty (most GETs) needs no cap and no deadline.
+        let (mut body, progress) = if body.size_hint().exact() == Some(0) {
+            (body, None)
         } else {
-            Body::new(CappedBody::new(body, limit))
+            let (body, progress) = DeadlineBody::new(body, self.settings.body_timeout);
+            (
+                Body::new(CappedBody::new(Body::new(body), limit)),
+                Some(progress),
+            )
         };
         let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), &forwarding);
 
@@ -155,6 +161,14 @@ impl Proxy {
         // What the upstream did not take of the body (it answered or failed first) the
         // client's body reads and throws away once dropped, at the end of this call.
         let (connection, head) = match exchange.await {
+            // Still waiting for the client's body: the client is slow, not the upstream.
+            Err(_)
+                if progress
+                    .as_ref()
+                    .is_some_and(BodyProgress::is_waiting_on_client) =>
+            {
+                return Err(GatewayError::BodyTimeout);
+            }
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => return Err(failed(e, limit)),
             Ok(Ok(exchanged)) => exchanged,
@@ -213,12 +227,11 @@ fn failed(failure: Failure, limit: usize) -> GatewayError {
     let ExchangeError::RequestBody(body_error) = error else {
         return GatewayError::UpstreamFailed(Box::new(error));
     };
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&body_error);
-    while let Some(e) = source {
-        if e.is::<TooLarge>() {
-            return GatewayError::TooLarge { limit };
-        }
-        source = e.source();
+    if caused_by::<TooLarge>(&body_error) {
+        return GatewayError::TooLarge { limit };
+    }
+    if caused_by::<BodyTimeout>(&body_error) {
+        return GatewayError::BodyTimeout;
     }
     // Reading the client's body failed (it went away): not the upstream's fault.
     GatewayError::BadRequest(Box::new(body_error))

@@ -1,12 +1,17 @@
-//! Auto-rollback: per group, a sliding window of the new side's outcomes. 5xx answers,
-//! connect failures and timeouts are errors; 4xx are the client's and are not. Past a minimum
-//! sample, an error rate above the threshold trips the group once; the flags then set its
-//! rollout to 0. The window is 30 time buckets, each one atomic word, so recording an
-//! outcome takes no lock.
+//! Auto-rollback: per group, a sliding window of the new side's outcomes. Only failures the
+//! new service caused on requests it accepted are errors (5xx, connect failures, timeouts it
+//! caused; the edge decides, see `edge.rs`); 4xx and a client's own slow or broken body are
+//! not. Past a minimum sample, an error rate above the threshold trips the group once — and
+//! only when failures came from a minimum number of distinct clients, so no single client
+//! (one that found a request the service answers with 500) can roll a group back. The
+//! window is 30 time buckets, each one atomic word, so recording an answer takes no lock;
+//! a failure also notes its client, under a lock, which only failures take.
 
 use std::{
+    collections::HashMap,
+    net::IpAddr,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -31,7 +36,12 @@ pub struct Policy {
     pub window: Duration,
     /// Outcomes the window must hold before the rate is judged.
     pub min_sample: u64,
+    /// Distinct clients whose requests failed in the window before the rate is judged.
+    pub min_clients: usize,
 }
+
+/// Failing clients remembered per group at most: enough to know the minimum is reached.
+const MAX_FAILING_CLIENTS: usize = 4096;
 
 /// How one request to a new service went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +189,8 @@ pub struct Rollback {
     policy: Policy,
     clock: Arc<dyn Clock>,
     windows: [Window; 3],
+    /// Per group, the clients whose requests failed, with when the latest failed.
+    failing: [Mutex<HashMap<IpAddr, Duration>>; 3],
     tripped: [AtomicBool; 3],
 }
 
@@ -189,17 +201,28 @@ impl Rollback {
             policy,
             clock,
             windows: std::array::from_fn(|_| Window::new(policy.window)),
+            failing: std::array::from_fn(|_| Mutex::default()),
             tripped: std::array::from_fn(|_| AtomicBool::new(false)),
         }
     }
 
-    /// Records a new-side outcome for `group`. `armed` says whether the group's rollout is
-    /// above 0; when it is and the window now breaks the policy, the first caller gets the
-    /// `Trip` and later callers get nothing until the group is reset.
-    pub fn record(&self, group: Group, outcome: Outcome, armed: bool) -> Option<Trip> {
+    /// Records a new-side outcome for `group` of a request from `client`. `armed` says
+    /// whether the group's rollout is above 0; when it is and the window now breaks the
+    /// policy, the first caller gets the `Trip` and later callers get nothing until the group
+    /// is reset.
+    pub fn record(
+        &self,
+        group: Group,
+        outcome: Outcome,
+        armed: bool,
+        client: IpAddr,
+    ) -> Option<Trip> {
         let now = self.clock.now();
         let window = &self.windows[group.index()];
         window.record(now, outcome == Outcome::Failed);
+        if outcome == Outcome::Failed {
+            self.note_failing(group, client, now);
+        }
         if !armed || self.tripped[group.index()].load(Ordering::Relaxed) {
             return None;
         }
@@ -214,6 +237,10 @@ impl Rollback {
         {
             return None;
         }
+        let clients = self.failing_clients(group, now);
+        if clients < self.policy.min_clients {
+            return None;
+        }
         if self.tripped[group.index()].swap(true, Ordering::AcqRel) {
             return None;
         }
@@ -221,19 +248,50 @@ impl Rollback {
             group,
             tally,
             reason: format!(
-                "error rate {:.2}% ({} of {} requests) over the last {} s is above {}%",
+                "error rate {:.2}% ({} of {} requests, from {} clients) over the last {} s is above {}%",
                 tally.error_rate() * 100.0,
                 tally.errors,
                 tally.requests,
+                clients,
                 self.policy.window.as_secs_f64(),
                 self.policy.max_error_rate * 100.0
             ),
         })
     }
 
+    fn note_failing(&self, group: Group, client: IpAddr, now: Duration) {
+        let window = self.policy.window;
+        let mut failing = self.failing[group.index()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if failing.len() >= MAX_FAILING_CLIENTS && !failing.contains_key(&client) {
+            failing.retain(|_, at| now.saturating_sub(*at) < window);
+            if failing.len() >= MAX_FAILING_CLIENTS {
+                return;
+            }
+        }
+        failing.insert(client, now);
+    }
+
+    /// Distinct clients with a failure in `group`'s window at `now`.
+    fn failing_clients(&self, group: Group, now: Duration) -> usize {
+        let window = self.policy.window;
+        let failing = self.failing[group.index()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        failing
+            .values()
+            .filter(|at| now.saturating_sub(**at) < window)
+            .count()
+    }
+
     /// Forgets `group`'s outcomes and re-arms its breaker (after a flag change).
     pub fn reset(&self, group: Group) {
         self.windows[group.index()].reset();
+        self.failing[group.index()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self.tripped[group.index()].store(false, Ordering::Release);
     }
 
@@ -250,13 +308,24 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
 
+    /// The policy of most tests: any number of failing clients is enough.
     fn rollback(clock: &Arc<ManualClock>) -> Rollback {
+        rollback_with(clock, 1)
+    }
+
+    fn rollback_with(clock: &Arc<ManualClock>, min_clients: usize) -> Rollback {
         let policy = Policy {
             max_error_rate: 0.01,
             window: Duration::from_secs(30),
             min_sample: 100,
+            min_clients,
         };
         Rollback::new(policy, clock.clone())
+    }
+
+    /// The `i`-th of ten clients.
+    fn client(i: u64) -> IpAddr {
+        IpAddr::from([10, 0, 0, (i % 10) as u8])
     }
 
     /// Sends `n` outcomes, every `every`-th of them failed; answers the trips seen.
@@ -268,7 +337,7 @@ mod tests {
                 } else {
                     Outcome::Answered
                 };
-                rollback.record(Group::Cart, outcome, true)
+                rollback.record(Group::Cart, outcome, true, client(i))
             })
             .collect()
     }
@@ -290,6 +359,30 @@ mod tests {
     }
 
     #[test]
+    fn failures_from_fewer_clients_than_the_minimum_do_not_trip() {
+        let clock = Arc::new(ManualClock::new());
+        let rollback = rollback_with(&clock, 5);
+        let one = IpAddr::from([192, 0, 2, 1]);
+        for i in 0..1000 {
+            let outcome = if i % 2 == 0 {
+                Outcome::Failed
+            } else {
+                Outcome::Answered
+            };
+            assert_eq!(rollback.record(Group::Cart, outcome, true, one), None);
+        }
+        // Three more failing clients make four: still one short.
+        for i in 0..3 {
+            assert_eq!(
+                rollback.record(Group::Cart, Outcome::Failed, true, client(i)),
+                None
+            );
+        }
+        let trip = rollback.record(Group::Cart, Outcome::Failed, true, client(3));
+        assert!(trip.is_some_and(|t| t.reason.contains("from 5 clients")));
+    }
+
+    #[test]
     fn half_a_percent_does_not_trip() {
         let clock = Arc::new(ManualClock::new());
         assert!(send(&rollback(&clock), 400, 200).is_empty());
@@ -305,8 +398,11 @@ mod tests {
     fn errors_recorded_early_trip_when_answers_bring_the_sample_to_the_minimum() {
         let clock = Arc::new(ManualClock::new());
         let rollback = rollback(&clock);
-        for _ in 0..5 {
-            assert_eq!(rollback.record(Group::Cart, Outcome::Failed, true), None);
+        for i in 0..5 {
+            assert_eq!(
+                rollback.record(Group::Cart, Outcome::Failed, true, client(i)),
+                None
+            );
         }
         let trips = send(&rollback, 95, 0);
         assert_eq!(trips.len(), 1);
@@ -344,7 +440,10 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let rollback = rollback(&clock);
         for _ in 0..200 {
-            assert_eq!(rollback.record(Group::Orders, Outcome::Failed, false), None);
+            assert_eq!(
+                rollback.record(Group::Orders, Outcome::Failed, false, client(0)),
+                None
+            );
         }
         assert_eq!(rollback.tally(Group::Orders).errors, 200);
     }
@@ -354,11 +453,11 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let rollback = rollback(&clock);
         for _ in 0..10 {
-            rollback.record(Group::Cart, Outcome::Failed, false);
+            rollback.record(Group::Cart, Outcome::Failed, false, client(0));
         }
         clock.advance(10 * SECOND);
         for _ in 0..5 {
-            rollback.record(Group::Cart, Outcome::Answered, false);
+            rollback.record(Group::Cart, Outcome::Answered, false, client(0));
         }
         assert_eq!(
             rollback.tally(Group::Cart),
@@ -420,7 +519,7 @@ mod tests {
                         } else {
                             Outcome::Answered
                         };
-                        rollback.record(Group::Cart, outcome, false);
+                        rollback.record(Group::Cart, outcome, false, client(u64::from(i)));
                     }
                 })
             })

@@ -13,7 +13,7 @@ use std::{
     pin::{Pin, pin},
     rc::Rc,
     task::{Context, Poll},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::{
@@ -35,8 +35,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     App,
     client::{COALESCE_BYTES, Line, poll_now, put_header},
+    edge,
     forwarding::Client,
     is_own,
+    limits::ConnectionPlace,
     timer::Sleep,
 };
 
@@ -60,9 +62,36 @@ pub(crate) enum Parsed {
     Other,
 }
 
+/// How long a refused connection is read from (and what it sends thrown away) before it is
+/// closed, so the close is not a reset that loses the answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Answers a connection whose client already holds its share of connections: 429, then
+/// close.
+pub(crate) async fn refuse_connection(mut stream: TcpStream) {
+    let body = r#"{"type":"/problems/too-many-connections","title":"Too many connections","status":429,"detail":"This client holds as many connections as it may; reuse one"}"#;
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/problem+json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\ndate: {}\r\n\r\n{body}",
+        body.len(),
+        http_date(),
+    );
+    if stream.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 /// Serves the connection from `client` until it closes, it times out waiting for a request
-/// head, or `shutdown` is cancelled (requests in flight are answered first).
+/// head, or `shutdown` is cancelled (requests in flight are answered first). `_place` is the
+/// connection's place under the per-client cap, given back when the connection ends.
 pub(crate) async fn serve(
+    _place: ConnectionPlace,
     stream: TcpStream,
     app: Rc<App>,
     client: Client,
@@ -77,27 +106,31 @@ pub(crate) async fn serve(
         out: Vec::new(),
     };
     loop {
-        let request = match connection.next_request(stopped.as_mut()).await {
+        let mut request = match connection.next_request(stopped.as_mut()).await {
             Next::Request(request) => request,
             Next::Other => break,
             Next::Done => return,
         };
         let head_only = request.method() == Method::HEAD;
-        let mut response = app.proxy(request, &client).await;
+        let mut response = match edge::screen(&mut request) {
+            Ok(()) => app.proxy(request, &client).await,
+            Err(refused) => refused,
+        };
         if shutdown.is_cancelled() {
             // The last answer on this connection says so.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        match write_response(
-            &mut connection.stream,
-            &mut connection.out,
-            response,
-            head_only,
-        )
-        .await
-        {
+        let Simple {
+            stream,
+            buffer,
+            out,
+            ..
+        } = &mut connection;
+        let (mut reader, mut writer) = stream.split();
+        let gone = pin!(client_gone(&mut reader, buffer));
+        match write_response(&mut writer, out, response, head_only, gone).await {
             Ok(true) => {}
             _ => return,
         }
@@ -249,15 +282,33 @@ fn build(head: &Bytes, method: Method, path: (usize, usize), lines: &[Line]) -> 
     Some(request)
 }
 
+/// Ready once the client has closed its side of the connection. What it sends meanwhile (a
+/// pipelined request) is kept in `buffer` for the next turn, up to a head's worth.
+async fn client_gone<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut BytesMut) {
+    loop {
+        if buffer.len() > MAX_HEAD_BYTES {
+            // Enough for the next request: the socket is read again after this answer.
+            std::future::pending::<()>().await;
+        }
+        buffer.reserve(READ_SIZE);
+        match reader.read_buf(buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Writes `response` (its head alone when `head_only`, as for a `HEAD`); answers whether the
 /// connection can carry another request. The body goes by its `Content-Length`, its known
 /// size, or chunked. Data already there joins the head in one write; large data is written
-/// as it is, not copied.
+/// as it is, not copied. While the body has nothing to send, `gone` is watched: a client that
+/// left ends the answer (a quiet event stream would otherwise hold its place for ever).
 pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
     stream: &mut W,
     out: &mut Vec<u8>,
     response: Response,
     head_only: bool,
+    mut gone: Pin<&mut impl Future<Output = ()>>,
 ) -> io::Result<bool> {
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
@@ -313,7 +364,13 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
             Some(frame) => frame,
             None => {
                 flush(stream, out).await?;
-                body.frame().await
+                tokio::select! {
+                    biased;
+                    frame = body.frame() => frame,
+                    () = gone.as_mut() => {
+                        return Err(io::ErrorKind::ConnectionAborted.into());
+                    }
+                }
             }
         };
         let mut data = match frame {
@@ -511,7 +568,8 @@ mod tests {
 
     async fn written(response: Response, head_only: bool) -> (String, bool) {
         let (mut wire, mut out) = (Vec::new(), Vec::new());
-        let reusable = write_response(&mut wire, &mut out, response, head_only)
+        let still_there = pin!(std::future::pending());
+        let reusable = write_response(&mut wire, &mut out, response, head_only, still_there)
             .await
             .unwrap();
         (String::from_utf8(wire).unwrap(), reusable)

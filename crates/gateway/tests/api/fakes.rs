@@ -1,7 +1,7 @@
 //! In-process stand-ins for the upstreams: a fake legacy monolith and fake new services,
 //! each an axum app on `127.0.0.1:0` that says which side it is. A request header
-//! (`x-fake`) picks a behaviour (echo, hold, slow, upload, download) and the test can make
-//! every n-th answer fail with a status of its choosing.
+//! (`x-fake`) picks a behaviour (echo, hold, slow, upload, download, stream) and the test can
+//! make every n-th answer fail with a status of its choosing.
 
 use std::{
     convert::Infallible,
@@ -134,6 +134,7 @@ async fn answer(State(fake): State<Arc<FakeState>>, request: Request) -> Respons
         ("slow", _) => std::future::pending().await,
         ("upload", _) => upload(fake.side, request).await,
         ("download", bytes) => download(bytes.parse().unwrap()),
+        ("stream", _) => stream(),
         _ => echo(fake.side, request).await,
     }
 }
@@ -173,6 +174,15 @@ async fn upload(side: &str, request: Request) -> Response {
 fn download(n: usize) -> Response {
     let chunks = pattern(n).map(Ok::<_, Infallible>);
     Body::from_stream(futures_util::stream::iter(chunks)).into_response()
+}
+
+/// An event stream that sends one event and then nothing, for ever.
+fn stream() -> Response {
+    let first = futures_util::stream::once(async {
+        Ok::<_, Infallible>(Bytes::from_static(b"data: hello\n\n"))
+    });
+    let body = Body::from_stream(first.chain(futures_util::stream::pending()));
+    ([("content-type", "text/event-stream")], body).into_response()
 }
 
 /// The chunks of the download (and upload) pattern.

@@ -33,24 +33,25 @@ async fn a_client_over_its_rate_is_a_429_with_retry_after() {
     let upload = gateway.upload_unheeding("/import", FIVE_MB).await;
     assert!(upload.starts_with("HTTP/1.1 429"), "{upload}");
 
-    // Another client (an API key) has its own allowance; the limited one waits its turn.
-    assert_eq!(send(Some("partner-1")).await.unwrap().status(), 200);
+    // An API key nobody verified is no identity: it buys no allowance of its own.
+    problem(send(Some("partner-1")).await.unwrap(), 429).await;
+    // Another client (another address) has its own; the limited one waits its turn.
+    let other = gateway
+        .request_from(2, Method::GET, "/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
     gateway.clock.advance(Duration::from_secs(1));
     assert_eq!(send(None).await.unwrap().status(), 200);
     assert_eq!(send(None).await.unwrap().status(), 429);
 
     // Admin and health routes are not rate limited.
     assert_eq!(gateway.get_json("/healthz").await["status"], "ok");
-    let metrics = gateway
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap();
     assert!(
-        metrics
-            .text()
+        gateway
+            .metrics()
             .await
-            .unwrap()
             .contains("gateway_rate_limited_total")
     );
 }
@@ -129,10 +130,5 @@ async fn past_the_in_flight_cap_requests_are_shed_at_once() {
             .status(),
         200
     );
-    let metrics = gateway
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap();
-    assert!(metrics.text().await.unwrap().contains("gateway_shed_total"));
+    assert!(gateway.metrics().await.contains("gateway_shed_total"));
 }

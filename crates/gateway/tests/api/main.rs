@@ -2,6 +2,7 @@
 //! fake upstreams standing in for legacy and the new services, driven over HTTP.
 
 mod admin;
+mod desync;
 mod fakes;
 mod limits;
 mod outages;
@@ -9,4 +10,5 @@ mod propagation;
 mod proxy;
 mod rollback;
 mod routing;
+mod security;
 mod support;

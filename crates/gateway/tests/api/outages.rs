@@ -106,14 +106,7 @@ async fn without_postgres_the_last_snapshot_keeps_routing_and_rolling_back() {
 
     // The new side failing still rolls back, in this process at least.
     world.cart.fail_every(1, 500);
-    for i in 0..100 {
-        gateway
-            .request(Method::POST, "/v1/carts")
-            .header("x-customer-id", format!("customer-{i}"))
-            .send()
-            .await
-            .unwrap();
-    }
+    crate::rollback::create_carts(&gateway, 100).await;
     assert_eq!(rollout(&gateway, "cart").await, 0);
     let side = gateway
         .side(

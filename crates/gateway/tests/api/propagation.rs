@@ -32,7 +32,6 @@ async fn a_flag_change_on_one_gateway_reaches_another() {
 
     let response = a
         .admin(Method::POST, "/admin/flags/cart/rollback")
-        .header("x-actor", "oncall")
         .json(&serde_json::json!({"reason": "checkout errors"}))
         .send()
         .await
@@ -57,8 +56,8 @@ async fn an_automatic_rollback_on_one_gateway_reaches_another() {
     .await;
 
     world.orders.fail_every(10, 502);
-    for i in 0..100 {
-        a.request(Method::POST, "/v1/orders")
+    for i in 0..100u8 {
+        a.request_from(10 + i % 7, Method::POST, "/v1/orders")
             .header("x-customer-id", format!("customer-{i}"))
             .send()
             .await

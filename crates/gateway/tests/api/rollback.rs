@@ -1,19 +1,23 @@
 //! Auto-rollback over HTTP: the new side's 5xx past the minimum sample set the rollout to 0
 //! with an audited reason; client errors, a low error rate, a small sample, outcomes that
-//! aged out of the window and outcomes before a manual change do not. The window runs on
+//! aged out of the window and outcomes before a manual change do not. Requests come from
+//! seven clients (source addresses) in turn, as a rollback needs failures from several
+//! (seven, a prime, so every n-th failure comes from another client). The window runs on
 //! the gateway's manual clock, so nothing here sleeps.
 
 use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::support::{TestGateway, World, eventually, new_cart_id};
+use crate::support::{TestGateway, World, client_at, eventually, new_cart_id};
 
-/// Sends `n` new-cart requests, each from its own customer.
-async fn create_carts(gateway: &TestGateway, n: usize) {
+/// Sends `n` new-cart requests, each from its own customer, in turn from seven clients.
+pub async fn create_carts(gateway: &TestGateway, n: usize) {
+    let clients: Vec<_> = (10..17).map(client_at).collect();
+    let url = format!("{}/v1/carts", gateway.url);
     for i in 0..n {
-        let response = gateway
-            .request(Method::POST, "/v1/carts")
+        let response = clients[i % clients.len()]
+            .post(&url)
             .header("x-customer-id", format!("customer-{i}"))
             .send()
             .await
@@ -28,8 +32,12 @@ async fn rollout(gateway: &TestGateway) -> u64 {
         .unwrap()
 }
 
+/// A gateway with the cart group at 100 %. Its failures from two clients are enough: these
+/// tests are about the rate and the window (two failures in a hundred are two clients).
 async fn ramped(world: &World) -> TestGateway {
-    let gateway = world.gateway().await;
+    let mut settings = world.settings();
+    settings.rollback_min_clients = 2;
+    let gateway = world.gateway_with(settings).await;
     gateway.set_flag("cart", true, 100).await;
     gateway
 }
@@ -77,14 +85,7 @@ async fn two_percent_server_errors_roll_the_group_back_with_an_audited_reason() 
         "cart"
     );
 
-    let metrics = gateway
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     assert!(
         metrics.contains("gateway_rollbacks_total{group=\"cart\"}"),
         "{metrics}"

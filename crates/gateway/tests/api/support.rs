@@ -1,10 +1,11 @@
 //! Starting gateways for a test: a fresh database and a private flag channel per test (the
 //! flags are global state, so tests that change them must not share), fake upstreams, and
-//! each gateway served in-process on `127.0.0.1:0` with a manual clock.
+//! each gateway served in-process on `127.0.0.1:0` (its admin listener on another port) with
+//! a manual clock. Distinct clients are distinct loopback source addresses (`127.0.0.x`).
 
-use std::{sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use gateway::{Settings, clock::ManualClock, proxy::Upstream};
+use gateway::{Settings, admin::Tokens, clock::ManualClock, proxy::Upstream};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -13,8 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fakes::Fake;
 
-/// The admin bearer token of test gateways.
+/// The admin bearer token of test gateways (`ADMIN_TOKEN`: actor `admin`).
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Alice's admin token (`ADMIN_TOKENS=alice:…`).
+pub const ALICE_TOKEN: &str = "alice-admin-token-0123";
 
 /// The size of the large uploads and downloads the tests stream.
 pub const FIVE_MB: usize = 5 * 1024 * 1024;
@@ -59,7 +63,7 @@ impl World {
         settings.orders_url = upstream("ORDERS_URL", &self.orders);
         settings.payments_url = upstream("PAYMENTS_URL", &self.payments);
         settings.legacy_url = Some(upstream("LEGACY_URL", &self.legacy));
-        settings.admin_token = common::Secret::new(ADMIN_TOKEN);
+        settings.admin_tokens = Tokens::new([("admin", ADMIN_TOKEN), ("alice", ALICE_TOKEN)]);
         settings.rate_limit_per_second = 0;
         settings.max_in_flight = 1024;
         settings.initial_rollout = None;
@@ -80,9 +84,13 @@ impl World {
             .expect("the gateway builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        tokio::spawn(gateway::serve_admin(admin, app.clone(), shutdown.clone()));
         tokio::spawn(gateway::serve(listener, app, shutdown.clone()));
         TestGateway {
             url,
+            admin_url,
             http: reqwest::Client::new(),
             pool: PgPool::connect(&settings.db.url).await.unwrap(),
             clock,
@@ -95,14 +103,18 @@ impl World {
     /// its flags from Postgres every `resync`; answered once it is ready.
     pub async fn gateway_process(&self, resync: Duration) -> TestGateway {
         let settings = self.settings();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .unwrap()
-            .port();
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .unwrap()
+                .port()
+        };
+        let (port, admin_port) = (free_port(), free_port());
         let url = format!("http://127.0.0.1:{port}");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
             .env_clear()
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("ADMIN_LISTEN_ADDR", format!("127.0.0.1:{admin_port}"))
             .env("DATABASE_URL", &settings.db.url)
             .env("REDIS_URL", &settings.redis_url)
             .env("FLAGS_CHANNEL", &settings.flags_channel)
@@ -124,8 +136,9 @@ impl World {
             shutdown: CancellationToken::new(),
             process: Some(child),
             url,
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
         };
-        let ready = format!("{}/readyz", gateway.url);
+        let ready = format!("{}/readyz", gateway.admin_url);
         eventually("the gateway process is ready", || async {
             let answer = gateway.http.get(&ready).send().await;
             answer.is_ok_and(|answer| answer.status() == 200)
@@ -137,8 +150,10 @@ impl World {
 
 /// A running gateway.
 pub struct TestGateway {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`: the public port.
     pub url: String,
+    /// The admin listener's `http://127.0.0.1:<port>`.
+    pub admin_url: String,
     /// An HTTP client.
     pub http: reqwest::Client,
     /// The gateway's database.
@@ -166,9 +181,31 @@ impl TestGateway {
         self.http.request(method, format!("{}{path}", self.url))
     }
 
+    /// A request to `path` from the client at `127.0.0.<n>`.
+    pub fn request_from(&self, n: u8, method: Method, path: &str) -> RequestBuilder {
+        client_at(n).request(method, format!("{}{path}", self.url))
+    }
+
+    /// A request to the admin listener, without a token.
+    pub fn admin_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.admin_url))
+    }
+
     /// An admin request, with the token.
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
-        self.request(method, path).bearer_auth(ADMIN_TOKEN)
+        self.admin_request(method, path).bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// The `/metrics` text, from the admin listener.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .admin_request(Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     /// `POST path` with a body of `bytes` from a client that writes all of it before it
@@ -248,6 +285,15 @@ impl TestGateway {
         let body: Value = response.json().await.unwrap();
         body["entries"].as_array().unwrap().clone()
     }
+}
+
+/// An HTTP client whose connections come from `127.0.0.<n>`: a client of its own to the
+/// gateway's per-address limits and rollback.
+pub fn client_at(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::from([127, 0, 0, n]))
+        .build()
+        .unwrap()
 }
 
 /// A cart id as the cart service mints them.
