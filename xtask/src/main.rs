@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's own commands. `up` runs the whole stack locally, `test` runs
 //! the test suite against real Postgres and Redis, `seed` fills the demo catalog and `bench`
 //! measures the services. Postgres and Redis come from `DATABASE_URL`/`REDIS_URL` when they
-//! answer, or are started as throw-away instances under `target/stack/`.
+//! answer, or are started as throw-away instances under cargo's target directory (wherever
+//! `CARGO_TARGET_DIR` or `build.target-dir` puts it).
 
 mod bench;
 mod bench_gateway;
@@ -10,6 +11,7 @@ mod bench_payments;
 mod seed;
 mod services;
 mod stack;
+mod target_dir;
 
 use std::process::ExitCode;
 

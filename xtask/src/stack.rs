@@ -1,6 +1,6 @@
 //! Postgres and Redis for local runs. A configured or default server is used when it
 //! answers; otherwise a throw-away instance is started from the system's binaries under
-//! `target/stack/`, on a free port, and stopped when the `Stack` is dropped.
+//! the target directory's `stack/`, on a free port, and stopped when the `Stack` is dropped.
 
 use std::{
     net::TcpListener,
@@ -64,9 +64,7 @@ impl Stack {
         if let Some(dir) = &self.dir {
             return Ok(dir.clone());
         }
-        let dir = workspace_root()
-            .join("target/stack")
-            .join(std::process::id().to_string());
+        let dir = crate::target_dir::scratch("stack")?.join(std::process::id().to_string());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         self.dir = Some(dir.clone());
         Ok(dir)
