@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/checkout";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-const INSTALL_HINT: &str = "install it with: sudo apt-get install -y postgresql redis-server";
+pub(crate) const INSTALL_HINT: &str =
+    "install it with: sudo apt-get install -y postgresql redis-server";
 
 /// Running stores and the processes this run started for them.
 pub struct Stack {
@@ -179,7 +180,7 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn postgres_answers(url: &str) -> bool {
+pub(crate) async fn postgres_answers(url: &str) -> bool {
     // Connect to the server's maintenance database: the target database may not exist yet.
     let admin = with_database(url, "postgres");
     matches!(
@@ -188,7 +189,7 @@ async fn postgres_answers(url: &str) -> bool {
     )
 }
 
-async fn create_database(url: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_database(url: &str) -> anyhow::Result<()> {
     let name = url
         .rsplit('/')
         .next()
@@ -231,7 +232,7 @@ pub fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-async fn redis_answers(url: &str) -> bool {
+pub(crate) async fn redis_answers(url: &str) -> bool {
     let Some(addr) = url
         .strip_prefix("redis://")
         .map(|rest| rest.rsplit('@').next().unwrap_or(rest))
@@ -254,7 +255,7 @@ async fn redis_answers(url: &str) -> bool {
     )
 }
 
-async fn wait_until<F, Fut>(what: &str, mut probe: F) -> anyhow::Result<()>
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut probe: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -269,7 +270,7 @@ where
     bail!("{what} did not start within 30 s")
 }
 
-fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
     let in_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
@@ -289,14 +290,14 @@ fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("no `{name}` binary found; {INSTALL_HINT}"))
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
+pub(crate) fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
     if as_root {
         // setpriv execs in place, so the child we hold is the server itself.
         let mut command = Command::new("setpriv");
@@ -309,7 +310,7 @@ fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
     }
 }
 
-fn run(command: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
     let status = command
         .status()
         .with_context(|| format!("running {command:?}"))?;
