@@ -24,7 +24,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   up               start Postgres/Redis if needed, migrate, seed, run every service
   test [ARGS...]   start Postgres/Redis if needed, run the whole test suite, then a short
-                   chaos run (1 min of load; CHAOS_IN_TEST=0 skips it)
+                   chaos run (45 s of load; CHAOS_IN_TEST=0 skips it)
   chaos [--minutes N] [--seed S] [--release] [--shoppers N]
                    the whole stack on private durable Postgres/Redis under seeded storefront
                    traffic and faults; checks every money, stock and idempotency invariant
@@ -121,7 +121,7 @@ async fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     }
     // The tests pass; now the promise under faults: a short seeded chaos run on debug builds.
     println!("\nxtask: the short chaos run (CHAOS_IN_TEST=0 skips it, CHAOS_SEED=<n> replays one)");
-    let mut args = vec!["--minutes".to_owned(), "1".to_owned()];
+    let mut args = vec!["--minutes".to_owned(), "0.75".to_owned()];
     if let Ok(seed) = std::env::var("CHAOS_SEED") {
         args.extend(["--seed".to_owned(), seed]);
     }

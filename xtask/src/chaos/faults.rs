@@ -81,8 +81,8 @@ fn outages() -> Vec<Fault> {
 
 fn sim_windows() -> Vec<Fault> {
     vec![
-        Fault::Sim("failure_share", json!(0.2), json!(0.0)),
-        Fault::Sim("lost_response_share", json!(0.15), json!(0.0)),
+        Fault::Sim("failure_share", json!(0.25), json!(0.0)),
+        Fault::Sim("lost_response_share", json!(0.25), json!(0.0)),
         Fault::Sim("webhook_copies", json!(2), json!(1)),
         Fault::Sim("webhook_reorder_window", json!(4), json!(0)),
         Fault::Sim("webhook_delay_ms", json!(1500), json!(0)),
@@ -203,7 +203,7 @@ impl Target {
             let p = procs.all.iter().find(|p| p.label == label).expect("known");
             (p.label.clone(), p.url.clone())
         };
-        super::wait_ready(&proc.0, &proc.1, Duration::from_secs(60)).await
+        super::platform::wait_ready(&proc.0, &proc.1, Duration::from_secs(60)).await
     }
 
     async fn all_ready(&self) -> anyhow::Result<()> {
@@ -216,7 +216,7 @@ impl Target {
                 .collect()
         };
         for (label, url) in procs {
-            super::wait_ready(&label, &url, Duration::from_secs(60)).await?;
+            super::platform::wait_ready(&label, &url, Duration::from_secs(60)).await?;
         }
         Ok(())
     }

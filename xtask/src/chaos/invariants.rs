@@ -1,15 +1,14 @@
 //! The promises a checkout platform is trusted for, checked against the books after the
 //! run settles: nothing lost, duplicated or oversold, and every cent accounted for at
-//! stripe-sim. A check never bends to make a run pass: each violation names its order so the
-//! report can show that order's rows and stripe-sim's objects.
+//! stripe-sim (those checks are in `money`). A check never bends to make a run pass: each
+//! violation names its order so the report can show that order's rows and stripe-sim's
+//! objects.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
-
 use super::{
     http::Sample,
-    snapshot::{OrderRow, Snapshot},
+    snapshot::Snapshot,
     traffic::{CheckedCart, Checkout},
 };
 
@@ -57,14 +56,16 @@ pub struct Check {
     pub violations: Vec<Violation>,
 }
 
-fn v(order: Option<&str>, what: String) -> Violation {
+/// A violation about `order`.
+pub fn v(order: Option<&str>, what: String) -> Violation {
     Violation {
         order: order.map(str::to_owned),
         what,
     }
 }
 
-fn is_final(status: &str) -> bool {
+/// Whether an order status is final.
+pub fn is_final(status: &str) -> bool {
     matches!(status, "confirmed" | "failed" | "cancelled")
 }
 
@@ -74,12 +75,12 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Check> {
         final_states(e),
         idempotency(e),
         stock(e),
-        one_charge(e),
+        super::money::one_charge(e),
         http(e),
-        money(e),
-        payable(e),
-        rows_agree(e),
-        dead_letters(e),
+        super::money::money(e),
+        super::money::payable(e),
+        super::money::rows_agree(e),
+        super::money::dead_letters(e),
         processes(e),
         carts(e),
     ]
@@ -251,41 +252,6 @@ fn stock(e: &Evidence<'_>) -> Check {
     }
 }
 
-fn succeeded_charges(intents: &[Value]) -> usize {
-    intents
-        .iter()
-        .flat_map(|pi| pi["charges"].as_array().cloned().unwrap_or_default())
-        .filter(|c| c["status"] == "succeeded")
-        .count()
-}
-
-fn one_charge(e: &Evidence<'_>) -> Check {
-    let mut out = Vec::new();
-    let none = Vec::new();
-    let mut confirmed = 0;
-    for o in e.snap.orders.values() {
-        let intents = e.snap.intents.get(&o.id).unwrap_or(&none);
-        let n = succeeded_charges(intents);
-        if n > 1 {
-            out.push(v(Some(&o.id), format!("{n} successful charges")));
-        }
-        if o.status == "confirmed" {
-            confirmed += 1;
-            if n == 0 {
-                out.push(v(
-                    Some(&o.id),
-                    "confirmed without a successful charge".into(),
-                ));
-            }
-        }
-    }
-    Check {
-        name: "at most one successful charge per order; every confirmed order has one",
-        summary: format!("{confirmed} confirmed orders"),
-        violations: out,
-    }
-}
-
 fn inside_outage(e: &Evidence<'_>, s: &Sample) -> bool {
     e.outages
         .iter()
@@ -341,240 +307,6 @@ fn http(e: &Evidence<'_>) -> Check {
             "{} requests, {malformed} malformed; {server_errors} 5xx or unanswered, {tolerated} of them inside {} outages",
             e.samples.len(),
             e.outages.len()
-        ),
-        violations: out,
-    }
-}
-
-/// `Σ(amount_received − amount_refunded)` over an order's intents.
-pub fn net(intents: &[Value]) -> i64 {
-    intents
-        .iter()
-        .map(|pi| {
-            pi["amount_received"].as_i64().unwrap_or(0)
-                - pi["amount_refunded"].as_i64().unwrap_or(0)
-        })
-        .sum()
-}
-
-/// The money rule for one order, or why it breaks.
-pub fn money_rule(order: &OrderRow, intents: &[Value]) -> Result<(), String> {
-    let net = net(intents);
-    let expected = if order.status == "confirmed" {
-        order.total
-    } else {
-        0
-    };
-    if net == expected {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} order of {}: stripe-sim holds {} (captured − refunded), expected {}",
-            order.status,
-            cents(order.total),
-            cents(net),
-            cents(expected)
-        ))
-    }
-}
-
-/// Minor units as dollars.
-pub fn cents(amount: i64) -> String {
-    format!("${}.{:02}", amount / 100, amount.rem_euclid(100))
-}
-
-fn money(e: &Evidence<'_>) -> Check {
-    let mut out = Vec::new();
-    let (mut kept, mut kept_orders, mut short) = (0, 0, 0);
-    let none = Vec::new();
-    for o in e.snap.orders.values() {
-        let intents = e.snap.intents.get(&o.id).unwrap_or(&none);
-        if let Err(why) = money_rule(o, intents) {
-            let n = net(intents);
-            if o.status != "confirmed" {
-                kept += n;
-                kept_orders += 1;
-            } else {
-                short += 1;
-            }
-            out.push(v(Some(&o.id), why));
-        }
-    }
-    for (order, intents) in &e.snap.intents {
-        if !e.snap.orders.contains_key(order) && net(intents) != 0 {
-            out.push(v(
-                Some(order),
-                format!(
-                    "stripe-sim holds {} for an order we do not have",
-                    cents(net(intents))
-                ),
-            ));
-        }
-    }
-    Check {
-        name: "for every order, captured − refunded at stripe-sim is its total if confirmed, else 0",
-        summary: format!(
-            "{} orders; {} kept for {kept_orders} orders that did not confirm; {short} confirmed orders not fully paid",
-            e.snap.orders.len(),
-            cents(kept)
-        ),
-        violations: out,
-    }
-}
-
-const PAYABLE: [&str; 3] = [
-    "requires_payment_method",
-    "requires_confirmation",
-    "requires_action",
-];
-
-fn payable(e: &Evidence<'_>) -> Check {
-    let mut out = Vec::new();
-    let mut closed = 0;
-    for o in e
-        .snap
-        .orders
-        .values()
-        .filter(|o| o.status == "failed" || o.status == "cancelled")
-    {
-        closed += 1;
-        for pi in e.snap.intents.get(&o.id).into_iter().flatten() {
-            if PAYABLE.iter().any(|s| pi["status"] == *s) {
-                out.push(v(
-                    Some(&o.id),
-                    format!("{} order; {} is {}", o.status, pi["id"], pi["status"]),
-                ));
-            }
-        }
-    }
-    Check {
-        name: "no closed (failed/cancelled) order has a payable PaymentIntent",
-        summary: format!("{closed} closed orders"),
-        violations: out,
-    }
-}
-
-/// Paid, cancelled or open, as money goes.
-fn class(status: &str) -> &'static str {
-    match status {
-        "succeeded" | "partially_refunded" | "refunded" | "disputed" => "paid",
-        "canceled" => "canceled",
-        _ => "open",
-    }
-}
-
-fn rows_agree(e: &Evidence<'_>) -> Check {
-    let mut out = Vec::new();
-    let mut compared = 0;
-    for (order, intents) in &e.snap.intents {
-        let row = e.snap.payments.get(order);
-        for pi in intents {
-            let id = pi["id"].as_str().unwrap_or_default();
-            let Some(row) = row.filter(|r| r.provider_id.as_deref() == Some(id)) else {
-                out.push(v(
-                    Some(order),
-                    format!(
-                        "no payment row of ours holds {id} ({}, {} received)",
-                        pi["status"],
-                        cents(pi["amount_received"].as_i64().unwrap_or(0))
-                    ),
-                ));
-                continue;
-            };
-            compared += 1;
-            let theirs = pi["status"].as_str().unwrap_or_default();
-            let refunded = pi["amount_refunded"].as_i64().unwrap_or(0);
-            if class(&row.status) != class(theirs) {
-                out.push(v(
-                    Some(order),
-                    format!(
-                        "{} is {} here, {theirs} at stripe-sim ({id})",
-                        row.id, row.status
-                    ),
-                ));
-            } else if row.amount_refunded != refunded {
-                out.push(v(
-                    Some(order),
-                    format!(
-                        "{} has {} refunded here, {} at stripe-sim",
-                        row.id,
-                        cents(row.amount_refunded),
-                        cents(refunded)
-                    ),
-                ));
-            }
-        }
-    }
-    for row in e.snap.payments.values() {
-        let known = row.provider_id.as_ref().is_some_and(|id| {
-            e.snap
-                .intents
-                .values()
-                .flatten()
-                .any(|pi| pi["id"] == id.as_str())
-        });
-        if row.provider_id.is_some() && !known {
-            out.push(v(
-                Some(&row.order_id),
-                format!(
-                    "{} names {:?}, which stripe-sim does not have",
-                    row.id, row.provider_id
-                ),
-            ));
-        } else if row.provider_id.is_none() && class(&row.status) == "paid" {
-            out.push(v(
-                Some(&row.order_id),
-                format!("{} is {} without a PaymentIntent", row.id, row.status),
-            ));
-        }
-    }
-    Check {
-        name: "payment rows (status, amount_refunded, provider_id) agree with stripe-sim",
-        summary: format!(
-            "{} payment rows, {compared} compared with their intents",
-            e.snap.payments.len()
-        ),
-        violations: out,
-    }
-}
-
-fn dead_letters(e: &Evidence<'_>) -> Check {
-    let mut out = Vec::new();
-    let none = Vec::new();
-    for job in &e.snap.dead {
-        let label = format!(
-            "{}.jobs #{} {} (last error: {})",
-            job.queue,
-            job.id,
-            job.kind,
-            job.last_error.as_deref().unwrap_or("none")
-        );
-        let Some(order) = e.snap.order_of(job) else {
-            out.push(v(
-                None,
-                format!("{label} names no order we can find: {}", job.payload),
-            ));
-            continue;
-        };
-        match e.snap.orders.get(&order) {
-            None => out.push(v(Some(&order), format!("{label}: no such order"))),
-            Some(o) if !is_final(&o.status) => {
-                out.push(v(Some(&order), format!("{label}: order left {}", o.status)))
-            }
-            Some(o) => {
-                if let Err(why) = money_rule(o, e.snap.intents.get(&order).unwrap_or(&none)) {
-                    out.push(v(Some(&order), format!("{label}: {why}")));
-                }
-            }
-        }
-    }
-    let orders = e.snap.dead.iter().filter(|j| j.queue == "orders").count();
-    Check {
-        name: "every dead letter was compensated (its order final, its money rule holding)",
-        summary: format!(
-            "{} dead letters ({orders} orders, {} payments)",
-            e.snap.dead.len(),
-            e.snap.dead.len() - orders
         ),
         violations: out,
     }

@@ -8,6 +8,8 @@ mod faults;
 mod flows;
 mod http;
 mod invariants;
+mod money;
+mod platform;
 mod procs;
 mod report;
 mod rng;
@@ -16,14 +18,12 @@ mod stores;
 mod traffic;
 
 use std::{
-    collections::BTreeMap,
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use hyper::Method;
 use serde_json::json;
 
 use crate::{seed, services::Profile, target_dir};
@@ -90,23 +90,6 @@ fn random_seed() -> u64 {
     rng::Rng::new(nanos ^ u64::from(std::process::id())).next() % 1_000_000_000
 }
 
-/// Waits until the process at `url` answers `/readyz` (or `/healthz`), or errs after `within`.
-async fn wait_ready(label: &str, url: &str, within: Duration) -> anyhow::Result<()> {
-    let addr = url.trim_start_matches("http://");
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        match crate::bench::get_status(addr, "/readyz").await {
-            Some(200) => return Ok(()),
-            Some(404) if crate::bench::get_status(addr, "/healthz").await == Some(200) => {
-                return Ok(());
-            }
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{label} did not become ready at {url}")
-}
-
 /// Builds the binaries, then runs the harness; success only when every invariant holds.
 pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
     println!(
@@ -169,7 +152,7 @@ async fn drive(
         p.spawn()?;
     }
     for p in &procs.all {
-        wait_ready(&p.label, &p.url, Duration::from_secs(90)).await?;
+        platform::wait_ready(&p.label, &p.url, Duration::from_secs(90)).await?;
     }
     let orders_api = procs
         .url("orders-api")
@@ -199,32 +182,15 @@ async fn drive(
     // Stock through the admin API, as an operator would: plenty of everything but the hot SKU.
     let load = Duration::from_secs_f64(options.minutes * 60.0);
     let hot_stock = ((load.as_secs_f64() * 0.4) as i64).max(10);
-    let mut initial_stock = BTreeMap::new();
     let mut products: Vec<(String, i64)> = seed::PRODUCTS
         .iter()
         .map(|(s, _, p)| (s.to_string(), *p))
         .collect();
     products.push((HOT_SKU.to_owned(), 12_000));
-    let auth = format!("Bearer {admin_token}");
-    for (sku, _) in &products {
-        let on_hand = if sku == HOT_SKU { hot_stock } else { 1_000_000 };
-        let path = format!("/admin/inventory/{sku}");
-        let set = http::send(
-            &orders_api,
-            Method::PUT,
-            &path,
-            &[("authorization", &auth)],
-            http::Body::Json(json!({ "on_hand": on_hand })),
-        )
-        .await;
-        if set.as_ref().is_none_or(|a| a.status != 200) {
-            bail!(
-                "setting the stock of {sku} answered {:?}",
-                set.map(|a| (a.status, a.json))
-            );
-        }
-        initial_stock.insert(sku.clone(), on_hand);
-    }
+    let initial_stock = platform::set_stock(&orders_api, &admin_token, &products, |sku| {
+        if sku == HOT_SKU { hot_stock } else { 1_000_000 }
+    })
+    .await?;
     products.retain(|(s, _)| s != HOT_SKU);
 
     let mut rng = rng::Rng::new(options.seed);
@@ -245,7 +211,7 @@ async fn drive(
     };
     let exits = Arc::new(Mutex::new(Vec::new()));
     let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let monitor = tokio::spawn(watch(
+    let monitor = tokio::spawn(platform::watch(
         procs.clone(),
         exits.clone(),
         watching.clone(),
@@ -299,20 +265,13 @@ async fn drive(
         .map(|p| (p.label.clone(), p.url.clone()))
         .collect();
     for (label, url) in &urls {
-        wait_ready(label, url, Duration::from_secs(60)).await?;
+        platform::wait_ready(label, url, Duration::from_secs(60)).await?;
     }
-    let settle_started = Instant::now();
-    let bound = Duration::from_secs(90) + PAYMENT_TIMEOUT;
-    let (mut quiet, mut last) = (0, (0, 0));
-    while settle_started.elapsed() < bound && quiet < 3 {
-        last = snapshot::progress(&pool).await.unwrap_or((-1, -1));
-        quiet = if last == (0, 0) { quiet + 1 } else { 0 };
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let settled = settle_started.elapsed();
+    let (quiet, settled, last) =
+        platform::settle(&pool, Duration::from_secs(90) + PAYMENT_TIMEOUT).await;
     println!(
         "chaos: load took {load_took:.0} s; settled {} after {:.0} s ({} open orders, {} busy jobs)",
-        if quiet >= 3 { "quiet" } else { "NOT quiet" },
+        if quiet { "quiet" } else { "NOT quiet" },
         settled.as_secs_f64(),
         last.0,
         last.1
@@ -322,28 +281,7 @@ async fn drive(
 
     let snap = snapshot::take(&pool, &sim).await?;
     let kept: Vec<traffic::KeptCart> = shop.kept_carts.lock().expect("carts").clone();
-    let mut kept_now = Vec::new();
-    for cart in kept {
-        let answer = http::send(
-            &cart_addr,
-            Method::GET,
-            &format!("/v1/carts/{}", cart.id),
-            &[],
-            http::Body::None,
-        )
-        .await;
-        let lines = answer.filter(|a| a.status == 200).map(|a| {
-            let mut lines: Vec<(String, i64)> = a.json["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|i| Some((i["sku"].as_str()?.to_owned(), i["quantity"].as_i64()?)))
-                .collect();
-            lines.sort();
-            lines
-        });
-        kept_now.push((cart, lines));
-    }
+    let kept_now = platform::read_carts(&cart_addr, kept).await;
     let happened = timeline.lock().expect("timeline").clone();
     let checkouts = shop.checkouts.lock().expect("checkouts").clone();
     let samples = client.samples();
@@ -363,7 +301,7 @@ async fn drive(
             .filter(|h| h.name.contains("redis"))
             .map(|h| h.start)
             .collect(),
-        panics: panics(&log_files),
+        panics: platform::panics(&log_files),
         exits: exits.lock().expect("exits").clone(),
     };
     let checks = invariants::check_all(&evidence);
@@ -388,6 +326,8 @@ async fn drive(
     full.push_str(&verdict);
     print!("{out}");
     std::fs::write(dir.join("report.txt"), &full)?;
+    // Services stop before their stores.
+    drop(target);
     drop(procs);
     drop(stores);
     Ok(if failed == 0 {
@@ -395,41 +335,4 @@ async fn drive(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Restarts any process that exits without the nemesis asking, recording each exit.
-async fn watch(
-    procs: Arc<Mutex<procs::Procs>>,
-    exits: Arc<Mutex<Vec<(String, f64, String)>>>,
-    watching: Arc<std::sync::atomic::AtomicBool>,
-    started: Instant,
-) {
-    while watching.load(std::sync::atomic::Ordering::SeqCst) {
-        {
-            let mut procs = procs.lock().expect("procs");
-            for p in &mut procs.all {
-                if let Some(status) = p.exited() {
-                    exits.lock().expect("exits").push((
-                        p.label.clone(),
-                        started.elapsed().as_secs_f64(),
-                        status,
-                    ));
-                    let _ = p.spawn();
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Every line telling of a panic in the processes' logs.
-fn panics(logs: &[(String, std::path::PathBuf)]) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    for (label, path) in logs {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        for line in text.lines().filter(|l| l.contains("panicked")) {
-            found.push((label.clone(), line.chars().take(300).collect()));
-        }
-    }
-    found
 }

@@ -111,6 +111,8 @@ const TUNING: &[(&str, &[(&str, &str)])] = &[
         "orders",
         &[
             ("PAYMENT_TIMEOUT_SECS", "8"),
+            // A small job budget makes dead letters, and so their compensation, happen.
+            ("JOB_MAX_ATTEMPTS", "4"),
             ("SWEEP_INTERVAL_SECS", "2"),
             ("STUCK_AFTER_SECS", "10"),
             ("UPSTREAM_TIMEOUT_MS", "3000"),
@@ -141,6 +143,7 @@ const TUNING: &[(&str, &[(&str, &str)])] = &[
             // Every request comes from this one machine: the rollback watches the money
             // path's faults, not an edge policy, so it must not take the routes away.
             ("ROLLBACK_MIN_SAMPLE", "1000000000"),
+            ("GATEWAY_INITIAL_ROLLOUT", "100"),
             ("UPSTREAM_TIMEOUT_MS", "20000"),
             ("DB_MAX_CONNECTIONS", "4"),
         ],

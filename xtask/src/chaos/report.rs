@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::{
     faults::Happened,
     http::Sample,
-    invariants::{Check, cents},
+    invariants::Check,
+    money::cents,
     snapshot::Snapshot,
     traffic::{CheckedCart, Checkout},
 };
@@ -77,6 +78,8 @@ pub fn flows(
 /// The fault timeline, in seconds after the load started.
 pub fn timeline(out: &mut String, happened: &[Happened], load_start: f64) {
     let _ = writeln!(out, "\nfault timeline (seconds after the load started):\n");
+    let mut happened: Vec<&Happened> = happened.iter().collect();
+    happened.sort_by(|a, b| a.start.total_cmp(&b.start));
     for h in happened {
         let _ = writeln!(
             out,
