@@ -240,3 +240,60 @@ impl Target {
         anyhow::bail!("stripe-sim refused controls {body}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(lanes: &(Vec<Planned>, Vec<Planned>)) -> Vec<String> {
+        lanes
+            .0
+            .iter()
+            .chain(&lanes.1)
+            .map(|p| p.fault.name())
+            .collect()
+    }
+
+    #[test]
+    fn a_short_run_schedules_every_fault_kind_within_the_load() {
+        let lanes = plan(&mut Rng::new(1), 45.0);
+        let scheduled = names(&lanes);
+        for kind in outages().into_iter().chain(sim_windows()) {
+            assert!(
+                scheduled.contains(&kind.name()),
+                "{} is not scheduled in {scheduled:?}",
+                kind.name()
+            );
+        }
+        for p in lanes.0.iter().chain(&lanes.1) {
+            assert!(
+                p.at >= 0.0 && p.at + p.hold <= 45.0,
+                "{p:?} leaves the load"
+            );
+        }
+    }
+
+    #[test]
+    fn outages_never_overlap_one_another() {
+        let (outages, _) = plan(&mut Rng::new(9), 600.0);
+        for pair in outages.windows(2) {
+            assert!(pair[0].at + pair[0].hold < pair[1].at, "{pair:?} overlap");
+        }
+        assert!(outages.len() >= 60);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        let a = plan(&mut Rng::new(42), 60.0);
+        let b = plan(&mut Rng::new(42), 60.0);
+        let c = plan(&mut Rng::new(43), 60.0);
+        let at = |l: &(Vec<Planned>, Vec<Planned>)| -> Vec<String> {
+            l.0.iter()
+                .chain(&l.1)
+                .map(|p| format!("{:.3} {}", p.at, p.fault.name()))
+                .collect()
+        };
+        assert_eq!(at(&a), at(&b));
+        assert_ne!(at(&a), at(&c));
+    }
+}

@@ -284,3 +284,71 @@ pub fn dead_letters(e: &Evidence<'_>) -> Check {
         violations: out,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn order(status: &str, total: i64) -> OrderRow {
+        OrderRow {
+            id: "ord_1".into(),
+            status: status.into(),
+            stock: "none".into(),
+            total,
+            failure_reason: None,
+            payment_id: None,
+            cart_id: "crt_1".into(),
+            payment_status: None,
+        }
+    }
+
+    fn intent(status: &str, received: i64, refunded: i64) -> Value {
+        json!({ "id": "pi_1", "status": status, "amount_received": received, "amount_refunded": refunded })
+    }
+
+    #[test]
+    fn a_confirmed_order_must_hold_its_total_and_no_more() {
+        assert!(money_rule(&order("confirmed", 1500), &[intent("succeeded", 1500, 0)]).is_ok());
+        assert!(money_rule(&order("confirmed", 1500), &[]).is_err());
+        assert!(
+            money_rule(
+                &order("confirmed", 1500),
+                &[intent("succeeded", 1500, 0), intent("succeeded", 1500, 0)]
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn an_order_that_did_not_confirm_may_keep_nothing() {
+        assert!(
+            money_rule(
+                &order("failed", 1500),
+                &[intent("requires_payment_method", 0, 0)]
+            )
+            .is_ok()
+        );
+        assert!(
+            money_rule(
+                &order("cancelled", 1500),
+                &[intent("succeeded", 1500, 1500)]
+            )
+            .is_ok()
+        );
+        let kept = money_rule(&order("cancelled", 1500), &[intent("succeeded", 1500, 500)]);
+        assert_eq!(
+            kept.unwrap_err(),
+            "cancelled order of $15.00: stripe-sim holds $10.00 (captured − refunded), expected $0.00"
+        );
+    }
+
+    #[test]
+    fn statuses_compare_by_what_they_mean_for_money() {
+        assert_eq!(class("refunded"), class("succeeded"));
+        assert_eq!(class("failed"), class("requires_payment_method"));
+        assert_ne!(class("failed"), class("succeeded"));
+        assert_ne!(class("failed"), class("canceled"));
+    }
+}

@@ -258,3 +258,32 @@ fn moved(value: &str, ports: &HashMap<&'static str, u16>) -> String {
     }
     value
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls_move_to_the_run_s_ports() {
+        let ports: HashMap<&'static str, u16> = SERVICES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name, 40_000 + i as u16))
+            .collect();
+        let payments = SERVICES.iter().find(|s| s.name == "payments").unwrap();
+        let orders = SERVICES.iter().find(|s| s.name == "orders").unwrap();
+
+        let moved_url = moved(
+            &format!("http://127.0.0.1:{}/v1/webhooks/stripe", payments.port),
+            &ports,
+        );
+        let untouched = moved("dev-internal-token", &ports);
+
+        assert_eq!(
+            moved_url,
+            format!("http://127.0.0.1:{}/v1/webhooks/stripe", ports["payments"])
+        );
+        assert_ne!(ports["orders"], orders.port);
+        assert_eq!(untouched, "dev-internal-token");
+    }
+}

@@ -23,6 +23,8 @@ pub struct OrderRow {
     pub failure_reason: Option<String>,
     /// `pay_…`.
     pub payment_id: Option<String>,
+    /// The cart it was placed from.
+    pub cart_id: String,
     /// The payment status orders last heard.
     pub payment_status: Option<String>,
 }
@@ -100,7 +102,8 @@ pub async fn progress(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
 pub async fn take(pool: &PgPool, sim: &str) -> anyhow::Result<Snapshot> {
     let mut snap = Snapshot::default();
     for row in sqlx::query(
-        "SELECT id, status, stock, total, failure_reason, payment_id, payment_status FROM orders.orders",
+        "SELECT id, status, stock, total, failure_reason, payment_id, cart_id, payment_status
+         FROM orders.orders",
     )
     .fetch_all(pool)
     .await?
@@ -112,6 +115,7 @@ pub async fn take(pool: &PgPool, sim: &str) -> anyhow::Result<Snapshot> {
             total: row.try_get("total")?,
             failure_reason: row.try_get("failure_reason")?,
             payment_id: row.try_get("payment_id")?,
+            cart_id: row.try_get("cart_id")?,
             payment_status: row.try_get("payment_status")?,
         };
         snap.orders.insert(order.id.clone(), order);
@@ -199,7 +203,7 @@ pub async fn take(pool: &PgPool, sim: &str) -> anyhow::Result<Snapshot> {
 
 impl Snapshot {
     /// The order a dead letter is about: an `ord_…` in its payload, or the order of the
-    /// payment, event or intent it names.
+    /// payment, event, intent or cart it names.
     pub fn order_of(&self, job: &DeadJob) -> Option<String> {
         let mut strings = Vec::new();
         collect_strings(&job.payload, &mut strings);
@@ -214,6 +218,11 @@ impl Snapshot {
                     .values()
                     .find(|p| &p.id == s)
                     .map(|p| p.order_id.clone())
+            } else if s.starts_with("crt_") {
+                self.orders
+                    .values()
+                    .find(|o| &o.cart_id == s)
+                    .map(|o| o.id.clone())
             } else if s.starts_with("evt_") {
                 self.event_orders.get(s).cloned()
             } else if s.starts_with("pi_") {
@@ -235,5 +244,72 @@ fn collect_strings(value: &Value, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
         Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dead(payload: Value) -> DeadJob {
+        DeadJob {
+            queue: "orders",
+            id: 1,
+            kind: "k".into(),
+            payload,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_is_traced_to_its_order_through_what_it_names() {
+        let mut snap = Snapshot::default();
+        snap.orders.insert(
+            "ord_1".into(),
+            OrderRow {
+                id: "ord_1".into(),
+                status: "confirmed".into(),
+                stock: "sold".into(),
+                total: 100,
+                failure_reason: None,
+                payment_id: Some("pay_1".into()),
+                cart_id: "crt_1".into(),
+                payment_status: None,
+            },
+        );
+        snap.payments.insert(
+            "ord_1".into(),
+            PaymentRow {
+                id: "pay_1".into(),
+                order_id: "ord_1".into(),
+                status: "succeeded".into(),
+                amount: 100,
+                amount_refunded: 0,
+                provider_id: Some("pi_1".into()),
+            },
+        );
+        snap.event_orders.insert("evt_1".into(), "ord_1".into());
+        snap.intents
+            .insert("ord_1".into(), vec![json!({ "id": "pi_1" })]);
+
+        for payload in [
+            json!({ "order_id": "ord_1" }),
+            json!({ "cart_id": "crt_1" }),
+            json!({ "payment_id": "pay_1" }),
+            json!({ "event": { "id": "evt_1" } }),
+            json!(["pi_1"]),
+        ] {
+            assert_eq!(
+                snap.order_of(&dead(payload.clone())).as_deref(),
+                Some("ord_1"),
+                "{payload}"
+            );
+        }
+        assert_eq!(
+            snap.order_of(&dead(json!({ "cart_id": "crt_other" }))),
+            None
+        );
     }
 }
