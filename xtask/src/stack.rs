@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/checkout";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// How to get the stores' binaries, for error messages.
 pub(crate) const INSTALL_HINT: &str =
     "install it with: sudo apt-get install -y postgresql redis-server";
 
@@ -180,6 +181,7 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Whether the Postgres server of `url` accepts a connection.
 pub(crate) async fn postgres_answers(url: &str) -> bool {
     // Connect to the server's maintenance database: the target database may not exist yet.
     let admin = with_database(url, "postgres");
@@ -189,6 +191,7 @@ pub(crate) async fn postgres_answers(url: &str) -> bool {
     )
 }
 
+/// Creates the database `url` names unless it exists.
 pub(crate) async fn create_database(url: &str) -> anyhow::Result<()> {
     let name = url
         .rsplit('/')
@@ -232,6 +235,7 @@ pub fn with_database(url: &str, database: &str) -> String {
     }
 }
 
+/// Whether Redis at `url` answers PING.
 pub(crate) async fn redis_answers(url: &str) -> bool {
     let Some(addr) = url
         .strip_prefix("redis://")
@@ -255,6 +259,7 @@ pub(crate) async fn redis_answers(url: &str) -> bool {
     )
 }
 
+/// Polls `probe` until it holds, for at most 30 s.
 pub(crate) async fn wait_until<F, Fut>(what: &str, mut probe: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
@@ -270,6 +275,7 @@ where
     bail!("{what} did not start within 30 s")
 }
 
+/// A Postgres server binary (`initdb`, `postgres`, `pg_ctl`) from PATH or Debian's layout.
 pub(crate) fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
     let in_path = std::env::var_os("PATH")
         .into_iter()
@@ -290,6 +296,7 @@ pub(crate) fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("no `{name}` binary found; {INSTALL_HINT}"))
 }
 
+/// Whether this process runs as root.
 pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -297,6 +304,7 @@ pub(crate) fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
+/// A command running `binary`, as the `postgres` user when we are root.
 pub(crate) fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
     if as_root {
         // setpriv execs in place, so the child we hold is the server itself.
@@ -310,6 +318,7 @@ pub(crate) fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
     }
 }
 
+/// Runs `command`; an error unless it succeeds.
 pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
     let status = command
         .status()

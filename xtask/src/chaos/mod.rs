@@ -121,7 +121,11 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir.join("logs"))?;
     let run_started = Instant::now();
     let stores = stores::Stores::start(dir.join("stores")).await?;
-    let outcome = drive(&options, &dir, stores).await;
+    // On ctrl-c the run is dropped, and with it every process and store it started.
+    let outcome = tokio::select! {
+        outcome = drive(&options, &dir, stores) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     println!(
         "chaos: whole run took {:.0} s; logs and report in {}",
         run_started.elapsed().as_secs_f64(),
