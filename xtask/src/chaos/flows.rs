@@ -37,7 +37,7 @@ pub enum Flow {
     ConcurrentSubmit,
     /// The same key with another body (refused with 422).
     KeyReuse,
-    /// A good card for the hot SKU.
+    /// A good card for the hot SKU, three shoppers at once.
     HotSku,
     /// A malformed request (a 4xx problem+json is expected).
     Malformed,
@@ -57,7 +57,7 @@ const MIX: &[(Flow, u64)] = &[
     (Flow::DoubleSubmit, 6),
     (Flow::ConcurrentSubmit, 6),
     (Flow::KeyReuse, 4),
-    (Flow::HotSku, 14),
+    (Flow::HotSku, 6),
     (Flow::Malformed, 8),
     (Flow::KeptCart, 6),
 ];
@@ -97,6 +97,19 @@ pub async fn shopper(shop: &Shop, mut rng: Rng, who: usize) {
         match flow {
             Flow::Malformed => malformed(shop, &mut rng, &key).await,
             Flow::KeptCart => kept_cart(shop, &mut rng).await,
+            Flow::HotSku => {
+                // Three shoppers at once for the last units: the race the stock must survive.
+                let (mut a, mut b, mut c) = (rng.fork(), rng.fork(), rng.fork());
+                let burst = tokio::join!(
+                    checkout(shop, &mut a, flow, format!("{key}-a"), who),
+                    checkout(shop, &mut b, flow, format!("{key}-b"), who),
+                    checkout(shop, &mut c, flow, format!("{key}-c"), who),
+                );
+                shop.checkouts
+                    .lock()
+                    .expect("checkouts")
+                    .extend([burst.0, burst.1, burst.2]);
+            }
             _ => {
                 let checkout = checkout(shop, &mut rng, flow, key, who).await;
                 shop.checkouts.lock().expect("checkouts").push(checkout);
