@@ -106,7 +106,15 @@ const TUNING: &[(&str, &[(&str, &str)])] = &[
             ("SIM_WEBHOOK_TIMEOUT_MS", "5000"),
         ],
     ),
-    ("cart", &[("DB_MAX_CONNECTIONS", "5")]),
+    (
+        "cart",
+        &[
+            ("DB_MAX_CONNECTIONS", "5"),
+            // Redis fsyncs every write here; on a shared CI disk one fsync can stall it past
+            // the default 500 ms, and that 503 would be the disk's, not the platform's.
+            ("REDIS_TIMEOUT_MS", "2000"),
+        ],
+    ),
     (
         "orders",
         &[
@@ -144,6 +152,7 @@ const TUNING: &[(&str, &[(&str, &str)])] = &[
             // path's faults, not an edge policy, so it must not take the routes away.
             ("ROLLBACK_MIN_SAMPLE", "1000000000"),
             ("GATEWAY_INITIAL_ROLLOUT", "100"),
+            ("REDIS_TIMEOUT_MS", "2000"),
             ("UPSTREAM_TIMEOUT_MS", "20000"),
             ("DB_MAX_CONNECTIONS", "4"),
         ],
