@@ -73,9 +73,9 @@ impl Sim {
             .collect()
     }
 
-    /// Every PaymentIntent whose metadata holds all of `metadata`, oldest first, each with its
-    /// status, amounts (`amount_received`, and `amount_refunded` over its charges), metadata
-    /// and charges with their refunds.
+    /// Every PaymentIntent whose metadata holds all of `metadata`, by creation second then id,
+    /// each with its status, amounts (`amount_received`, and `amount_refunded` over its
+    /// charges), metadata and charges with their refunds.
     pub fn payment_intents(
         &self,
         metadata: &std::collections::BTreeMap<String, String>,

@@ -86,9 +86,10 @@ impl Ledger {
         Ok(json)
     }
 
-    /// Every PaymentIntent whose metadata holds all of `metadata`, oldest first, with the money
-    /// it moved: `amount_refunded` over its charges, and each charge with its refunds. It is the
-    /// whole account at a glance, for checking a run's books against one's own.
+    /// Every PaymentIntent whose metadata holds all of `metadata`, by creation second then id,
+    /// with the money it moved: `amount_refunded` over its charges, and each charge with its
+    /// refunds. It is the whole account at a glance, for checking a run's books against one's
+    /// own.
     pub fn intents_summary(&self, metadata: &BTreeMap<String, String>) -> Vec<Value> {
         let mut intents: Vec<&PaymentIntent> = self
             .intents
