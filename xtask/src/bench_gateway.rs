@@ -63,6 +63,8 @@ pub async fn gateway() -> anyhow::Result<()> {
                 ("GATEWAY_INITIAL_ROLLOUT", "100"),
                 ("GATEWAY_THREADS", threads),
                 ("RATE_LIMIT_PER_SECOND", "0"),
+                // Two gateways run at once; neither needs its admin listener.
+                ("ADMIN_LISTEN_ADDR", "off"),
                 ("RUST_LOG", "warn"),
             ],
         )?;

@@ -232,6 +232,8 @@ pub fn start_role(
         .env("LISTEN_ADDR", &addr)
         .env("DATABASE_URL", &stack.database_url)
         .env("REDIS_URL", &stack.redis_url)
+        // Everything xtask starts is a local run; `env` may say otherwise.
+        .env(DEVELOPMENT.0, DEVELOPMENT.1)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()),

@@ -139,7 +139,10 @@ async fn checkout(shop: &Shop, rng: &mut Rng, flow: Flow, key: String, who: usiz
         checkout.note = Some("no cart (the cart service did not answer)".into());
         return checkout;
     };
-    let mut body = json!({ "cart_id": cart, "email": format!("shopper{who}@example.com") });
+    // An address per checkout: a shopper's abandoned checkouts must not reach the cap on
+    // orders waiting for payment, which would end the flows this run drives early.
+    let email = format!("shopper{who}.{}@example.com", checkout.key);
+    let mut body = json!({ "cart_id": cart, "email": email });
     if let Some(pm) = flow.payment_method() {
         body["payment_method"] = json!(pm);
     }

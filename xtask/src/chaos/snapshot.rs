@@ -139,7 +139,10 @@ pub async fn take(pool: &PgPool, sim: &str) -> anyhow::Result<Snapshot> {
             (row.try_get("on_hand")?, row.try_get("reserved")?),
         );
     }
-    for row in sqlx::query("SELECT key, order_id FROM orders.idempotency_keys")
+    // Keys are stored scoped to their cart (`{cart_id}/{key}`); the client sent the key alone.
+    for row in sqlx::query(
+        "SELECT substr(key, strpos(key, '/') + 1) AS key, order_id FROM orders.idempotency_keys",
+    )
         .fetch_all(pool)
         .await?
     {
