@@ -137,18 +137,7 @@ pub fn secret(
     profile: Profile,
     development_value: &str,
 ) -> Result<Secret, ConfigError> {
-    let raw = std::env::var(name).ok();
-    if raw.as_deref().is_some_and(|v| v.trim().is_empty()) {
-        return Err(ConfigError::new(name, "is set but empty"));
-    }
-    match (raw, profile) {
-        (Some(value), profile) => check_secret(name, profile, value.trim()).map(Secret::new),
-        (None, Profile::Development) => Ok(Secret::new(development_value)),
-        (None, Profile::Production) => Err(ConfigError::new(
-            name,
-            "is required (set APP_ENV=development to run with local development values)",
-        )),
-    }
+    secret_from(&process_env, name, profile, development_value)
 }
 
 /// A comma-separated list of secrets (a rotation: old and new accepted together), each under
@@ -158,14 +147,7 @@ pub fn secrets(
     profile: Profile,
     development_value: &str,
 ) -> Result<Vec<Secret>, ConfigError> {
-    let joined = secret(name, profile, development_value)?;
-    joined
-        .expose()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| check_secret(name, profile, s).map(Secret::new))
-        .collect()
+    secrets_from(&process_env, name, profile, development_value)
 }
 
 /// [`secret`], reading the variable from `lookup` instead of the process environment, so the
