@@ -6,6 +6,8 @@
 //! Events arrive in batches (one job per intake transaction) and a batch applies in one
 //! transaction; an event that cannot (its payment not committed yet) or fails is taken alone,
 //! and on failure handed to a job of its own, so it retries, and dies, alone.
+//! A webhook's trace is not its checkout's: processing an event links to the trace of the
+//! checkout that created its payment, and the jobs it causes run in that trace.
 
 use std::collections::HashMap;
 
@@ -66,6 +68,13 @@ impl From<ReconcileError> for JobError {
             }
             other => JobError::Permanent(other.to_string()),
         }
+    }
+}
+
+/// Links the current span (an event's processing) to the checkout that created `payment`.
+fn link_checkout(payment: &Payment) {
+    if let Some(traceparent) = &payment.traceparent {
+        common::telemetry::link_current(traceparent);
     }
 }
 
@@ -191,6 +200,9 @@ impl PaymentJobs {
             if deferred.contains(&payment.id) {
                 continue;
             }
+            if !payments.contains_key(&payment.id) {
+                link_checkout(&payment);
+            }
             let payment = payments.entry(payment.id.clone()).or_insert(payment);
             if needs_proof(payment, &effect) {
                 deferred.insert(payment.id.clone());
@@ -251,6 +263,7 @@ impl PaymentJobs {
             tx.rollback().await.map_err(db)?;
             return self.process_unmatched(event_id, &effect).await;
         };
+        link_checkout(&payment);
         if needs_proof(&payment, &effect) {
             tx.rollback().await.map_err(db)?;
             return self.prove(event_id, &payment, &effect).await;
@@ -320,7 +333,10 @@ impl PaymentJobs {
             .await
             .map_err(db)?;
         let (mut payment, label) = match found {
-            Some(payment) if payment.provider_id.is_none() => (payment, "linked"),
+            Some(payment) if payment.provider_id.is_none() => {
+                link_checkout(&payment);
+                (payment, "linked")
+            }
             Some(payment) => {
                 tx.rollback().await.map_err(db)?;
                 tracing::error!(event = event_id, order = order_id, intent = %intent.id, ours = ?payment.provider_id, status = %intent.status, "a second PaymentIntent names our order; needs an operator");

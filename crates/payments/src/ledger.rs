@@ -8,6 +8,8 @@
 //! cancel) is recorded even where the state machine would call it a contradiction; an event
 //! is only a hint. A closed payment (its order ended without it) that may still hold or take
 //! money gets a `settle_payment` job in the same transaction as the change that shows it.
+//! Both jobs run in the trace of the checkout that created the payment, linked to what
+//! caused them (a webhook's processing, a reconciliation).
 
 use common::queue::{NewJob, Queue};
 use serde_json::json;
@@ -170,7 +172,8 @@ impl Ledger {
                         }),
                     )
                     .dedup(format!("notify:{}:{}", payment.id, report.status))
-                    .attempts(self.notify_attempts),
+                    .attempts(self.notify_attempts)
+                    .in_trace_of(payment.traceparent.as_deref()),
                 );
             }
         }
@@ -193,9 +196,10 @@ impl Ledger {
         payment: &Payment,
     ) -> Result<(), sqlx::Error> {
         if payment.needs_settling() {
-            self.queue
-                .enqueue(conn, self.settle_job(&payment.id))
-                .await?;
+            let job = self
+                .settle_job(&payment.id)
+                .in_trace_of(payment.traceparent.as_deref());
+            self.queue.enqueue(conn, job).await?;
         }
         Ok(())
     }
