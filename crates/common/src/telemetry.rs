@@ -138,6 +138,8 @@ pub fn dispatch(
     endpoint: &str,
     every: std::time::Duration,
 ) -> Result<(Dispatch, TelemetryGuard), opentelemetry_otlp::ExporterBuildError> {
+    // The exporter's HTTP client needs the process's TLS provider, even for plain HTTP.
+    crate::service::install_crypto();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     let provider = otlp_provider(service, Some(&endpoint), Some(every))?;
