@@ -224,6 +224,10 @@ impl Ledger {
         let payment = payments::find(&self.pool, payment_id)
             .await?
             .ok_or_else(unknown)?;
+        // A check the reconciler started belongs to no trace of its own: link the checkout's.
+        if let Some(traceparent) = &payment.traceparent {
+            common::telemetry::link_current(traceparent);
+        }
         let provider_id = payment.provider_id.ok_or_else(unknown)?;
         let intent = self.stripe.retrieve_intent(&provider_id).await?;
         let mut tx = common::db::begin(&self.pool).await?;

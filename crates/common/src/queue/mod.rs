@@ -553,3 +553,28 @@ impl Queue {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHECKOUT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_job_outside_any_span_joins_the_trace_it_is_given() {
+        let job = NewJob::new("notify_orders", serde_json::json!({})).in_trace_of(Some(CHECKOUT));
+        assert_eq!(job.parent.as_deref(), Some(CHECKOUT));
+        assert!(job.links.is_empty());
+        let untraced = NewJob::new("notify_orders", serde_json::json!({})).in_trace_of(None);
+        assert_eq!(untraced.parent, None);
+    }
+
+    #[test]
+    fn a_job_keeps_at_most_the_span_limit_of_links() {
+        let job = (0..MAX_LINKS + 5).fold(
+            NewJob::new("process_events", serde_json::json!({})),
+            |job, _| job.link(CHECKOUT),
+        );
+        assert_eq!(job.links.len(), MAX_LINKS);
+    }
+}
