@@ -191,23 +191,12 @@ pub fn follow_traceparent(span: &Span, traceparent: &str) {
 }
 
 /// Links `span` to the span a `traceparent` value names: it is caused by that span (or takes
-/// part in its work) without being its child. A malformed value adds nothing.
+/// part in its work) without being its child. Best called on a span just made, before it
+/// is entered, so the link is part of the span from its start. A malformed value adds
+/// nothing.
 pub fn link_traceparent(span: &Span, traceparent: &str) {
     if let Some(linked) = span_context(traceparent) {
         span.add_link(linked);
-    }
-}
-
-/// Links the current span to the span a `traceparent` value names, unless it is in that
-/// trace already.
-pub fn link_current(traceparent: &str) {
-    let Some(linked) = span_context(traceparent) else {
-        return;
-    };
-    let current = Span::current();
-    let ours = current.context().span().span_context().trace_id();
-    if ours != linked.trace_id() {
-        current.add_link(linked);
     }
 }
 

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use common::queue::{ClaimedJob, Handler, JobError, NewJob};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::{
     domain::PaymentId,
@@ -71,11 +72,15 @@ impl From<ReconcileError> for JobError {
     }
 }
 
-/// Links the current span (an event's processing) to the checkout that created `payment`.
-fn link_checkout(payment: &Payment) {
+/// The span of applying event `event_id` to `payment`, linked to the checkout that created
+/// the payment: where a webhook's trace meets the checkout's. The link is part of the span
+/// from its start.
+fn checkout_span(event_id: &str, payment: &Payment) -> tracing::Span {
+    let span = tracing::info_span!("apply_event", event = event_id, payment = %payment.id);
     if let Some(traceparent) = &payment.traceparent {
-        common::telemetry::link_current(traceparent);
+        common::telemetry::link_traceparent(&span, traceparent);
     }
+    span
 }
 
 /// Whether `effect` would mark `payment` paid: then Stripe's word is asked for instead of
@@ -200,17 +205,16 @@ impl PaymentJobs {
             if deferred.contains(&payment.id) {
                 continue;
             }
-            if !payments.contains_key(&payment.id) {
-                link_checkout(&payment);
-            }
             let payment = payments.entry(payment.id.clone()).or_insert(payment);
             if needs_proof(payment, &effect) {
                 deferred.insert(payment.id.clone());
                 continue;
             }
+            let span = checkout_span(&event_id, payment);
             let outcome = self
                 .ledger
                 .apply(&mut tx, payment, &effect.report)
+                .instrument(span)
                 .await
                 .map_err(db)?;
             applied.push((payment.id.clone(), effect.report.status, outcome));
@@ -263,21 +267,25 @@ impl PaymentJobs {
             tx.rollback().await.map_err(db)?;
             return self.process_unmatched(event_id, &effect).await;
         };
-        link_checkout(&payment);
-        if needs_proof(&payment, &effect) {
-            tx.rollback().await.map_err(db)?;
-            return self.prove(event_id, &payment, &effect).await;
+        let span = checkout_span(event_id, &payment);
+        async move {
+            if needs_proof(&payment, &effect) {
+                tx.rollback().await.map_err(db)?;
+                return self.prove(event_id, &payment, &effect).await;
+            }
+            let outcome = self
+                .ledger
+                .apply(&mut tx, &mut payment, &effect.report)
+                .await
+                .map_err(db)?;
+            store::events::processed(&mut tx, event_id, label(outcome))
+                .await
+                .map_err(db)?;
+            self.ledger.queue.commit(tx).await.map_err(db)?;
+            self.applied(&payment, effect.report.status, outcome).await
         }
-        let outcome = self
-            .ledger
-            .apply(&mut tx, &mut payment, &effect.report)
-            .await
-            .map_err(db)?;
-        store::events::processed(&mut tx, event_id, label(outcome))
-            .await
-            .map_err(db)?;
-        self.ledger.queue.commit(tx).await.map_err(db)?;
-        self.applied(&payment, effect.report.status, outcome).await
+        .instrument(span)
+        .await
     }
 
     /// An event that would mark `payment` paid: Stripe is asked and its word applied, so a
@@ -333,9 +341,12 @@ impl PaymentJobs {
             .await
             .map_err(db)?;
         let (mut payment, label) = match found {
-            Some(payment) if payment.provider_id.is_none() => {
-                link_checkout(&payment);
-                (payment, "linked")
+            Some(payment) if payment.provider_id.is_none() => (payment, "linked"),
+            Some(payment) if payment.provider_id.as_deref() == Some(intent.id.as_str()) => {
+                // Its create answer was recorded since the event was looked up: the event is
+                // the payment's own after all, and is applied as such (once: it matches now).
+                tx.rollback().await.map_err(db)?;
+                return Box::pin(self.process_event(event_id)).await;
             }
             Some(payment) => {
                 tx.rollback().await.map_err(db)?;
@@ -365,19 +376,24 @@ impl PaymentJobs {
             tracing::error!(event = event_id, payment = %payment.id, intent = %intent.id, "the PaymentIntent is for another amount than its payment");
             metrics::counter!("payments_event_mismatches_total").increment(1);
         }
-        let link = (label == "linked").then_some(&intent);
-        self.ledger
-            .apply_with(&mut tx, &mut payment, &Report::from(&intent), link)
-            .await
-            .map_err(db)?;
-        self.ledger
-            .settle_if_needed(&mut tx, &payment)
-            .await
-            .map_err(db)?;
-        store::events::processed(&mut tx, event_id, label)
-            .await
-            .map_err(db)?;
-        self.ledger.queue.commit(tx).await.map_err(db)
+        let span = checkout_span(event_id, &payment);
+        async move {
+            let link = (label == "linked").then_some(&intent);
+            self.ledger
+                .apply_with(&mut tx, &mut payment, &Report::from(&intent), link)
+                .await
+                .map_err(db)?;
+            self.ledger
+                .settle_if_needed(&mut tx, &payment)
+                .await
+                .map_err(db)?;
+            store::events::processed(&mut tx, event_id, label)
+                .await
+                .map_err(db)?;
+            self.ledger.queue.commit(tx).await.map_err(db)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Records an event that is not applied because it disagrees with what Stripe or our

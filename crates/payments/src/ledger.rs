@@ -14,6 +14,7 @@
 use common::queue::{NewJob, Queue};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument as _;
 
 use crate::{
     state::{Status, Transition, transition},
@@ -224,22 +225,28 @@ impl Ledger {
         let payment = payments::find(&self.pool, payment_id)
             .await?
             .ok_or_else(unknown)?;
-        // A check the reconciler started belongs to no trace of its own: link the checkout's.
-        if let Some(traceparent) = &payment.traceparent {
-            common::telemetry::link_current(traceparent);
-        }
         let provider_id = payment.provider_id.ok_or_else(unknown)?;
-        let intent = self.stripe.retrieve_intent(&provider_id).await?;
-        let mut tx = common::db::begin(&self.pool).await?;
-        let mut payment = payments::lock(&mut tx, payment_id)
-            .await?
-            .ok_or_else(unknown)?;
-        let report = Report {
-            event_id: event_id.map(str::to_owned),
-            ..Report::from(&intent)
-        };
-        let outcome = self.apply(&mut tx, &mut payment, &report).await?;
-        self.queue.commit(tx).await?;
-        Ok(outcome)
+        // A check the reconciler started is in no checkout's trace: its span links to the
+        // checkout.
+        let span = tracing::info_span!("check_with_stripe", intent = %provider_id);
+        if let Some(traceparent) = &payment.traceparent {
+            common::telemetry::link_traceparent(&span, traceparent);
+        }
+        async move {
+            let intent = self.stripe.retrieve_intent(&provider_id).await?;
+            let mut tx = common::db::begin(&self.pool).await?;
+            let mut payment = payments::lock(&mut tx, payment_id)
+                .await?
+                .ok_or_else(unknown)?;
+            let report = Report {
+                event_id: event_id.map(str::to_owned),
+                ..Report::from(&intent)
+            };
+            let outcome = self.apply(&mut tx, &mut payment, &report).await?;
+            self.queue.commit(tx).await?;
+            Ok(outcome)
+        }
+        .instrument(span)
+        .await
     }
 }
