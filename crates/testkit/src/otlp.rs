@@ -33,6 +33,8 @@ pub struct ReceivedSpan {
     pub attributes: BTreeMap<String, String>,
     /// The spans it links to: (trace id, span id).
     pub links: Vec<(String, String)>,
+    /// What was logged in it (its events), each with its fields.
+    pub events: Vec<String>,
 }
 
 impl ReceivedSpan {
@@ -117,6 +119,18 @@ async fn receive(State(spans): State<Arc<Mutex<Vec<ReceivedSpan>>>>, body: Bytes
                     .iter()
                     .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
                     .collect(),
+                events: span
+                    .events
+                    .iter()
+                    .map(|e| {
+                        let fields: Vec<String> = e
+                            .attributes
+                            .iter()
+                            .map(|kv| format!("{}={}", kv.key, text(kv.value.as_ref())))
+                            .collect();
+                        format!("{} {}", e.name, fields.join(" "))
+                    })
+                    .collect(),
             });
         }
     }
@@ -190,7 +204,7 @@ pub fn render(spans: &[ReceivedSpan]) -> String {
 
 fn render_span(out: &mut String, spans: &[&ReceivedSpan], span: &ReceivedSpan, depth: usize) {
     let detail = [
-        "method", "path", "kind", "status", "order", "event_id", "cart_id",
+        "method", "path", "kind", "status", "order", "payment", "event", "event_id", "cart_id",
     ]
     .iter()
     .filter(|k| span.attributes.contains_key(**k))
@@ -212,6 +226,13 @@ fn render_span(out: &mut String, spans: &[&ReceivedSpan], span: &ReceivedSpan, d
         out.push_str(&format!(" ~> {trace}/{linked}"));
     }
     out.push('\n');
+    for event in &span.events {
+        out.push_str(&format!(
+            "{:indent$}! {event}\n",
+            "",
+            indent = depth * 2 + 2
+        ));
+    }
     for child in spans
         .iter()
         .filter(|s| s.parent_span_id.as_deref() == Some(span.span_id.as_str()))
@@ -256,6 +277,7 @@ mod tests {
                 .iter()
                 .map(|(t, s)| ((*t).to_owned(), (*s).to_owned()))
                 .collect(),
+            events: Vec::new(),
         }
     }
 
