@@ -220,3 +220,29 @@ fn answer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRST: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const SECOND: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    fn job() -> NewJob {
+        NewJob::new(PROCESS_EVENTS, json!({ "event_ids": ["evt_1"] }))
+    }
+
+    #[test]
+    fn a_batch_of_one_request_is_processed_as_its_child() {
+        let job = traced(job(), &[FIRST.to_owned()]);
+        assert_eq!(job.parent.as_deref(), Some(FIRST));
+        assert!(job.links.is_empty());
+    }
+
+    #[test]
+    fn a_batch_of_several_requests_links_to_each() {
+        let job = traced(job(), &[FIRST.to_owned(), SECOND.to_owned()]);
+        assert_eq!(job.parent, None);
+        assert_eq!(job.links, [FIRST, SECOND]);
+    }
+}
