@@ -30,6 +30,15 @@ fn classify(e: reqwest::Error) -> UpstreamError {
     UpstreamError::Transient(e.to_string())
 }
 
+/// `request` carrying the current span's `traceparent`, so the upstream's work joins the
+/// checkout's trace.
+fn traced(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match common::telemetry::current_traceparent() {
+        Some(traceparent) => request.header("traceparent", traceparent),
+        None => request,
+    }
+}
+
 async fn rejected(response: reqwest::Response) -> UpstreamError {
     let status = response.status().as_u16();
     let detail = response.text().await.unwrap_or_default();
@@ -120,12 +129,13 @@ impl Clients {
     /// The cart, or `None` when it does not exist.
     #[tracing::instrument(skip(self))]
     pub async fn cart(&self, cart_id: &str) -> Result<Option<Cart>, UpstreamError> {
-        let response = self
-            .http
-            .get(format!("{}/v1/carts/{cart_id}", self.cart_url))
-            .send()
-            .await
-            .map_err(classify)?;
+        let response = traced(
+            self.http
+                .get(format!("{}/v1/carts/{cart_id}", self.cart_url)),
+        )
+        .send()
+        .await
+        .map_err(classify)?;
         match response.status().as_u16() {
             200 => response.json().await.map(Some).map_err(classify),
             404 => Ok(None),
@@ -136,12 +146,13 @@ impl Clients {
     /// Deletes the cart; one that is already gone counts as deleted.
     #[tracing::instrument(skip(self))]
     pub async fn delete_cart(&self, cart_id: &str) -> Result<(), UpstreamError> {
-        let response = self
-            .http
-            .delete(format!("{}/v1/carts/{cart_id}", self.cart_url))
-            .send()
-            .await
-            .map_err(classify)?;
+        let response = traced(
+            self.http
+                .delete(format!("{}/v1/carts/{cart_id}", self.cart_url)),
+        )
+        .send()
+        .await
+        .map_err(classify)?;
         match response.status().as_u16() {
             200..=299 | 404 => Ok(()),
             _ => Err(rejected(response).await),

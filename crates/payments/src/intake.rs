@@ -4,6 +4,10 @@
 //! writer records everything waiting in one transaction (the events, then one job that
 //! processes the new ones) and answers every waiting request after the commit. Under load
 //! batches grow by themselves; alone, an event is written at once.
+//!
+//! The writers work outside any request, so each request hands its trace context over with
+//! its event: a batch of one request's events is processed as a child of that request, a
+//! batch of several requests' events in a trace of its own linked to each of them.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -33,6 +37,8 @@ pub struct IntakeError(String);
 
 struct Pending {
     event: Incoming,
+    /// The request's `traceparent`.
+    trace: Option<String>,
     reply: oneshot::Sender<Result<Recorded, IntakeError>>,
 }
 
@@ -79,8 +85,13 @@ impl Intake {
     /// Records `event` durably; answers once it is committed.
     pub async fn record(&self, event: Incoming) -> Result<Recorded, IntakeError> {
         let (reply, answer) = oneshot::channel();
+        let trace = common::telemetry::current_traceparent();
         self.tx
-            .send(Pending { event, reply })
+            .send(Pending {
+                event,
+                trace,
+                reply,
+            })
             .await
             .map_err(|_| IntakeError("the intake has stopped".to_owned()))?;
         answer
@@ -116,7 +127,18 @@ impl Sink {
         // Copies of one event in a batch become one row; ids sorted so that concurrent
         // batches lock rows in the same order and cannot deadlock.
         let mut groups: BTreeMap<String, (Incoming, Vec<oneshot::Sender<_>>)> = BTreeMap::new();
-        for Pending { event, reply } in batch {
+        let mut traces: Vec<String> = Vec::new();
+        for Pending {
+            event,
+            trace,
+            reply,
+        } in batch
+        {
+            if let Some(trace) = trace
+                && !traces.contains(&trace)
+            {
+                traces.push(trace);
+            }
             match groups.get_mut(&event.id) {
                 Some((first, replies)) => {
                     first.copies += 1;
@@ -129,7 +151,7 @@ impl Sink {
         }
         let (events, replies): (Vec<Incoming>, Vec<_>) = groups.into_values().unzip();
         let started = std::time::Instant::now();
-        let committed = self.commit(&events).await;
+        let committed = self.commit(&events, &traces).await;
         metrics::histogram!("payments_webhook_batch_seconds")
             .record(started.elapsed().as_secs_f64());
         match committed {
@@ -138,7 +160,7 @@ impl Sink {
                 // One event Postgres refuses must not fail the others: retry them one by one.
                 tracing::warn!(error = %e, events = events.len(), "batch failed; writing events one by one");
                 for (event, replies) in events.into_iter().zip(replies) {
-                    let outcome = self.commit(std::slice::from_ref(&event)).await;
+                    let outcome = self.commit(std::slice::from_ref(&event), &traces).await;
                     answer(&[event], vec![replies], |_| {
                         outcome
                             .as_ref()
@@ -151,17 +173,30 @@ impl Sink {
         }
     }
 
-    /// Records `events` and queues one job processing the new ones, in one transaction.
-    async fn commit(&self, events: &[Incoming]) -> Result<Vec<String>, sqlx::Error> {
+    /// Records `events` and queues one job processing the new ones, in one transaction; the
+    /// job carries `traces`, the contexts of the requests that brought them.
+    async fn commit(
+        &self,
+        events: &[Incoming],
+        traces: &[String],
+    ) -> Result<Vec<String>, sqlx::Error> {
         let mut tx = common::db::begin(&self.pool).await?;
         let new = events::record(&mut tx, events).await?;
         if !new.is_empty() {
             let job =
                 NewJob::new(PROCESS_EVENTS, json!({ "event_ids": new })).attempts(self.attempts);
-            self.queue.enqueue(&mut tx, job).await?;
+            self.queue.enqueue(&mut tx, traced(job, traces)).await?;
         }
         self.queue.commit(tx).await?;
         Ok(new)
+    }
+}
+
+/// `job` as a child of the one request in `traces`, or linked to each of several.
+fn traced(job: NewJob, traces: &[String]) -> NewJob {
+    match traces {
+        [one] => job.child_of(one.clone()),
+        many => many.iter().cloned().fold(job, NewJob::link),
     }
 }
 
@@ -183,5 +218,31 @@ fn answer(
             // The request may have gone (client timeout); the event is recorded regardless.
             let _ = reply.send(result);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRST: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const SECOND: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    fn job() -> NewJob {
+        NewJob::new(PROCESS_EVENTS, json!({ "event_ids": ["evt_1"] }))
+    }
+
+    #[test]
+    fn a_batch_of_one_request_is_processed_as_its_child() {
+        let job = traced(job(), &[FIRST.to_owned()]);
+        assert_eq!(job.parent.as_deref(), Some(FIRST));
+        assert!(job.links.is_empty());
+    }
+
+    #[test]
+    fn a_batch_of_several_requests_links_to_each() {
+        let job = traced(job(), &[FIRST.to_owned(), SECOND.to_owned()]);
+        assert_eq!(job.parent, None);
+        assert_eq!(job.links, [FIRST, SECOND]);
     }
 }

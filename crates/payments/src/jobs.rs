@@ -6,11 +6,14 @@
 //! Events arrive in batches (one job per intake transaction) and a batch applies in one
 //! transaction; an event that cannot (its payment not committed yet) or fails is taken alone,
 //! and on failure handed to a job of its own, so it retries, and dies, alone.
+//! A webhook's trace is not its checkout's: processing an event links to the trace of the
+//! checkout that created its payment, and the jobs it causes run in that trace.
 
 use std::collections::HashMap;
 
 use common::queue::{ClaimedJob, Handler, JobError, NewJob};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::{
     domain::PaymentId,
@@ -67,6 +70,17 @@ impl From<ReconcileError> for JobError {
             other => JobError::Permanent(other.to_string()),
         }
     }
+}
+
+/// The span of applying event `event_id` to `payment`, linked to the checkout that created
+/// the payment: where a webhook's trace meets the checkout's. The link is part of the span
+/// from its start.
+fn checkout_span(event_id: &str, payment: &Payment) -> tracing::Span {
+    let span = tracing::info_span!("apply_event", event = event_id, payment = %payment.id);
+    if let Some(traceparent) = &payment.traceparent {
+        common::telemetry::link_traceparent(&span, traceparent);
+    }
+    span
 }
 
 /// Whether `effect` would mark `payment` paid: then Stripe's word is asked for instead of
@@ -196,9 +210,11 @@ impl PaymentJobs {
                 deferred.insert(payment.id.clone());
                 continue;
             }
+            let span = checkout_span(&event_id, payment);
             let outcome = self
                 .ledger
                 .apply(&mut tx, payment, &effect.report)
+                .instrument(span)
                 .await
                 .map_err(db)?;
             applied.push((payment.id.clone(), effect.report.status, outcome));
@@ -251,20 +267,25 @@ impl PaymentJobs {
             tx.rollback().await.map_err(db)?;
             return self.process_unmatched(event_id, &effect).await;
         };
-        if needs_proof(&payment, &effect) {
-            tx.rollback().await.map_err(db)?;
-            return self.prove(event_id, &payment, &effect).await;
+        let span = checkout_span(event_id, &payment);
+        async move {
+            if needs_proof(&payment, &effect) {
+                tx.rollback().await.map_err(db)?;
+                return self.prove(event_id, &payment, &effect).await;
+            }
+            let outcome = self
+                .ledger
+                .apply(&mut tx, &mut payment, &effect.report)
+                .await
+                .map_err(db)?;
+            store::events::processed(&mut tx, event_id, label(outcome))
+                .await
+                .map_err(db)?;
+            self.ledger.queue.commit(tx).await.map_err(db)?;
+            self.applied(&payment, effect.report.status, outcome).await
         }
-        let outcome = self
-            .ledger
-            .apply(&mut tx, &mut payment, &effect.report)
-            .await
-            .map_err(db)?;
-        store::events::processed(&mut tx, event_id, label(outcome))
-            .await
-            .map_err(db)?;
-        self.ledger.queue.commit(tx).await.map_err(db)?;
-        self.applied(&payment, effect.report.status, outcome).await
+        .instrument(span)
+        .await
     }
 
     /// An event that would mark `payment` paid: Stripe is asked and its word applied, so a
@@ -321,6 +342,12 @@ impl PaymentJobs {
             .map_err(db)?;
         let (mut payment, label) = match found {
             Some(payment) if payment.provider_id.is_none() => (payment, "linked"),
+            Some(payment) if payment.provider_id.as_deref() == Some(intent.id.as_str()) => {
+                // Its create answer was recorded since the event was looked up: the event is
+                // the payment's own after all, and is applied as such (once: it matches now).
+                tx.rollback().await.map_err(db)?;
+                return Box::pin(self.process_event(event_id)).await;
+            }
             Some(payment) => {
                 tx.rollback().await.map_err(db)?;
                 tracing::error!(event = event_id, order = order_id, intent = %intent.id, ours = ?payment.provider_id, status = %intent.status, "a second PaymentIntent names our order; needs an operator");
@@ -349,19 +376,31 @@ impl PaymentJobs {
             tracing::error!(event = event_id, payment = %payment.id, intent = %intent.id, "the PaymentIntent is for another amount than its payment");
             metrics::counter!("payments_event_mismatches_total").increment(1);
         }
-        let link = (label == "linked").then_some(&intent);
-        self.ledger
-            .apply_with(&mut tx, &mut payment, &Report::from(&intent), link)
-            .await
-            .map_err(db)?;
-        self.ledger
-            .settle_if_needed(&mut tx, &payment)
-            .await
-            .map_err(db)?;
-        store::events::processed(&mut tx, event_id, label)
-            .await
-            .map_err(db)?;
-        self.ledger.queue.commit(tx).await.map_err(db)
+        let span = checkout_span(event_id, &payment);
+        async move {
+            let link = (label == "linked").then_some(&intent);
+            // A payment whose create got no answer, with its order still open: orders asks
+            // again (the saga's retry, or the sweeper's) and learns the outcome from that
+            // answer, as it would have; telling it now as well would be a second report.
+            let report = Report {
+                answered: label == "linked" && payment.closed_at.is_none(),
+                ..Report::from(&intent)
+            };
+            self.ledger
+                .apply_with(&mut tx, &mut payment, &report, link)
+                .await
+                .map_err(db)?;
+            self.ledger
+                .settle_if_needed(&mut tx, &payment)
+                .await
+                .map_err(db)?;
+            store::events::processed(&mut tx, event_id, label)
+                .await
+                .map_err(db)?;
+            self.ledger.queue.commit(tx).await.map_err(db)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Records an event that is not applied because it disagrees with what Stripe or our

@@ -8,10 +8,13 @@
 //! cancel) is recorded even where the state machine would call it a contradiction; an event
 //! is only a hint. A closed payment (its order ended without it) that may still hold or take
 //! money gets a `settle_payment` job in the same transaction as the change that shows it.
+//! Both jobs run in the trace of the checkout that created the payment, linked to what
+//! caused them (a webhook's processing, a reconciliation).
 
 use common::queue::{NewJob, Queue};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument as _;
 
 use crate::{
     state::{Status, Transition, transition},
@@ -170,7 +173,8 @@ impl Ledger {
                         }),
                     )
                     .dedup(format!("notify:{}:{}", payment.id, report.status))
-                    .attempts(self.notify_attempts),
+                    .attempts(self.notify_attempts)
+                    .in_trace_of(payment.traceparent.as_deref()),
                 );
             }
         }
@@ -193,9 +197,10 @@ impl Ledger {
         payment: &Payment,
     ) -> Result<(), sqlx::Error> {
         if payment.needs_settling() {
-            self.queue
-                .enqueue(conn, self.settle_job(&payment.id))
-                .await?;
+            let job = self
+                .settle_job(&payment.id)
+                .in_trace_of(payment.traceparent.as_deref());
+            self.queue.enqueue(conn, job).await?;
         }
         Ok(())
     }
@@ -221,17 +226,27 @@ impl Ledger {
             .await?
             .ok_or_else(unknown)?;
         let provider_id = payment.provider_id.ok_or_else(unknown)?;
-        let intent = self.stripe.retrieve_intent(&provider_id).await?;
-        let mut tx = common::db::begin(&self.pool).await?;
-        let mut payment = payments::lock(&mut tx, payment_id)
-            .await?
-            .ok_or_else(unknown)?;
-        let report = Report {
-            event_id: event_id.map(str::to_owned),
-            ..Report::from(&intent)
-        };
-        let outcome = self.apply(&mut tx, &mut payment, &report).await?;
-        self.queue.commit(tx).await?;
-        Ok(outcome)
+        // A check the reconciler started is in no checkout's trace: its span links to the
+        // checkout.
+        let span = tracing::info_span!("check_with_stripe", intent = %provider_id);
+        if let Some(traceparent) = &payment.traceparent {
+            common::telemetry::link_traceparent(&span, traceparent);
+        }
+        async move {
+            let intent = self.stripe.retrieve_intent(&provider_id).await?;
+            let mut tx = common::db::begin(&self.pool).await?;
+            let mut payment = payments::lock(&mut tx, payment_id)
+                .await?
+                .ok_or_else(unknown)?;
+            let report = Report {
+                event_id: event_id.map(str::to_owned),
+                ..Report::from(&intent)
+            };
+            let outcome = self.apply(&mut tx, &mut payment, &report).await?;
+            self.queue.commit(tx).await?;
+            Ok(outcome)
+        }
+        .instrument(span)
+        .await
     }
 }

@@ -1,7 +1,10 @@
 //! What the services' integration tests share: a fresh, migrated Postgres database per test,
 //! a private `redis-server` a test can stop and restart, polling with a generous deadline,
 //! and the checks every problem+json answer must pass. Tests find Postgres and Redis through
-//! `DATABASE_URL` and `REDIS_URL`, as the services do.
+//! `DATABASE_URL` and `REDIS_URL`, as the services do. [`otlp`] receives the spans services
+//! export, to follow a trace across them.
+
+pub mod otlp;
 
 use std::{
     future::Future,

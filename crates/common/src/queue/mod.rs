@@ -4,6 +4,10 @@
 //! runs out and another worker takes the job. Failures retry with jittered exponential backoff
 //! that survives restarts (`run_at`); a job out of attempts is kept as a dead letter that an
 //! operator can list and replay.
+//!
+//! A job carries its trace: its span is a child of the span that enqueued it (or of a trace
+//! named explicitly, such as the checkout a payment belongs to) and links to any other spans
+//! that caused it, so work done later, elsewhere, stays reachable from the request behind it.
 
 mod backoff;
 mod worker;
@@ -39,6 +43,10 @@ pub struct NewJob {
     pub delay: Duration,
     /// Among due jobs, higher priorities are claimed first.
     pub priority: i16,
+    /// The W3C `traceparent` the job's span is a child of; `None` for the span enqueuing it.
+    pub parent: Option<String>,
+    /// Other spans (`traceparent`s) the job's span links to: causes it is not a child of.
+    pub links: Vec<String>,
 }
 
 impl NewJob {
@@ -51,6 +59,44 @@ impl NewJob {
             max_attempts: 5,
             delay: Duration::ZERO,
             priority: 0,
+            parent: None,
+            links: Vec::new(),
+        }
+    }
+
+    /// Makes the job's span a child of the span `traceparent` names instead of the one
+    /// enqueuing it.
+    pub fn child_of(mut self, traceparent: impl Into<String>) -> Self {
+        self.parent = Some(traceparent.into());
+        self
+    }
+
+    /// Links the job's span to the span `traceparent` names. At most [`MAX_LINKS`] are kept.
+    pub fn link(mut self, traceparent: impl Into<String>) -> Self {
+        if self.links.len() < MAX_LINKS {
+            self.links.push(traceparent.into());
+        }
+        self
+    }
+
+    /// Puts the job in the trace `traceparent` names (the request that began the work it
+    /// belongs to): a span enqueuing it in that trace stays its parent; one in another trace
+    /// (a webhook's) becomes a link, its cause, and the job a child of `traceparent`. Work
+    /// done for a checkout, whatever started it, stays in the checkout's trace. Without a
+    /// `traceparent` the job follows the span enqueuing it.
+    pub fn in_trace_of(self, traceparent: Option<&str>) -> Self {
+        let Some(traceparent) = traceparent else {
+            return self;
+        };
+        match crate::telemetry::current_traceparent() {
+            None => self.child_of(traceparent),
+            Some(cause)
+                if crate::telemetry::trace_id(&cause)
+                    == crate::telemetry::trace_id(traceparent) =>
+            {
+                self
+            }
+            Some(cause) => self.child_of(traceparent).link(cause),
         }
     }
 
@@ -80,6 +126,9 @@ impl NewJob {
     }
 }
 
+/// The most span links a job keeps (OpenTelemetry's default limit per span).
+pub const MAX_LINKS: usize = 128;
+
 /// A job a worker holds under a lease.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
@@ -95,6 +144,8 @@ pub struct ClaimedJob {
     pub max_attempts: i32,
     /// The W3C trace context of the request that enqueued it.
     pub traceparent: Option<String>,
+    /// The spans it links to (`traceparent`s).
+    pub links: Vec<String>,
 }
 
 /// A job out of attempts, as the admin API shows it.
@@ -133,8 +184,13 @@ impl EnqueueStep {
             .with(job.max_attempts)
             .with(job.delay.as_millis() as i64)
             .with(&job.dedup_key)
-            .with(crate::telemetry::current_traceparent())
+            .with(
+                job.parent
+                    .clone()
+                    .or_else(crate::telemetry::current_traceparent),
+            )
             .with(job.priority)
+            .with((!job.links.is_empty()).then(|| job.links.clone()))
     }
 }
 
@@ -220,17 +276,17 @@ impl Queue {
     /// Enqueueing as one step of a caller's own statement, so that a write and its job take
     /// one round trip and need no explicit transaction: `cte` is a `WITH` item named `name`
     /// that adds the job once per row of relation `guard` (not at all when it is empty) and
-    /// answers the job's `id`. Its parameters are `$first` to `$first + 6`. Call `wake`
+    /// answers the job's `id`. Its parameters are `$first` to `$first + 7`. Call `wake`
     /// after the statement.
     pub fn enqueue_step(&self, name: &str, guard: &str, first: usize) -> EnqueueStep {
         let p = |i: usize| format!("${}", first + i);
-        let (kind, payload, attempts, delay, dedup, trace, priority) =
-            (p(0), p(1), p(2), p(3), p(4), p(5), p(6));
+        let (kind, payload, attempts, delay, dedup, trace, priority, links) =
+            (p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7));
         EnqueueStep {
             cte: format!(
                 "{name} AS (
-                     INSERT INTO {table} (kind, payload, max_attempts, run_at, dedup_key, traceparent, priority)
-                     SELECT {kind}, {payload}, {attempts}, now() + {delay} * interval '1 millisecond', {dedup}, {trace}, {priority}
+                     INSERT INTO {table} (kind, payload, max_attempts, run_at, dedup_key, traceparent, priority, trace_links)
+                     SELECT {kind}, {payload}, {attempts}, now() + {delay} * interval '1 millisecond', {dedup}, {trace}, {priority}, {links}
                      FROM {guard}
                      ON CONFLICT (dedup_key) DO NOTHING RETURNING id)",
                 table = self.table
@@ -298,7 +354,7 @@ impl Queue {
              WHERE id IN (
                  SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) AS claimable
                  LIMIT $4)
-             RETURNING id, kind, payload, attempts, max_attempts, traceparent",
+             RETURNING id, kind, payload, attempts, max_attempts, traceparent, trace_links",
             t = self.table
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -317,6 +373,9 @@ impl Queue {
                     attempt: row.try_get("attempts")?,
                     max_attempts: row.try_get("max_attempts")?,
                     traceparent: row.try_get("traceparent")?,
+                    links: row
+                        .try_get::<Option<Vec<String>>, _>("trace_links")?
+                        .unwrap_or_default(),
                 })
             })
             .collect()
@@ -492,5 +551,30 @@ impl Queue {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHECKOUT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_job_outside_any_span_joins_the_trace_it_is_given() {
+        let job = NewJob::new("notify_orders", serde_json::json!({})).in_trace_of(Some(CHECKOUT));
+        assert_eq!(job.parent.as_deref(), Some(CHECKOUT));
+        assert!(job.links.is_empty());
+        let untraced = NewJob::new("notify_orders", serde_json::json!({})).in_trace_of(None);
+        assert_eq!(untraced.parent, None);
+    }
+
+    #[test]
+    fn a_job_keeps_at_most_the_span_limit_of_links() {
+        let job = (0..MAX_LINKS + 5).fold(
+            NewJob::new("process_events", serde_json::json!({})),
+            |job, _| job.link(CHECKOUT),
+        );
+        assert_eq!(job.links.len(), MAX_LINKS);
     }
 }

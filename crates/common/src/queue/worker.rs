@@ -232,6 +232,9 @@ async fn settle<H: Handler>(queue: &Queue, handler: &H, config: &WorkerConfig, j
     if let Some(traceparent) = &job.traceparent {
         crate::telemetry::follow_traceparent(&span, traceparent);
     }
+    for link in &job.links {
+        crate::telemetry::link_traceparent(&span, link);
+    }
     async {
         let started = Instant::now();
         let outcome = match tokio::time::timeout(config.job_timeout, handler.handle(&job)).await {

@@ -122,7 +122,7 @@ pub async fn create(
         .to_owned();
     let new = NewPayment::try_from(body).map_err(PaymentsError::Invalid)?;
     let payment = match claim(&app, &key, &new).await? {
-        Claim::ToCreate(payment) => payment,
+        Claim::ToCreate(payment) => *payment,
         Claim::Answered(response) => return Ok(response),
     };
     let (report, intent) = match app.ledger.stripe.create_intent(&new).await {
@@ -162,7 +162,7 @@ pub async fn create(
 enum Claim {
     /// The payment is recorded and Stripe must be asked (a new payment, or one whose
     /// earlier call to Stripe gave no answer).
-    ToCreate(Payment),
+    ToCreate(Box<Payment>),
     /// The request is answered from the payment already there.
     Answered(Response),
 }
@@ -171,9 +171,13 @@ enum Claim {
 /// committed first, so whatever becomes of Stripe's answer a record of ours holds the charge.
 async fn claim(app: &AppState, key: &str, new: &NewPayment) -> Result<Claim, PaymentsError> {
     let mut tx = common::db::begin(&app.ledger.pool).await?;
-    if let Some(payment) = payments::claim(&mut tx, PaymentId::new().as_str(), key, new).await? {
+    // The checkout's trace, kept with the payment for the work its events cause later.
+    let trace = common::telemetry::current_traceparent();
+    let id = PaymentId::new();
+    if let Some(payment) = payments::claim(&mut tx, id.as_str(), key, new, trace.as_deref()).await?
+    {
         tx.commit().await?;
-        return Ok(Claim::ToCreate(payment));
+        return Ok(Claim::ToCreate(Box::new(payment)));
     }
     let claimed = payments::lock_claimed(&mut tx, key, &new.order_id).await?;
     tx.rollback().await?;
@@ -201,7 +205,7 @@ async fn claim(app: &AppState, key: &str, new: &NewPayment) -> Result<Claim, Pay
         return Err(PaymentsError::PaymentClosed);
     }
     if same_request && first.provider_id.is_none() && first.status.is_open() {
-        return Ok(Claim::ToCreate(first));
+        return Ok(Claim::ToCreate(Box::new(first)));
     }
     Ok(Claim::Answered(created(&first, true)))
 }

@@ -46,6 +46,9 @@ pub struct Payment {
     pub closed_at: Option<OffsetDateTime>,
     /// Why the order ended without it.
     pub close_reason: Option<String>,
+    /// The W3C trace context of the request that created it (the checkout's): the work its
+    /// events cause later joins that trace.
+    pub traceparent: Option<String>,
 }
 
 impl Payment {
@@ -68,7 +71,7 @@ impl Payment {
 
 const COLUMNS: &str = "id, order_id, idempotency_key, request, amount, currency, payment_method, status, \
                        provider_id, client_secret, failure_reason, amount_refunded, created_at, updated_at, \
-                       closed_at, close_reason";
+                       closed_at, close_reason, traceparent";
 
 /// `COLUMNS` of the payments table named `alias`, for a query that joins it.
 pub(crate) fn columns(alias: &str) -> String {
@@ -88,19 +91,21 @@ pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Payment>, sqlx::Erro
         .await
 }
 
-/// Inserts the payment for `new` under `key` and answers it (the row stays locked until the
-/// commit); `None` when the order or the key already has one (after waiting for a concurrent
-/// claim to commit or roll back).
+/// Inserts the payment for `new` under `key`, created in the trace `traceparent` names, and
+/// answers it (the row stays locked until the commit); `None` when the order or the key
+/// already has one (after waiting for a concurrent claim to commit or roll back).
 pub async fn claim(
     conn: &mut PgConnection,
     id: &str,
     key: &str,
     new: &NewPayment,
+    traceparent: Option<&str>,
 ) -> Result<Option<Payment>, sqlx::Error> {
     let sql = format!(
         "INSERT INTO payments.payments
-             (id, order_id, idempotency_key, request, amount, currency, payment_method, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'requires_payment_method')
+             (id, order_id, idempotency_key, request, amount, currency, payment_method, status,
+              traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'requires_payment_method', $8)
          ON CONFLICT DO NOTHING
          RETURNING {COLUMNS}"
     );
@@ -112,6 +117,7 @@ pub async fn claim(
         .bind(new.amount)
         .bind(new.currency.as_str())
         .bind(&new.payment_method)
+        .bind(traceparent)
         .fetch_optional(conn)
         .await
 }
