@@ -61,7 +61,12 @@ pub async fn build(config: Config) -> (Router, Sim) {
     // An error only means a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sim = Sim::new(&config);
-    (routes::router(sim.clone()), sim)
+    // A span per request, joining the caller's trace, exported when OTLP is configured.
+    let router = routes::router(sim.clone()).layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .make_span_with(common::telemetry::request_span),
+    );
+    (router, sim)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains open requests.

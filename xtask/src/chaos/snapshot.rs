@@ -143,8 +143,8 @@ pub async fn take(pool: &PgPool, sim: &str) -> anyhow::Result<Snapshot> {
     for row in sqlx::query(
         "SELECT substr(key, strpos(key, '/') + 1) AS key, order_id FROM orders.idempotency_keys",
     )
-        .fetch_all(pool)
-        .await?
+    .fetch_all(pool)
+    .await?
     {
         snap.keys
             .insert(row.try_get("key")?, row.try_get("order_id")?);
