@@ -15,12 +15,12 @@ use axum::{
     Extension, Json, Router,
     body::Bytes,
     extract::{ConnectInfo, Path, Query, Request, State, rejection::QueryRejection},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use common::{ApiJson, ConfigError, FieldError, Problem, Secret, config};
+use common::{ApiJson, ConfigError, FieldError, Problem, Secret, config, problem::ProblemType};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -222,14 +222,10 @@ async fn authorize(State(door): State<Arc<Door>>, mut request: Request, next: Ne
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     if let Some(left) = door.locked(client) {
         let seconds = left.as_secs().max(1);
-        return Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "locked-out",
-            "Too many wrong admin tokens",
-        )
-        .detail(format!("This client is locked out; retry in {seconds} s"))
-        .header(header::RETRY_AFTER, HeaderValue::from(seconds))
-        .into_response();
+        return Problem::new(ProblemType::LockedOut)
+            .detail(format!("This client is locked out; retry in {seconds} s"))
+            .header(header::RETRY_AFTER, HeaderValue::from(seconds))
+            .into_response();
     }
     let Some(presented) = common::auth::bearer(request.headers()) else {
         return Problem::unauthorized().into_response();
@@ -406,14 +402,8 @@ pub async fn roll_back(
     let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RollbackRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-json",
-                "The body is not valid JSON",
-            )
-            .detail(e.to_string())
-        })?
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::new(ProblemType::MalformedJson).detail(e.to_string()))?
     };
     let reason = text("reason", request.reason)?;
     let change = Change {

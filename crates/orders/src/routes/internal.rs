@@ -4,10 +4,9 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::StatusCode,
     routing::post,
 };
-use common::{ApiJson, Problem};
+use common::{ApiJson, Problem, problem::ProblemType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -105,11 +104,7 @@ fn check_payment(order: &orders::Order, event: &PaymentEvent) -> Result<(), Prob
             "payment_id",
             "the order has another payment",
         )),
-        None => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "payment-not-recorded",
-            "The order has not recorded a payment yet",
-        )
-        .detail("Retry once the order has recorded the payment it asked for")),
+        None => Err(Problem::new(ProblemType::PaymentNotRecorded)
+            .detail("Retry once the order has recorded the payment it asked for")),
     }
 }

@@ -15,7 +15,7 @@ use axum::{
     },
     routing::{get, post},
 };
-use common::{ApiJson, Problem};
+use common::{ApiJson, Problem, problem::ProblemType};
 use futures_util::StreamExt as _;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -231,11 +231,7 @@ pub async fn events(
     // so their number is capped before any other work.
     let Ok(permit) = app.event_streams.clone().try_acquire_owned() else {
         metrics::counter!("orders_event_streams_refused_total").increment(1);
-        return Ok(Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-event-streams",
-            "Too many event streams",
-        )
+        return Ok(Problem::new(ProblemType::TooManyEventStreams)
         .detail("The server follows as many orders as it can; retry later or read the order with GET /v1/orders/{id}")
         .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
         .into_response());
