@@ -3,6 +3,8 @@
 //! and the checks every problem+json answer must pass. Tests find Postgres and Redis through
 //! `DATABASE_URL` and `REDIS_URL`, as the services do.
 
+pub mod openapi;
+
 use std::{
     future::Future,
     process::Stdio,

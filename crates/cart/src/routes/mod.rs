@@ -4,7 +4,7 @@
 mod carts;
 
 use axum::{Json, Router, routing::get};
-use common::{Problem, health::Check};
+use common::{Problem, health::Check, openapi::Standard};
 use utoipa::OpenApi;
 
 use crate::AppState;
@@ -24,7 +24,8 @@ use crate::AppState;
         carts::set_item,
         carts::remove_item
     ),
-    components(schemas(Problem, common::FieldError))
+    components(schemas(Problem, common::FieldError)),
+    modifiers(&Standard)
 )]
 pub struct ApiDoc;
 
