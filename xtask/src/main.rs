@@ -3,6 +3,7 @@
 //! measures the services. Postgres and Redis come from `DATABASE_URL`/`REDIS_URL` when they
 //! answer, or are started as throw-away instances under `target/stack/`.
 
+mod api_check;
 mod bench;
 mod bench_gateway;
 mod bench_orders;
@@ -21,6 +22,7 @@ commands:
   up               start Postgres/Redis if needed, migrate, seed, run every service
   test [ARGS...]   start Postgres/Redis if needed, then run the whole test suite
   seed             fill the demo catalog
+  api-check [SVC]  schemathesis against every service's /openapi.json (or only cart, orders, ...)
   bench cart       throughput and latency of the cart service (release build)
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
   bench payments   verified Stripe webhook events per second
@@ -56,6 +58,7 @@ async fn dispatch(args: &[String]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some("bench") => bench::run(&args[1..]).await,
+        Some("api-check") => api_check::run(&args[1..]).await,
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
