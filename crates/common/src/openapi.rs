@@ -1,27 +1,19 @@
 //! What every service's OpenAPI document has besides its own routes: the operational
 //! endpoints (`/healthz`, `/readyz`, `/metrics`), the `bearer` security scheme its secured
 //! operations name, their 401 and 403 answers, and a description on every response (OpenAPI
-//! requires one). Each `ApiDoc` applies it with `modifiers(&common::openapi::Standard)`.
+//! requires one). Each service serves `document(&ApiDoc::openapi())`.
 
 use serde_json::{Map, Value, json};
-use utoipa::{Modify, openapi::OpenApi};
+use utoipa::openapi::OpenApi;
 
 /// The name of the security scheme internal and admin operations use.
 pub const BEARER: &str = "bearer";
 
-/// The modifier that completes a service's document.
-pub struct Standard;
-
-impl Modify for Standard {
-    fn modify(&self, openapi: &mut OpenApi) {
-        let Ok(mut doc) = serde_json::to_value(&*openapi) else {
-            return;
-        };
-        complete(&mut doc);
-        if let Ok(done) = serde_json::from_value(doc) {
-            *openapi = done;
-        }
-    }
+/// A service's whole document: its routes' description completed with the shared parts.
+pub fn document(api: &OpenApi) -> Value {
+    let mut doc = serde_json::to_value(api).expect("an OpenAPI document serialises");
+    complete(&mut doc);
+    doc
 }
 
 /// Adds the shared parts to a document in its JSON form.

@@ -4,7 +4,7 @@
 mod carts;
 
 use axum::{Json, Router, routing::get};
-use common::{Problem, health::Check, openapi::Standard};
+use common::{Problem, health::Check};
 use utoipa::OpenApi;
 
 use crate::AppState;
@@ -24,8 +24,7 @@ use crate::AppState;
         carts::set_item,
         carts::remove_item
     ),
-    components(schemas(Problem, common::FieldError)),
-    modifiers(&Standard)
+    components(schemas(Problem, common::FieldError))
 )]
 pub struct ApiDoc;
 
@@ -34,7 +33,10 @@ pub fn router(state: AppState, checks: Vec<Check>) -> Router {
     Router::new()
         .merge(carts::router())
         .with_state(state)
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(common::openapi::document(&ApiDoc::openapi())) }),
+        )
         .merge(common::health::router(checks))
         .merge(common::metrics::router())
 }

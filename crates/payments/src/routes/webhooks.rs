@@ -32,6 +32,7 @@ fn outcome(kind: &str, result: &'static str) {
     responses(
         (status = 200, description = "Received (recorded, a duplicate, or a type payments does not act on)", body = Object),
         (status = 400, description = "Missing, malformed, stale or forged signature, or a body that is not an event", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The event could not be recorded; Stripe will send it again", body = Problem, content_type = "application/problem+json"),
     )
 )]
