@@ -24,6 +24,10 @@ const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 /// The checks every run applies.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
     response_schema_conformance,negative_data_rejection";
+/// The schemathesis phases run by default: documented examples, the boundaries of every
+/// schema (valid and just invalid), random cases, then sequences that follow the links it
+/// infers (a cart created, then its items changed).
+const PHASES: &str = "examples,coverage,fuzzing,stateful";
 /// Bearer tokens of a development stack (see `services.rs`).
 const ADMIN_TOKEN: &str = "dev-admin-token";
 const ORDERS_INTERNAL_TOKEN: &str = "dev-orders-token";
@@ -43,6 +47,7 @@ struct Run {
 /// Starts the services and runs schemathesis against each document.
 pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     let max_examples = std::env::var("API_CHECK_MAX_EXAMPLES").unwrap_or_else(|_| "20".into());
+    let phases = std::env::var("API_CHECK_PHASES").unwrap_or_else(|_| PHASES.into());
     let only: Vec<&str> = args.iter().map(String::as_str).collect();
     let schemathesis = ensure_schemathesis()?;
 
@@ -139,7 +144,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         }
         results.push((
             run.name.clone(),
-            schemathesis_run(&schemathesis, run, &max_examples)?,
+            schemathesis_run(&schemathesis, run, &max_examples, &phases)?,
         ));
     }
     // The admin run ramps and rolls back flags at random: put every one back as it was.
@@ -280,7 +285,12 @@ struct Outcome {
     summary: String,
 }
 
-fn schemathesis_run(binary: &Path, run: &Run, max_examples: &str) -> anyhow::Result<Outcome> {
+fn schemathesis_run(
+    binary: &Path,
+    run: &Run,
+    max_examples: &str,
+    phases: &str,
+) -> anyhow::Result<Outcome> {
     println!("\n== schemathesis: {} ({})", run.name, run.schema);
     let mut command = Command::new(binary);
     // schemathesis keeps its state in `.schemathesis/` of its working directory.
@@ -293,7 +303,7 @@ fn schemathesis_run(binary: &Path, run: &Run, max_examples: &str) -> anyhow::Res
         "--max-examples",
         max_examples,
         "--phases",
-        "examples,coverage,fuzzing",
+        phases,
         "--request-timeout",
         "10",
         "--workers",

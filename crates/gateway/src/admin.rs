@@ -288,8 +288,8 @@ pub struct FlagUpdate {
     /// 0–100.
     #[schema(minimum = 0, maximum = 100)]
     pub rollout_percent: Option<i64>,
-    /// Why, for the audit log.
-    #[schema(max_length = 500)]
+    /// Why, for the audit log: at most 500 characters once surrounding whitespace is
+    /// trimmed (a limit a JSON schema cannot state, so it is not declared as `maxLength`).
     pub reason: Option<String>,
 }
 
@@ -297,8 +297,8 @@ pub struct FlagUpdate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
-    /// Why, for the audit log.
-    #[schema(max_length = 500)]
+    /// Why, for the audit log: at most 500 characters once surrounding whitespace is
+    /// trimmed (a limit a JSON schema cannot state, so it is not declared as `maxLength`).
     pub reason: Option<String>,
 }
 

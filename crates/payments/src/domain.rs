@@ -32,7 +32,8 @@ pub struct CreatePaymentRequest {
     pub currency: String,
     /// A payment method to confirm server-side (`pm_card_visa`); without it the answer
     /// carries the client secret for Stripe.js.
-    #[schema(max_length = 255, example = "pm_card_visa")]
+    /// Blank counts as absent; otherwise 1–255 visible ASCII characters.
+    #[schema(pattern = "^(\\s*|[!-~]{1,255})$", example = "pm_card_visa")]
     pub payment_method: Option<String>,
 }
 

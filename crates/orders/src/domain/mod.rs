@@ -27,7 +27,8 @@ pub struct CheckoutRequest {
     pub email: String,
     /// A payment method to confirm server-side (`pm_card_visa`); without it the order exposes
     /// the PaymentIntent's client secret for Stripe.js.
-    #[schema(max_length = 255, example = "pm_card_visa")]
+    /// Blank counts as absent; otherwise 1–255 visible ASCII characters.
+    #[schema(pattern = "^(\\s*|[!-~]{1,255})$", example = "pm_card_visa")]
     pub payment_method: Option<String>,
 }
 
