@@ -11,8 +11,8 @@ use axum::{
 };
 use serde::{Serialize, Serializer, de::DeserializeOwned};
 use utoipa::{
-    PartialSchema, ToSchema,
-    openapi::{ObjectBuilder, RefOr, Schema, Type},
+    ToSchema,
+    openapi::{ObjectBuilder, Type},
 };
 
 /// The media type of every error body.
@@ -409,11 +409,6 @@ pub async fn not_found_fallback() -> Problem {
 /// Answers a known route called with the wrong method.
 pub async fn method_not_allowed_fallback() -> Problem {
     Problem::new(ProblemType::MethodNotAllowed)
-}
-
-/// The schema of a problem+json body, for hand-built documents.
-pub fn schema() -> RefOr<Schema> {
-    Problem::schema()
 }
 
 #[cfg(test)]
