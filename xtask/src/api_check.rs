@@ -16,7 +16,8 @@ use crate::{
     bench::{Call, request},
     seed,
     services::{self, Profile, Service},
-    stack::{Stack, free_port, with_database, workspace_root},
+    stack::{Stack, free_port, with_database},
+    target_dir,
 };
 
 /// The schemathesis release the check is written against.
@@ -58,14 +59,6 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
 
     let names = ["stripe-sim", "cart", "orders", "payments", "gateway"];
     services::build_only(Profile::Debug, &names)?;
-    let binary = workspace_root().join("target/debug/cart");
-    if !binary.exists() {
-        bail!(
-            "{} is missing: the services are started from target/, so run without \
-             CARGO_TARGET_DIR (or link target/ to it)",
-            binary.display()
-        );
-    }
     let (running, admin) = start(&stack).await?;
     let url = |name: &str| {
         running
@@ -294,7 +287,7 @@ fn schemathesis_run(
     println!("\n== schemathesis: {} ({})", run.name, run.schema);
     let mut command = Command::new(binary);
     // schemathesis keeps its state in `.schemathesis/` of its working directory.
-    command.current_dir(workspace_root().join("target"));
+    command.current_dir(target_dir::scratch("api-check")?);
     command.args([
         "run",
         &run.schema,
@@ -348,13 +341,14 @@ fn schemathesis_run(
     })
 }
 
-/// The schemathesis command: on `PATH`, or installed once into a virtualenv under `target/`.
+/// The schemathesis command: on `PATH`, or installed once into a virtualenv under cargo's
+/// target directory.
 fn ensure_schemathesis() -> anyhow::Result<PathBuf> {
     let on_path = Command::new("schemathesis").arg("--version").output();
     if on_path.is_ok_and(|o| o.status.success()) {
         return Ok(PathBuf::from("schemathesis"));
     }
-    let venv = workspace_root().join("target/api-check-venv");
+    let venv = target_dir::scratch("api-check")?.join("venv");
     let binary = venv.join("bin/schemathesis");
     if binary.exists() {
         return Ok(binary);

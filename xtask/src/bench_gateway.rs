@@ -22,7 +22,7 @@ use tokio::{
 use crate::{
     bench::{Call, load, request, setting},
     services::{self, Profile},
-    stack::{Stack, free_port, with_database, workspace_root},
+    stack::{Stack, free_port, with_database},
 };
 
 /// The gateway gets a database of its own, created afresh, so its flags start as seeded.
@@ -63,6 +63,8 @@ pub async fn gateway() -> anyhow::Result<()> {
                 ("GATEWAY_INITIAL_ROLLOUT", "100"),
                 ("GATEWAY_THREADS", threads),
                 ("RATE_LIMIT_PER_SECOND", "0"),
+                // Two gateways run at once; neither needs its admin listener.
+                ("ADMIN_LISTEN_ADDR", "off"),
                 ("RUST_LOG", "warn"),
             ],
         )?;
@@ -259,7 +261,8 @@ async fn answer_requests(mut stream: TcpStream) -> std::io::Result<()> {
     }
 }
 
-/// nginx from the system, run in the foreground with a configuration under `target/`.
+/// nginx from the system, run in the foreground with a configuration under the target
+/// directory.
 struct Nginx {
     addr: String,
     config: std::path::PathBuf,
@@ -278,8 +281,7 @@ impl Nginx {
         }) else {
             return Ok(None);
         };
-        let dir = workspace_root().join("target/bench-gateway/nginx");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = crate::target_dir::scratch("bench-gateway/nginx")?;
         let addr = format!("127.0.0.1:{}", free_port()?);
         let config = dir.join("nginx.conf");
         std::fs::write(&config, nginx_config(&dir, &addr, upstream))?;
@@ -311,8 +313,9 @@ impl Nginx {
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!(
-            "nginx did not listen on {}; see target/bench-gateway/nginx/error.log",
-            self.addr
+            "nginx did not listen on {}; see {}",
+            self.addr,
+            self.config.with_file_name("error.log").display()
         )
     }
 }

@@ -70,7 +70,8 @@ pub async fn orders() -> anyhow::Result<()> {
     let orders_env = [
         ("CART_URL", urls.cart.as_str()),
         ("PAYMENTS_URL", urls.payments.as_str()),
-        ("INTERNAL_TOKEN", "bench-internal"),
+        ("PAYMENTS_INTERNAL_TOKEN", "bench-payments-token"),
+        ("ORDERS_INTERNAL_TOKEN", "bench-orders-token"),
         ("DB_MAX_CONNECTIONS", "20"),
         ("RUST_LOG", "warn"),
     ];
@@ -170,7 +171,8 @@ pub async fn orders() -> anyhow::Result<()> {
             ("STRIPE_API_BASE", urls.sim.as_str()),
             ("STRIPE_WEBHOOK_SECRETS", "whsec_bench"),
             ("ORDERS_URL", urls.orders.as_str()),
-            ("INTERNAL_TOKEN", "bench-internal"),
+            ("PAYMENTS_INTERNAL_TOKEN", "bench-payments-token"),
+            ("ORDERS_INTERNAL_TOKEN", "bench-orders-token"),
             ("DB_MAX_CONNECTIONS", "20"),
             ("RUST_LOG", "warn"),
         ],

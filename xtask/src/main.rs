@@ -1,16 +1,20 @@
 //! `cargo xtask`: the project's own commands. `up` runs the whole stack locally, `test` runs
-//! the test suite against real Postgres and Redis, `seed` fills the demo catalog and `bench`
+//! the test suite against real Postgres and Redis (then a short chaos run), `chaos` checks
+//! the platform's invariants under faults, `seed` fills the demo catalog and `bench`
 //! measures the services. Postgres and Redis come from `DATABASE_URL`/`REDIS_URL` when they
-//! answer, or are started as throw-away instances under `target/stack/`.
+//! answer, or are started as throw-away instances under cargo's target directory (wherever
+//! `CARGO_TARGET_DIR` or `build.target-dir` puts it).
 
 mod api_check;
 mod bench;
 mod bench_gateway;
 mod bench_orders;
 mod bench_payments;
+mod chaos;
 mod seed;
 mod services;
 mod stack;
+mod target_dir;
 
 use std::process::ExitCode;
 
@@ -20,7 +24,11 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   up               start Postgres/Redis if needed, migrate, seed, run every service
-  test [ARGS...]   start Postgres/Redis if needed, then run the whole test suite
+  test [ARGS...]   start Postgres/Redis if needed, run the whole test suite, then a short
+                   chaos run (45 s of load; CHAOS_IN_TEST=0 skips it)
+  chaos [--minutes N] [--seed S] [--release] [--shoppers N]
+                   the whole stack on private durable Postgres/Redis under seeded storefront
+                   traffic and faults; checks every money, stock and idempotency invariant
   seed             fill the demo catalog
   api-check [SVC]  schemathesis against every service's /openapi.json (or only cart, orders, ...)
   bench cart       throughput and latency of the cart service (release build)
@@ -31,7 +39,9 @@ commands:
 environment:
   DATABASE_URL, REDIS_URL   used when they answer; otherwise local throw-away instances start
   BENCH_SECONDS             seconds per benchmark scenario (default 10)
-  BENCH_CONNECTIONS         concurrent connections (default 64)";
+  BENCH_CONNECTIONS         concurrent connections (default 64)
+  CHAOS_IN_TEST             0 skips the chaos run in `test` (default on)
+  CHAOS_SEED                the seed of the chaos run in `test` (default: random, printed)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +68,7 @@ async fn dispatch(args: &[String]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some("bench") => bench::run(&args[1..]).await,
+        Some("chaos") => chaos::run(chaos::Options::parse(&args[1..])?).await,
         Some("api-check") => api_check::run(&args[1..]).await,
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
@@ -104,9 +115,29 @@ async fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
         .await
         .context("running cargo test")?;
     drop(stack);
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    if !status.success() {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !chaos_in_test() {
+        println!("xtask: CHAOS_IN_TEST is off; the short chaos run is skipped");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The tests pass; now the promise under faults: a short seeded chaos run on debug builds.
+    println!("\nxtask: the short chaos run (CHAOS_IN_TEST=0 skips it, CHAOS_SEED=<n> replays one)");
+    let mut args = vec!["--minutes".to_owned(), "0.75".to_owned()];
+    if let Ok(seed) = std::env::var("CHAOS_SEED") {
+        args.extend(["--seed".to_owned(), seed]);
+    }
+    chaos::run(chaos::Options::parse(&args)?).await
+}
+
+/// Whether `cargo xtask test` ends with the short chaos run: yes unless `CHAOS_IN_TEST` is
+/// `0`, `false`, `off` or `no`.
+fn chaos_in_test() -> bool {
+    std::env::var("CHAOS_IN_TEST").map_or(true, |v| {
+        !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "0" | "false" | "off" | "no"
+        )
     })
 }

@@ -20,7 +20,8 @@ pub enum Profile {
 }
 
 impl Profile {
-    fn dir(self) -> &'static str {
+    /// The directory of this profile's build under the target directory.
+    pub fn dir(self) -> &'static str {
         match self {
             Profile::Debug => "debug",
             Profile::Release => "release",
@@ -223,10 +224,7 @@ pub fn start_role(
     port: u16,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Service> {
-    let binary = workspace_root()
-        .join("target")
-        .join(profile.dir())
-        .join(name);
+    let binary = crate::target_dir::binary(profile, name)?;
     let addr = format!("127.0.0.1:{port}");
     let mut command = Command::new(&binary);
     command
@@ -234,6 +232,8 @@ pub fn start_role(
         .env("LISTEN_ADDR", &addr)
         .env("DATABASE_URL", &stack.database_url)
         .env("REDIS_URL", &stack.redis_url)
+        // Everything xtask starts is a local run; `env` may say otherwise.
+        .env(DEVELOPMENT.0, DEVELOPMENT.1)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()),

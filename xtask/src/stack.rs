@@ -1,6 +1,6 @@
 //! Postgres and Redis for local runs. A configured or default server is used when it
 //! answers; otherwise a throw-away instance is started from the system's binaries under
-//! `target/stack/`, on a free port, and stopped when the `Stack` is dropped.
+//! the target directory's `stack/`, on a free port, and stopped when the `Stack` is dropped.
 
 use std::{
     net::TcpListener,
@@ -15,7 +15,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/checkout";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
-const INSTALL_HINT: &str = "install it with: sudo apt-get install -y postgresql redis-server";
+/// How to get the stores' binaries, for error messages.
+pub(crate) const INSTALL_HINT: &str =
+    "install it with: sudo apt-get install -y postgresql redis-server";
 
 /// Running stores and the processes this run started for them.
 pub struct Stack {
@@ -64,9 +66,7 @@ impl Stack {
         if let Some(dir) = &self.dir {
             return Ok(dir.clone());
         }
-        let dir = workspace_root()
-            .join("target/stack")
-            .join(std::process::id().to_string());
+        let dir = crate::target_dir::scratch("stack")?.join(std::process::id().to_string());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         self.dir = Some(dir.clone());
         Ok(dir)
@@ -181,7 +181,8 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn postgres_answers(url: &str) -> bool {
+/// Whether the Postgres server of `url` accepts a connection.
+pub(crate) async fn postgres_answers(url: &str) -> bool {
     // Connect to the server's maintenance database: the target database may not exist yet.
     let admin = with_database(url, "postgres");
     matches!(
@@ -190,7 +191,8 @@ async fn postgres_answers(url: &str) -> bool {
     )
 }
 
-async fn create_database(url: &str) -> anyhow::Result<()> {
+/// Creates the database `url` names unless it exists.
+pub(crate) async fn create_database(url: &str) -> anyhow::Result<()> {
     let name = url
         .rsplit('/')
         .next()
@@ -233,7 +235,8 @@ pub fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-async fn redis_answers(url: &str) -> bool {
+/// Whether Redis at `url` answers PING.
+pub(crate) async fn redis_answers(url: &str) -> bool {
     let Some(addr) = url
         .strip_prefix("redis://")
         .map(|rest| rest.rsplit('@').next().unwrap_or(rest))
@@ -256,7 +259,8 @@ async fn redis_answers(url: &str) -> bool {
     )
 }
 
-async fn wait_until<F, Fut>(what: &str, mut probe: F) -> anyhow::Result<()>
+/// Polls `probe` until it holds, for at most 30 s.
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut probe: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -271,7 +275,8 @@ where
     bail!("{what} did not start within 30 s")
 }
 
-fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
+/// A Postgres server binary (`initdb`, `postgres`, `pg_ctl`) from PATH or Debian's layout.
+pub(crate) fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
     let in_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
@@ -291,14 +296,16 @@ fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("no `{name}` binary found; {INSTALL_HINT}"))
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root.
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
+/// A command running `binary`, as the `postgres` user when we are root.
+pub(crate) fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
     if as_root {
         // setpriv execs in place, so the child we hold is the server itself.
         let mut command = Command::new("setpriv");
@@ -311,7 +318,8 @@ fn as_postgres_user(binary: &Path, as_root: bool) -> Command {
     }
 }
 
-fn run(command: &mut Command) -> anyhow::Result<()> {
+/// Runs `command`; an error unless it succeeds.
+pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
     let status = command
         .status()
         .with_context(|| format!("running {command:?}"))?;

@@ -1,6 +1,9 @@
 //! Logging and tracing. Pretty logs for development, JSON with `LOG_FORMAT=json`; spans go to
 //! an OTLP collector only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Incoming requests join
-//! the caller's trace through the W3C `traceparent` header.
+//! the caller's trace through the W3C `traceparent` header. Pretty logs are coloured only on
+//! a terminal and never under `NO_COLOR`, so a file, `docker logs` or CI gets plain text.
+
+use std::io::IsTerminal as _;
 
 use axum::http::{HeaderMap, Request};
 use opentelemetry::{propagation::Extractor, trace::TracerProvider as _};
@@ -37,7 +40,13 @@ pub fn init(service: &'static str) -> TelemetryGuard {
             .with_current_span(true)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().compact().boxed()
+        tracing_subscriber::fmt::layer()
+            .compact()
+            .with_ansi(colour(
+                std::io::stdout().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
+            .boxed()
     };
 
     let provider = crate::config::var("OTEL_EXPORTER_OTLP_ENDPOINT").and_then(|_| {
@@ -63,6 +72,12 @@ pub fn init(service: &'static str) -> TelemetryGuard {
         .with(otel)
         .try_init();
     TelemetryGuard(provider)
+}
+
+/// Whether pretty logs carry ANSI colours: only on a terminal, and not when `NO_COLOR` is set
+/// to anything non-empty (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 fn otlp_provider(
@@ -123,5 +138,21 @@ impl Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(false, None));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, Some(OsStr::new("1"))));
     }
 }

@@ -106,6 +106,8 @@ impl Saga {
     }
 
     /// The job that closes order `order`'s payment, for `reason` (a public reason code).
+    /// Its dedup key is `close:<order>`; a close for a success that came later has its own
+    /// (`close:<order>:paid`), so a first close still running cannot swallow it.
     fn close_payment_job(&self, order: &Order, reason: &str) -> NewJob {
         NewJob::new(
             CLOSE_PAYMENT,
@@ -347,9 +349,10 @@ impl Saga {
                 .as_deref()
                 .map_or("order_closed", orders::public_reason)
                 .to_owned();
-            self.queue
-                .enqueue(conn, self.close_payment_job(order, &reason))
-                .await?;
+            let again = self
+                .close_payment_job(order, &reason)
+                .dedup(format!("close:{}:paid", order.id));
+            self.queue.enqueue(conn, again).await?;
         }
         Ok(())
     }
@@ -425,9 +428,12 @@ impl Saga {
         if reopened {
             // A close not yet sent is withdrawn; one under way holds the order until payments
             // has it, and then the replay's payment is refused as closed.
-            self.queue
-                .cancel(&mut tx, &format!("close:{order_id}"))
-                .await?;
+            for key in [
+                format!("close:{order_id}"),
+                format!("close:{order_id}:paid"),
+            ] {
+                self.queue.cancel(&mut tx, &key).await?;
+            }
             sqlx::query(
                 "INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
                  VALUES ($1, 'failed', 'pending', 'replayed')",

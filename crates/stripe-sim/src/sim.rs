@@ -73,6 +73,16 @@ impl Sim {
             .collect()
     }
 
+    /// Every PaymentIntent whose metadata holds all of `metadata`, by creation second then id,
+    /// each with its status, amounts (`amount_received`, and `amount_refunded` over its
+    /// charges), metadata and charges with their refunds.
+    pub fn payment_intents(
+        &self,
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<Value> {
+        lock(&self.inner.ledger).intents_summary(metadata)
+    }
+
     /// Every webhook delivery attempt so far, in the order they ended.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.inner.webhooks.deliveries()

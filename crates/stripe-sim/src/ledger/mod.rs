@@ -8,10 +8,10 @@ mod payment_intents;
 mod refunds;
 mod sim_actions;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub use payment_intents::{ConfirmOptions, NewPaymentIntent};
 pub use refunds::{NewRefund, RefundTarget};
@@ -20,7 +20,7 @@ pub use sim_actions::AuthenticationOutcome;
 use crate::cards::{self, TestCard};
 use crate::error::ApiError;
 use crate::ids;
-use crate::objects::{Charge, Dispute, Event, EventType, PaymentIntent, Refund};
+use crate::objects::{Charge, ChargeStatus, Dispute, Event, EventType, PaymentIntent, Refund};
 
 /// A payment method minted from a test token.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +84,68 @@ impl Ledger {
             json["latest_charge"] = charge.to_json();
         }
         Ok(json)
+    }
+
+    /// Every PaymentIntent whose metadata holds all of `metadata`, by creation second then id,
+    /// with the money it moved: `amount_refunded` over its charges, and each charge with its
+    /// refunds. It is the whole account at a glance, for checking a run's books against one's
+    /// own.
+    pub fn intents_summary(&self, metadata: &BTreeMap<String, String>) -> Vec<Value> {
+        let mut intents: Vec<&PaymentIntent> = self
+            .intents
+            .values()
+            .filter(|pi| metadata.iter().all(|(k, v)| pi.metadata.get(k) == Some(v)))
+            .collect();
+        intents.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        intents
+            .into_iter()
+            .map(|pi| {
+                let mut charges: Vec<&Charge> = self
+                    .charges
+                    .values()
+                    .filter(|c| c.payment_intent == pi.id)
+                    .collect();
+                charges.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+                let amount_refunded: i64 = charges.iter().map(|c| c.amount_refunded).sum();
+                let charges: Vec<Value> = charges
+                    .into_iter()
+                    .map(|c| {
+                        let mut refunds: Vec<&Refund> =
+                            self.refunds.values().filter(|r| r.charge == c.id).collect();
+                        refunds.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+                        json!({
+                            "id": c.id,
+                            "status": if c.status == ChargeStatus::Succeeded { "succeeded" } else { "failed" },
+                            "amount": c.amount,
+                            "amount_captured": c.amount_captured,
+                            "amount_refunded": c.amount_refunded,
+                            "captured": c.captured,
+                            "disputed": c.disputed,
+                            "failure_code": c.failure.map(|d| d.decline_code),
+                            "refunds": refunds.iter().map(|r| json!({
+                                "id": r.id,
+                                "amount": r.amount,
+                                "metadata": r.metadata,
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "id": pi.id,
+                    "status": pi.status.as_str(),
+                    "amount": pi.amount,
+                    "amount_received": pi.amount_received,
+                    "amount_refunded": amount_refunded,
+                    "currency": pi.currency,
+                    "created": pi.created,
+                    "metadata": pi.metadata,
+                    "payment_method": pi.payment_method,
+                    "cancellation_reason": pi.cancellation_reason,
+                    "last_payment_error": pi.last_payment_error.as_ref().map(|e| &e["code"]),
+                    "charges": charges,
+                })
+            })
+            .collect()
     }
 
     /// A Charge's JSON.

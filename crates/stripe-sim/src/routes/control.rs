@@ -31,6 +31,7 @@ pub fn router() -> Router<Sim> {
         .route("/events/{id}/resend", post(resend))
         .route("/deliveries", get(deliveries))
         .route("/reset", post(reset))
+        .route("/payment_intents", get(payment_intents))
         .route("/payment_intents/{id}/authenticate", post(authenticate))
         .route("/payment_intents/{id}/processing", post(processing))
         .route("/payment_intents/{id}/succeed", post(succeed))
@@ -129,6 +130,21 @@ async fn deliveries(State(sim): State<Sim>, RawQuery(query): RawQuery) -> Json<V
         .filter(|d| event_id.is_none_or(|id| d.event_id == id))
         .collect();
     Json(json!({ "data": data }))
+}
+
+/// Every PaymentIntent with the money it moved (see [`Sim::payment_intents`]), optionally only
+/// those whose metadata holds each `metadata[key]=value` of the query.
+async fn payment_intents(
+    State(sim): State<Sim>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = query.unwrap_or_default();
+    let params = Params::parse(query.as_bytes());
+    params.reject_unknown(&["metadata"])?;
+    let data = sim.payment_intents(&params.map("metadata"));
+    Ok(Json(
+        json!({ "object": "list", "data": data, "has_more": false, "url": "/_sim/payment_intents" }),
+    ))
 }
 
 async fn reset(State(sim): State<Sim>) -> StatusCode {

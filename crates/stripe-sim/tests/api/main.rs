@@ -5,6 +5,7 @@ mod async_stripe;
 mod auth;
 mod faults;
 mod idempotency;
+mod ledger;
 mod payment_intents;
 mod refunds;
 mod support;
