@@ -5,6 +5,7 @@
 //! answer, or are started as throw-away instances under cargo's target directory (wherever
 //! `CARGO_TARGET_DIR` or `build.target-dir` puts it).
 
+mod api_check;
 mod bench;
 mod bench_gateway;
 mod bench_orders;
@@ -29,6 +30,7 @@ commands:
                    the whole stack on private durable Postgres/Redis under seeded storefront
                    traffic and faults; checks every money, stock and idempotency invariant
   seed             fill the demo catalog
+  api-check [SVC]  schemathesis against every service's /openapi.json (or only cart, orders, ...)
   bench cart       throughput and latency of the cart service (release build)
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
   bench payments   verified Stripe webhook events per second
@@ -67,6 +69,7 @@ async fn dispatch(args: &[String]) -> anyhow::Result<ExitCode> {
         }
         Some("bench") => bench::run(&args[1..]).await,
         Some("chaos") => chaos::run(chaos::Options::parse(&args[1..])?).await,
+        Some("api-check") => api_check::run(&args[1..]).await,
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

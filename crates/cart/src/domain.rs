@@ -80,6 +80,44 @@ impl LineTarget {
     }
 }
 
+/// ISO 4217 codes of money in circulation, sorted: what a catalog can price in. Fund,
+/// metal and testing codes (`XAU`, `XTS`, `USN`…) are not money a shopper pays with.
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
+    "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
+    "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP",
+    "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD",
+    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY",
+    "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
+    "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK",
+    "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK",
+    "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG",
+    "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS",
+    "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES",
+    "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+/// A new cart's currency: `USD` when absent, else a circulating ISO 4217 code. A well-formed
+/// code that names no currency (`XYZ`) is refused like a malformed one: no product could
+/// ever be priced in it, so every add would fail later.
+pub fn cart_currency(raw: Option<&str>) -> Result<Currency, FieldError> {
+    let Some(code) = raw else {
+        return Ok(Currency::USD);
+    };
+    let refused = || {
+        FieldError::new(
+            "currency",
+            "must be an ISO 4217 currency code such as USD or EUR",
+        )
+    };
+    let currency: Currency = code.parse().map_err(|_| refused())?;
+    if ISO_4217.binary_search(&currency.as_str()).is_ok() {
+        Ok(currency)
+    } else {
+        Err(refused())
+    }
+}
+
 /// A cart as stored: currency, version and quantities; prices are looked up on read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCart {
@@ -116,6 +154,24 @@ mod tests {
             assert_eq!(Quantity::parse(bad).unwrap_err().field, "quantity");
         }
         assert_eq!(LineTarget::parse(0).unwrap(), LineTarget::Remove);
+    }
+
+    #[test]
+    fn currencies_are_circulating_iso_4217_codes() {
+        assert_eq!(cart_currency(None).unwrap(), Currency::USD);
+        assert_eq!(cart_currency(Some("EUR")).unwrap().as_str(), "EUR");
+        assert_eq!(cart_currency(Some("JPY")).unwrap().as_str(), "JPY");
+        for bad in ["XYZ", "XAU", "XTS", "usd", "US", ""] {
+            assert_eq!(
+                cart_currency(Some(bad)).unwrap_err().field,
+                "currency",
+                "{bad}"
+            );
+        }
+        assert!(
+            ISO_4217.windows(2).all(|w| w[0] < w[1]),
+            "the list stays sorted"
+        );
     }
 
     #[test]

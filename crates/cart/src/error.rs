@@ -1,10 +1,10 @@
 //! The cart service's errors and their one mapping to problem+json.
 
 use axum::{
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use common::{FieldError, Problem};
+use common::{FieldError, Problem, problem::ProblemType};
 
 use crate::{domain::MAX_QUANTITY, store::StoreError};
 
@@ -77,15 +77,11 @@ impl From<CartError> for Problem {
     fn from(e: CartError) -> Self {
         match e {
             CartError::NotFound => Problem::not_found("The cart"),
-            CartError::Stale { current } => Problem::new(
-                StatusCode::PRECONDITION_FAILED,
-                "stale-cart",
-                "The cart has changed",
-            )
-            .detail(format!(
-                "If-Match does not match the cart's version {current}; read it again"
-            ))
-            .header(header::ETAG, etag(current)),
+            CartError::Stale { current } => Problem::new(ProblemType::StaleCart)
+                .detail(format!(
+                    "If-Match does not match the cart's version {current}; read it again"
+                ))
+                .header(header::ETAG, etag(current)),
             CartError::Invalid(errors) => Problem::validation(errors),
             CartError::StoreUnavailable(e) => Problem::unavailable("The cart store", &e),
             CartError::CatalogUnavailable(e) => Problem::unavailable("The catalog", &e),

@@ -13,7 +13,7 @@ use crate::{catalog::Catalog, domain::StoredCart, error::CartError};
 #[serde(deny_unknown_fields)]
 pub struct CreateCart {
     /// ISO 4217 code every line must be priced in; `USD` when omitted.
-    #[schema(value_type = Option<String>, example = "USD")]
+    #[schema(value_type = Option<String>, example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
 }
 
@@ -22,8 +22,13 @@ pub struct CreateCart {
 #[serde(deny_unknown_fields)]
 pub struct AddItem {
     /// The product to add.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        example = "TSHIRT-BLACK-M"
+    )]
     pub sku: String,
     /// How many to add to the line (1–99; the line holds at most 99).
+    #[schema(minimum = 1, maximum = 99)]
     pub quantity: i64,
 }
 
@@ -32,6 +37,7 @@ pub struct AddItem {
 #[serde(deny_unknown_fields)]
 pub struct SetQuantity {
     /// The line's new quantity (0–99); 0 removes the line.
+    #[schema(minimum = 0, maximum = 99)]
     pub quantity: i64,
 }
 

@@ -8,7 +8,7 @@ use redis::aio::ConnectionManager;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
-use crate::Problem;
+use crate::{Problem, problem::ProblemType};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -99,7 +99,7 @@ async fn readiness(checks: &[Check]) -> axum::response::Response {
         )
             .into_response()
     } else {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready")
+        Problem::new(ProblemType::NotReady)
             .detail(format!("failing: {}", failed.join(", ")))
             .into_response()
     }

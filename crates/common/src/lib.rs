@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod money;
 pub mod notify;
+pub mod openapi;
 pub mod problem;
 pub mod queue;
 pub mod redis;

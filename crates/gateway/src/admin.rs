@@ -15,12 +15,12 @@ use axum::{
     Extension, Json, Router,
     body::Bytes,
     extract::{ConnectInfo, Path, Query, Request, State, rejection::QueryRejection},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use common::{ApiJson, ConfigError, FieldError, Problem, Secret, config};
+use common::{ApiJson, ConfigError, FieldError, Problem, Secret, config, problem::ProblemType};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -222,14 +222,10 @@ async fn authorize(State(door): State<Arc<Door>>, mut request: Request, next: Ne
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
     if let Some(left) = door.locked(client) {
         let seconds = left.as_secs().max(1);
-        return Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "locked-out",
-            "Too many wrong admin tokens",
-        )
-        .detail(format!("This client is locked out; retry in {seconds} s"))
-        .header(header::RETRY_AFTER, HeaderValue::from(seconds))
-        .into_response();
+        return Problem::new(ProblemType::LockedOut)
+            .detail(format!("This client is locked out; retry in {seconds} s"))
+            .header(header::RETRY_AFTER, HeaderValue::from(seconds))
+            .into_response();
     }
     let Some(presented) = common::auth::bearer(request.headers()) else {
         return Problem::unauthorized().into_response();
@@ -290,8 +286,10 @@ pub struct FlagUpdate {
     /// On or off.
     pub enabled: Option<bool>,
     /// 0–100.
+    #[schema(minimum = 0, maximum = 100)]
     pub rollout_percent: Option<i64>,
-    /// Why, for the audit log.
+    /// Why, for the audit log: at most 500 characters once surrounding whitespace is
+    /// trimmed (a limit a JSON schema cannot state, so it is not declared as `maxLength`).
     pub reason: Option<String>,
 }
 
@@ -299,7 +297,8 @@ pub struct FlagUpdate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
-    /// Why, for the audit log.
+    /// Why, for the audit log: at most 500 characters once surrounding whitespace is
+    /// trimmed (a limit a JSON schema cannot state, so it is not declared as `maxLength`).
     pub reason: Option<String>,
 }
 
@@ -314,8 +313,10 @@ pub struct AuditLog {
 
 /// How much of the audit log to answer.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Entries at most (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -328,7 +329,9 @@ const MAX_TEXT: usize = 500;
         (status = 200, description = "Every flag", body = FlagList),
         (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
-    )
+        (status = 429, description = "This client presented too many wrong tokens; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn list(State(flags): State<Arc<Flags>>) -> Json<FlagList> {
@@ -340,11 +343,13 @@ pub async fn list(State(flags): State<Arc<Flags>>) -> Json<FlagList> {
 /// One flag as this process routes by it.
 #[utoipa::path(
     get, path = "/admin/flags/{name}", tag = "flags",
-    params(("name" = String, Path, description = "cart, orders or payments")),
+    params(("name" = String, Path, description = "cart, orders or payments; any other name is no flag (404)", pattern = "^(cart|orders|payments)$")),
     responses(
         (status = 200, description = "The flag", body = FlagRecord),
         (status = 404, description = "No such flag", body = Problem, content_type = "application/problem+json"),
-    )
+        (status = 429, description = "This client presented too many wrong tokens; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
 )]
 #[tracing::instrument(skip(flags))]
 pub async fn get_one(
@@ -358,14 +363,19 @@ pub async fn get_one(
 /// Switches or ramps a flag; the change reaches every gateway and is audited.
 #[utoipa::path(
     put, path = "/admin/flags/{name}", tag = "flags",
-    params(("name" = String, Path, description = "cart, orders or payments")),
+    params(("name" = String, Path, description = "cart, orders or payments; any other name is no flag (404)", pattern = "^(cart|orders|payments)$")),
     request_body = FlagUpdate,
     responses(
         (status = 200, description = "The flag as changed", body = FlagRecord),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such flag", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid change", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid change: a percent outside 0–100, neither `enabled` nor `rollout_percent`, a reason over 500 characters, or a field of the wrong type", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This client presented too many wrong tokens; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The flag store is unavailable", body = Problem, content_type = "application/problem+json"),
-    )
+    ),
+    security(("bearer" = []))
 )]
 #[tracing::instrument(skip(flags, body))]
 pub async fn change(
@@ -387,13 +397,18 @@ pub async fn change(
 /// Sets a flag's rollout to 0: new carts and orders go back to legacy (existing ones stay).
 #[utoipa::path(
     post, path = "/admin/flags/{name}/rollback", tag = "flags",
-    params(("name" = String, Path, description = "cart, orders or payments")),
-    request_body(content = Option<RollbackRequest>, description = "Optional reason"),
+    params(("name" = String, Path, description = "cart, orders or payments; any other name is no flag (404)", pattern = "^(cart|orders|payments)$")),
+    request_body(content = Option<RollbackRequest>, description = "Optional reason; any content type is read as JSON"),
     responses(
         (status = 200, description = "The flag, rolled back", body = FlagRecord),
+        (status = 400, description = "The body is not JSON, or not a rollback request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such flag", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A reason over 500 characters", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This client presented too many wrong tokens; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The flag store is unavailable", body = Problem, content_type = "application/problem+json"),
-    )
+    ),
+    security(("bearer" = []))
 )]
 #[tracing::instrument(skip(flags, body))]
 pub async fn roll_back(
@@ -406,14 +421,8 @@ pub async fn roll_back(
     let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RollbackRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-json",
-                "The body is not valid JSON",
-            )
-            .detail(e.to_string())
-        })?
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::new(ProblemType::MalformedJson).detail(e.to_string()))?
     };
     let reason = text("reason", request.reason)?;
     let change = Change {
@@ -431,12 +440,15 @@ pub async fn roll_back(
 /// Who changed a flag, from what to what, why and when; newest first.
 #[utoipa::path(
     get, path = "/admin/flags/{name}/audit", tag = "flags",
-    params(("name" = String, Path, description = "cart, orders or payments"), AuditQuery),
+    params(("name" = String, Path, description = "cart, orders or payments; any other name is no flag (404)", pattern = "^(cart|orders|payments)$"), AuditQuery),
     responses(
         (status = 200, description = "The audit log", body = AuditLog),
         (status = 404, description = "No such flag", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` is not a number from 1 to 1000", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This client presented too many wrong tokens; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The flag store is unavailable", body = Problem, content_type = "application/problem+json"),
-    )
+    ),
+    security(("bearer" = []))
 )]
 #[tracing::instrument(skip(flags, query))]
 pub async fn audit(

@@ -15,10 +15,10 @@ use std::{
 use axum::{
     body::{Body, Bytes},
     extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, Version, header},
     response::{IntoResponse, Response},
 };
-use common::Problem;
+use common::{Problem, problem::ProblemType};
 use http_body_util::BodyExt as _;
 use hyper::body::{Frame, SizeHint};
 
@@ -271,12 +271,12 @@ const ROUTED: [Method; 7] = [
 /// refusal says `Connection: close`: after a head like that, nothing more on the connection
 /// can be trusted.
 pub fn screen(request: &mut Request) -> Result<(), Response> {
-    let refuse = |status, code, title: &str, detail: &str| {
-        let mut response = Problem::new(status, code, title)
+    let refuse = |kind: ProblemType, detail: &str| {
+        let mut response = Problem::new(kind)
             .detail(detail)
             .header(header::CONNECTION, HeaderValue::from_static("close"))
             .into_response();
-        if status == StatusCode::METHOD_NOT_ALLOWED {
+        if kind == ProblemType::MethodNotAllowed {
             response.headers_mut().insert(
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
@@ -287,9 +287,7 @@ pub fn screen(request: &mut Request) -> Result<(), Response> {
     if !ROUTED.contains(request.method()) {
         metrics::counter!("gateway_refused_total", "reason" => "method").increment(1);
         return refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            "Method not allowed",
+            ProblemType::MethodNotAllowed,
             "The gateway does not route this method",
         );
     }
@@ -301,9 +299,7 @@ pub fn screen(request: &mut Request) -> Result<(), Response> {
     if !one_host {
         metrics::counter!("gateway_refused_total", "reason" => "host").increment(1);
         return refuse(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "The request could not be read",
+            ProblemType::BadRequest,
             "A request carries exactly one Host header",
         );
     }
@@ -313,18 +309,14 @@ pub fn screen(request: &mut Request) -> Result<(), Response> {
             metrics::counter!("gateway_refused_total", "reason" => "transfer-encoding")
                 .increment(1);
             return refuse(
-                StatusCode::NOT_IMPLEMENTED,
-                "not-implemented",
-                "Transfer coding not supported",
+                ProblemType::NotImplemented,
                 "Only a single Transfer-Encoding: chunked is accepted",
             );
         }
         if headers.contains_key(header::CONTENT_LENGTH) {
             metrics::counter!("gateway_refused_total", "reason" => "framing").increment(1);
             return refuse(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "The request could not be read",
+                ProblemType::BadRequest,
                 "A request carries Content-Length or Transfer-Encoding, not both",
             );
         }

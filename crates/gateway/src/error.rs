@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use axum::{
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use common::Problem;
+use common::{Problem, problem::ProblemType};
 
 type Cause = Box<dyn std::error::Error + Send + Sync>;
 
@@ -66,75 +66,39 @@ impl GatewayError {
 impl From<GatewayError> for Problem {
     fn from(e: GatewayError) -> Self {
         match e {
-            GatewayError::TooLarge { limit } => Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "The body is too large",
-            )
-            .detail(format!("Request bodies are limited to {limit} bytes")),
+            GatewayError::TooLarge { limit } => Problem::new(ProblemType::PayloadTooLarge)
+                .detail(format!("Request bodies are limited to {limit} bytes")),
             GatewayError::BadRequest(cause) => {
                 tracing::debug!(error = %cause, "request unreadable");
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad-request",
-                    "The request could not be read",
-                )
+                Problem::new(ProblemType::BadRequest)
             }
-            GatewayError::BodyTimeout => Problem::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body-timeout",
-                "The request body took too long",
-            )
-            .detail("The request body did not arrive whole in time")
-            .header(header::CONNECTION, HeaderValue::from_static("close")),
-            GatewayError::TooManyStreams => Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too-many-streams",
-                "Too many event streams",
-            )
-            .detail("This client holds as many event streams as it may; close one first")
-            .header(header::RETRY_AFTER, HeaderValue::from_static("5")),
+            GatewayError::BodyTimeout => Problem::new(ProblemType::BodyTimeout)
+                .detail("The request body did not arrive whole in time")
+                .header(header::CONNECTION, HeaderValue::from_static("close")),
+            GatewayError::TooManyStreams => Problem::new(ProblemType::TooManyStreams)
+                .detail("This client holds as many event streams as it may; close one first")
+                .header(header::RETRY_AFTER, HeaderValue::from_static("5")),
             GatewayError::UpstreamTimeout => {
                 tracing::warn!("upstream timed out");
-                Problem::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream-timeout",
-                    "The service did not answer in time",
-                )
-                .detail("The service behind this route did not answer in time; retry shortly")
+                Problem::new(ProblemType::UpstreamTimeout)
+                    .detail("The service behind this route did not answer in time; retry shortly")
             }
             GatewayError::UpstreamUnreachable(cause) | GatewayError::UpstreamFailed(cause) => {
                 tracing::warn!(error = %chain(&*cause), "upstream failed");
-                Problem::new(
-                    StatusCode::BAD_GATEWAY,
-                    "bad-gateway",
-                    "The service is unreachable",
-                )
-                .detail("The service behind this route could not be reached; retry shortly")
+                Problem::new(ProblemType::BadGateway)
+                    .detail("The service behind this route could not be reached; retry shortly")
             }
-            GatewayError::NoLegacy => Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "no-upstream",
-                "No service handles this route",
-            )
-            .detail("This route is served by the legacy system, which is not configured"),
+            GatewayError::NoLegacy => Problem::new(ProblemType::NoUpstream)
+                .detail("This route is served by the legacy system, which is not configured"),
             GatewayError::RateLimited { retry_after } => {
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limited",
-                    "Too many requests",
-                )
-                .detail(format!("Slow down; retry in {seconds} s"))
-                .header(header::RETRY_AFTER, HeaderValue::from(seconds))
+                Problem::new(ProblemType::RateLimited)
+                    .detail(format!("Slow down; retry in {seconds} s"))
+                    .header(header::RETRY_AFTER, HeaderValue::from(seconds))
             }
-            GatewayError::Overloaded => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "The gateway is overloaded",
-            )
-            .detail("Too many requests are in flight; retry shortly")
-            .header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            GatewayError::Overloaded => Problem::new(ProblemType::Overloaded)
+                .detail("Too many requests are in flight; retry shortly")
+                .header(header::RETRY_AFTER, HeaderValue::from_static("1")),
         }
     }
 }

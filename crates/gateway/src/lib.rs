@@ -273,7 +273,7 @@ fn admin_router(
         .merge(admin::router(flags, door))
         .route(
             "/openapi.json",
-            get(|| async { Json(admin::ApiDoc::openapi()) }),
+            get(|| async { Json(common::openapi::document(&admin::ApiDoc::openapi())) }),
         )
         .merge(common::health::router(checks))
         .merge(common::metrics::router())

@@ -1,10 +1,7 @@
 //! The orders service's errors and their one mapping to problem+json.
 
-use axum::{
-    http::StatusCode,
-    response::{IntoResponse, Response},
-};
-use common::{FieldError, Problem};
+use axum::response::{IntoResponse, Response};
+use common::{FieldError, Problem, problem::ProblemType};
 
 /// Everything an orders request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +36,15 @@ impl From<OrdersError> for Problem {
     fn from(e: OrdersError) -> Self {
         match e {
             OrdersError::MissingIdempotencyKey => {
-                Problem::new(StatusCode::BAD_REQUEST, "idempotency-key-required", "Idempotency-Key required")
+                Problem::new(ProblemType::IdempotencyKeyRequired)
                     .detail("Send an Idempotency-Key header (1 to 255 visible characters) so a retry cannot create a second order")
             }
-            OrdersError::KeyReused => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused")
+            OrdersError::KeyReused => Problem::new(ProblemType::IdempotencyKeyReused)
                 .detail("This Idempotency-Key was used with a different request body"),
-            OrdersError::InFlight => Problem::new(StatusCode::CONFLICT, "idempotency-key-in-flight", "Request in flight")
+            OrdersError::InFlight => Problem::new(ProblemType::IdempotencyKeyInFlight)
                 .detail("The first request with this Idempotency-Key has not finished; retry shortly"),
             OrdersError::Invalid(errors) => Problem::validation(errors),
-            OrdersError::Cart(why) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "cart-not-orderable", "The cart cannot be checked out")
+            OrdersError::Cart(why) => Problem::new(ProblemType::CartNotOrderable)
                 .detail(why),
             OrdersError::NotFound(what) => Problem::not_found(what),
             OrdersError::Upstream(what) => Problem::unavailable("An upstream service", &what),

@@ -22,13 +22,18 @@ common::prefixed_id!(
 #[serde(deny_unknown_fields)]
 pub struct CreatePaymentRequest {
     /// The order paid for (`ord_…`); one payment per order.
+    #[schema(pattern = "^ord_[0-9a-hjkmnp-tv-z]{26}$")]
     pub order_id: String,
     /// Minor units; more than zero.
+    #[schema(minimum = 1)]
     pub amount: i64,
     /// Upper-case ISO 4217.
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
     pub currency: String,
     /// A payment method to confirm server-side (`pm_card_visa`); without it the answer
     /// carries the client secret for Stripe.js.
+    /// Blank counts as absent; otherwise 1–255 visible ASCII characters.
+    #[schema(pattern = "^(\\s*|[!-~]{1,255})$", example = "pm_card_visa")]
     pub payment_method: Option<String>,
 }
 
@@ -78,12 +83,16 @@ impl NewPayment {
 #[serde(deny_unknown_fields)]
 pub struct ClosePaymentRequest {
     /// The order (`ord_…`).
+    #[schema(pattern = "^ord_[0-9a-hjkmnp-tv-z]{26}$")]
     pub order_id: String,
     /// The order's total, minor units (recorded when the order never asked for a payment).
+    #[schema(minimum = 1)]
     pub amount: i64,
     /// Upper-case ISO 4217.
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
     pub currency: String,
     /// Why the order ended (`payment_timeout`, `payment_declined`, `processing_failed`, …).
+    #[schema(pattern = "^[a-z0-9_]{1,64}$", example = "payment_timeout")]
     pub reason: String,
 }
 

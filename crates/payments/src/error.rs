@@ -1,11 +1,8 @@
 //! The payments service's errors and their one mapping to problem+json. Provider and
 //! database messages are logged, never sent.
 
-use axum::{
-    http::StatusCode,
-    response::{IntoResponse, Response},
-};
-use common::{FieldError, Problem};
+use axum::response::{IntoResponse, Response};
+use common::{FieldError, Problem, problem::ProblemType};
 
 use crate::stripe::ProviderError;
 
@@ -44,37 +41,17 @@ pub enum PaymentsError {
 impl From<PaymentsError> for Problem {
     fn from(e: PaymentsError) -> Self {
         match e {
-            PaymentsError::MissingIdempotencyKey => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency-key-required",
-                "Idempotency-Key required",
-            )
+            PaymentsError::MissingIdempotencyKey => Problem::new(ProblemType::IdempotencyKeyRequired)
             .detail("Send an Idempotency-Key header (1 to 255 visible characters) so a retry cannot charge twice"),
-            PaymentsError::KeyReused => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "Idempotency-Key reused",
-            )
+            PaymentsError::KeyReused => Problem::new(ProblemType::IdempotencyKeyReused)
             .detail("This Idempotency-Key was used with a different request body"),
-            PaymentsError::OrderHasPayment => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "order-has-payment",
-                "The order already has a payment",
-            )
+            PaymentsError::OrderHasPayment => Problem::new(ProblemType::OrderHasPayment)
             .detail("The order's payment was created for another amount or currency"),
-            PaymentsError::PaymentClosed => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "payment-closed",
-                "The order's payment is closed",
-            )
+            PaymentsError::PaymentClosed => Problem::new(ProblemType::PaymentClosed)
             .detail("The order ended without this payment; nothing more is charged for it"),
             PaymentsError::Invalid(errors) => Problem::validation(errors),
             PaymentsError::NotFound(what) => Problem::not_found(what),
-            PaymentsError::NotRefundable(why) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "not-refundable",
-                "The refund cannot be made",
-            )
+            PaymentsError::NotRefundable(why) => Problem::new(ProblemType::NotRefundable)
             .detail(why),
             PaymentsError::Provider(e) => provider_problem(e),
             PaymentsError::Db(e) => match e {
@@ -90,20 +67,11 @@ impl From<PaymentsError> for Problem {
 fn provider_problem(e: ProviderError) -> Problem {
     match e {
         ProviderError::Unavailable(_) => Problem::unavailable("The payment provider", &e),
-        ProviderError::IdempotencyMismatch => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency-key-reused",
-            "Idempotency-Key reused",
-        )
-        .detail("The provider holds an earlier request for this order with other parameters"),
+        ProviderError::IdempotencyMismatch => Problem::new(ProblemType::IdempotencyKeyReused)
+            .detail("The provider holds an earlier request for this order with other parameters"),
         ProviderError::Refused { ref code, .. } => {
             tracing::warn!(error = %e, "the payment provider refused the request");
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "provider-refused",
-                "The payment provider refused the request",
-            )
-            .detail(format!("refused with code {code}"))
+            Problem::new(ProblemType::ProviderRefused).detail(format!("refused with code {code}"))
         }
         ProviderError::Declined { .. }
         | ProviderError::Misconfigured(_)

@@ -6,6 +6,8 @@
 
 pub mod otlp;
 
+pub mod openapi;
+
 use std::{
     future::Future,
     process::Stdio,

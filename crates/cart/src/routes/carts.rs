@@ -14,10 +14,10 @@ use common::{ApiJson, Problem};
 
 use crate::{
     AppState,
-    domain::{CartId, Expected, LineTarget, Quantity, Sku},
+    domain::{self, CartId, Expected, LineTarget, Quantity, Sku},
     error::{CartError, etag},
     store::LineChange,
-    view::{AddItem, CartView, CreateCart, SetQuantity, parse_currency},
+    view::{AddItem, CartView, CreateCart, SetQuantity},
 };
 
 pub fn router() -> Router<AppState> {
@@ -34,12 +34,13 @@ pub fn router() -> Router<AppState> {
 /// Creates an empty cart.
 #[utoipa::path(
     post, path = "/v1/carts", tag = "carts",
-    request_body(content = Option<CreateCart>, description = "Optional; the currency defaults to USD"),
+    request_body(content = Option<CreateCart>, description = "Optional (no body, or an empty one, makes a USD cart); any content type is read as JSON"),
     responses(
         (status = 201, description = "The new cart", body = CartView,
             headers(("Location" = String, description = "The cart's URL"), ("ETag" = String, description = "The cart's version"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid currency", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a circulating ISO 4217 currency, an unknown field, or a body that is not an object", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cart store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -48,9 +49,10 @@ pub async fn create(State(app): State<AppState>, body: Bytes) -> Result<Response
     let request: CreateCart = if body.iter().all(u8::is_ascii_whitespace) {
         CreateCart::default()
     } else {
-        serde_json::from_slice(&body).map_err(json_problem)?
+        serde_json::from_slice(&body).map_err(|e| Problem::from_json_error(&e))?
     };
-    let currency = parse_currency(request.currency.as_deref())?;
+    let currency = domain::cart_currency(request.currency.as_deref())
+        .map_err(|e| CartError::Invalid(vec![e]))?;
     let cart = app.store.create(currency).await.map_err(CartError::from)?;
     let location =
         HeaderValue::from_str(&format!("/v1/carts/{}", cart.id)).expect("ids are header-safe");
@@ -63,7 +65,7 @@ pub async fn create(State(app): State<AppState>, body: Bytes) -> Result<Response
 /// Reads a cart, priced from the current catalog.
 #[utoipa::path(
     get, path = "/v1/carts/{id}", tag = "carts",
-    params(("id" = String, Path, description = "The cart's id")),
+    params(("id" = String, Path, description = "The cart's id", pattern = "^crt_[0-9a-hjkmnp-tv-z]{26}$")),
     responses(
         (status = 200, description = "The cart", body = CartView, headers(("ETag" = String, description = "The cart's version"))),
         (status = 404, description = "No such cart, or it expired", body = Problem, content_type = "application/problem+json"),
@@ -86,7 +88,7 @@ pub async fn get(
 /// Deletes a cart.
 #[utoipa::path(
     delete, path = "/v1/carts/{id}", tag = "carts",
-    params(("id" = String, Path, description = "The cart's id"), ("If-Match" = Option<String>, Header, description = "Expected version")),
+    params(("id" = String, Path, description = "The cart's id", pattern = "^crt_[0-9a-hjkmnp-tv-z]{26}$"), ("If-Match" = Option<String>, Header, description = "Expected version: `\"<version>\"` or `*`")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such cart", body = Problem, content_type = "application/problem+json"),
@@ -108,7 +110,7 @@ pub async fn delete(
 /// Adds units of a product to the cart.
 #[utoipa::path(
     post, path = "/v1/carts/{id}/items", tag = "carts",
-    params(("id" = String, Path, description = "The cart's id"), ("If-Match" = Option<String>, Header, description = "Expected version")),
+    params(("id" = String, Path, description = "The cart's id", pattern = "^crt_[0-9a-hjkmnp-tv-z]{26}$"), ("If-Match" = Option<String>, Header, description = "Expected version: `\"<version>\"` or `*`")),
     request_body = AddItem,
     responses(
         (status = 200, description = "The updated cart", body = CartView, headers(("ETag" = String, description = "The cart's version"))),
@@ -116,6 +118,7 @@ pub async fn delete(
         (status = 404, description = "No such cart", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The cart changed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown or inactive sku, currency mismatch, bad quantity, too many lines", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -158,15 +161,17 @@ pub async fn add_item(
 /// Sets a line's quantity; 0 removes the line.
 #[utoipa::path(
     put, path = "/v1/carts/{id}/items/{sku}", tag = "carts",
-    params(("id" = String, Path, description = "The cart's id"), ("sku" = String, Path, description = "The line's sku"),
-        ("If-Match" = Option<String>, Header, description = "Expected version")),
+    params(("id" = String, Path, description = "The cart's id", pattern = "^crt_[0-9a-hjkmnp-tv-z]{26}$"), ("sku" = String, Path, description = "The line's sku", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+        ("If-Match" = Option<String>, Header, description = "Expected version: `\"<version>\"` or `*`")),
     request_body = SetQuantity,
     responses(
         (status = 200, description = "The updated cart", body = CartView, headers(("ETag" = String, description = "The cart's version"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such cart", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The cart changed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown or inactive sku, currency mismatch, bad quantity, too many lines", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed or unknown sku, currency mismatch, bad quantity, too many lines", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -214,12 +219,13 @@ pub async fn set_item(
 /// Removes a line; removing a line that is not there changes nothing.
 #[utoipa::path(
     delete, path = "/v1/carts/{id}/items/{sku}", tag = "carts",
-    params(("id" = String, Path, description = "The cart's id"), ("sku" = String, Path, description = "The line's sku"),
-        ("If-Match" = Option<String>, Header, description = "Expected version")),
+    params(("id" = String, Path, description = "The cart's id", pattern = "^crt_[0-9a-hjkmnp-tv-z]{26}$"), ("sku" = String, Path, description = "The line's sku", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+        ("If-Match" = Option<String>, Header, description = "Expected version: `\"<version>\"` or `*`")),
     responses(
         (status = 200, description = "The updated cart", body = CartView, headers(("ETag" = String, description = "The cart's version"))),
         (status = 404, description = "No such cart", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The cart changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The sku is malformed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -267,22 +273,4 @@ fn respond(status: StatusCode, view: CartView) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-fn json_problem(e: serde_json::Error) -> Problem {
-    if e.is_data() {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "The request is not valid",
-        )
-        .detail(e.to_string())
-    } else {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "The body is not valid JSON",
-        )
-        .detail(e.to_string())
-    }
 }

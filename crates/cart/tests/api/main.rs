@@ -4,6 +4,7 @@
 mod carts;
 mod concurrency;
 mod errors;
+mod openapi;
 mod operations;
 mod resilience;
 mod security;

@@ -5,6 +5,7 @@ mod admin;
 mod desync;
 mod fakes;
 mod limits;
+mod openapi;
 mod outages;
 mod propagation;
 mod proxy;

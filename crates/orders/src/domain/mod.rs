@@ -20,11 +20,15 @@ common::prefixed_id!(
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     /// The cart to check out.
+    #[schema(pattern = "^crt_[0-9a-hjkmnp-tv-z]{26}$")]
     pub cart_id: String,
     /// Where the confirmation goes.
+    #[schema(format = Email, max_length = 254, example = "shopper@example.com")]
     pub email: String,
     /// A payment method to confirm server-side (`pm_card_visa`); without it the order exposes
     /// the PaymentIntent's client secret for Stripe.js.
+    /// Blank counts as absent; otherwise 1–255 visible ASCII characters.
+    #[schema(pattern = "^(\\s*|[!-~]{1,255})$", example = "pm_card_visa")]
     pub payment_method: Option<String>,
 }
 

@@ -30,13 +30,18 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct SetStock {
     /// Units in the warehouse; at least what is reserved.
+    #[schema(minimum = 0)]
     pub on_hand: i64,
 }
 
 /// A sku's stock.
 #[utoipa::path(get, path = "/admin/inventory/{sku}", tag = "admin",
-    params(("sku" = String, Path, description = "The product")),
-    responses((status = 200, body = Stock), (status = 404, body = Problem, content_type = "application/problem+json")),
+    params(("sku" = String, Path, description = "The product", min_length = 1, max_length = 64)),
+    responses(
+        (status = 200, description = "The sku's stock", body = Stock),
+        (status = 404, description = "The sku has never been stocked", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = [])))]
 pub async fn get_stock(
     State(app): State<AppState>,
@@ -51,9 +56,16 @@ pub async fn get_stock(
 
 /// Sets a sku's units on hand.
 #[utoipa::path(put, path = "/admin/inventory/{sku}", tag = "admin",
-    params(("sku" = String, Path, description = "The product")),
+    params(("sku" = String, Path, description = "The product", min_length = 1, max_length = 64)),
     request_body = SetStock,
-    responses((status = 200, body = Stock), (status = 422, description = "Negative, or below what is reserved", body = Problem, content_type = "application/problem+json")),
+    responses(
+        (status = 200, description = "The sku's stock as set", body = Stock),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Negative, below what is reserved, a field of the wrong type, or a sku longer than 64 characters", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = [])))]
 pub async fn put_stock(
     State(app): State<AppState>,
@@ -80,15 +92,23 @@ pub async fn put_stock(
 
 /// Jobs out of attempts, newest first.
 #[utoipa::path(get, path = "/admin/jobs/dead", tag = "admin",
-    responses((status = 200, body = [DeadJob])), security(("bearer" = [])))]
+    responses(
+        (status = 200, description = "Dead jobs, newest first (at most 500)", body = [DeadJob]),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn dead_jobs(State(app): State<AppState>) -> Result<Json<Vec<DeadJob>>, OrdersError> {
     Ok(Json(app.saga.queue.dead(500).await?))
 }
 
 /// Runs a dead job again with fresh attempts; an order it abandoned is reopened first.
 #[utoipa::path(post, path = "/admin/jobs/dead/{id}/replay", tag = "admin",
-    params(("id" = i64, Path, description = "The dead job's id")),
-    responses((status = 202, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")),
+    params(("id" = i64, Path, description = "The dead job's id; anything else names no job (404)")),
+    responses(
+        (status = 202, description = "Queued again", body = Object),
+        (status = 404, description = "No such dead job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = [])))]
 pub async fn replay(
     State(app): State<AppState>,

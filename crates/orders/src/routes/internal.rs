@@ -4,15 +4,13 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::StatusCode,
     routing::post,
 };
-use common::{ApiJson, Problem};
+use common::{ApiJson, Problem, problem::ProblemType};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::{AppState, error::OrdersError, saga::Saga, store::orders};
+use crate::{AppState, domain::Status, error::OrdersError, saga::Saga, store::orders};
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -34,18 +32,31 @@ pub struct PaymentEvent {
     pub event_id: Option<String>,
 }
 
+/// What applying an event answers.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct PaymentEventApplied {
+    /// The order.
+    pub order_id: String,
+    /// The order's status after the event.
+    pub status: Status,
+}
+
 /// Applies a payment outcome to its order.
 #[utoipa::path(
     post, path = "/internal/v1/orders/{id}/payment-events", tag = "internal",
     params(("id" = String, Path, description = "The order's id")),
     request_body = PaymentEvent,
     responses(
-        (status = 200, description = "Applied (or already applied); the order's status", body = Object),
+        (status = 200, description = "Applied (or already applied); the order's status", body = PaymentEventApplied),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order has not recorded its payment yet; retry", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The event names another payment than the order's", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field of the wrong type or missing, or the event names another payment than the order's", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -54,7 +65,7 @@ pub async fn payment_event(
     State(app): State<AppState>,
     Path(id): Path<String>,
     ApiJson(event): ApiJson<PaymentEvent>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<PaymentEventApplied>, Problem> {
     // Most events tell of an outcome the order already has (payments answered it to the saga
     // too): a read settles those, without a transaction or the order's lock.
     let order = orders::find(&app.pool, &id)
@@ -64,7 +75,10 @@ pub async fn payment_event(
     check_payment(&order, &event)?;
     if order.status.is_final() && !Saga::closed_order_news(&order, &event.payment_id, &event.status)
     {
-        return Ok(Json(json!({"order_id": order.id, "status": order.status})));
+        return Ok(Json(PaymentEventApplied {
+            order_id: order.id,
+            status: order.status,
+        }));
     }
     let mut tx = common::db::begin(&app.pool)
         .await
@@ -91,7 +105,10 @@ pub async fn payment_event(
         .commit(tx, &order.id)
         .await
         .map_err(OrdersError::from)?;
-    Ok(Json(json!({"order_id": order.id, "status": order.status})))
+    Ok(Json(PaymentEventApplied {
+        order_id: order.id,
+        status: order.status,
+    }))
 }
 
 /// An outcome is taken only for the payment the order created. Before the saga has recorded
@@ -105,11 +122,7 @@ fn check_payment(order: &orders::Order, event: &PaymentEvent) -> Result<(), Prob
             "payment_id",
             "the order has another payment",
         )),
-        None => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "payment-not-recorded",
-            "The order has not recorded a payment yet",
-        )
-        .detail("Retry once the order has recorded the payment it asked for")),
+        None => Err(Problem::new(ProblemType::PaymentNotRecorded)
+            .detail("Retry once the order has recorded the payment it asked for")),
     }
 }

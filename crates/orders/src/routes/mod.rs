@@ -47,7 +47,10 @@ pub fn router(state: AppState, checks: Vec<Check>) -> Router {
         .merge(internal)
         .merge(admin)
         .with_state(state)
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(common::openapi::document(&ApiDoc::openapi())) }),
+        )
         .merge(common::health::router(checks))
         .merge(common::metrics::router())
 }

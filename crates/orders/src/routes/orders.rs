@@ -15,7 +15,7 @@ use axum::{
     },
     routing::{get, post},
 };
-use common::{ApiJson, Problem};
+use common::{ApiJson, Problem, problem::ProblemType};
 use futures_util::StreamExt as _;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -45,13 +45,15 @@ pub fn router() -> Router<AppState> {
 /// Places an order from a cart.
 #[utoipa::path(
     post, path = "/v1/orders", tag = "orders",
-    params(("Idempotency-Key" = String, Header, description = "Required; a retry with the same key and body replays the first answer")),
+    params(("Idempotency-Key" = String, Header, description = "Required (1–255 visible characters); a retry with the same key and body replays the first answer", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body = CheckoutRequest,
     responses(
         (status = 202, description = "Accepted; follow it at Location", body = OrderView,
             headers(("Location" = String, description = "The order's URL"), ("Idempotent-Replayed" = String, description = "`true` on a replay"))),
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The first request with this key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, empty or missing cart, or the key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The cart service or the database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -181,10 +183,11 @@ fn accepted(id: &str, body: serde_json::Value, replayed: bool) -> Response {
 /// Reads an order.
 #[utoipa::path(
     get, path = "/v1/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "The order's id")),
+    params(("id" = String, Path, description = "The order's id", pattern = "^ord_[0-9a-hjkmnp-tv-z]{26}$")),
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip(app))]
@@ -215,10 +218,11 @@ async fn load_view(app: &AppState, id: &str) -> Result<Option<OrderView>, sqlx::
 /// At most `EVENT_STREAM_MAX` streams are open in one process; past it, 429.
 #[utoipa::path(
     get, path = "/v1/orders/{id}/events", tag = "orders",
-    params(("id" = String, Path, description = "The order's id")),
+    params(("id" = String, Path, description = "The order's id", pattern = "^ord_[0-9a-hjkmnp-tv-z]{26}$")),
     responses(
         (status = 200, description = "`text/event-stream` of `order` events, each an OrderView", content_type = "text/event-stream", body = OrderView),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "This process holds as many streams as it may; retry after `Retry-After` or poll the order", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -231,11 +235,7 @@ pub async fn events(
     // so their number is capped before any other work.
     let Ok(permit) = app.event_streams.clone().try_acquire_owned() else {
         metrics::counter!("orders_event_streams_refused_total").increment(1);
-        return Ok(Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-event-streams",
-            "Too many event streams",
-        )
+        return Ok(Problem::new(ProblemType::TooManyEventStreams)
         .detail("The server follows as many orders as it can; retry later or read the order with GET /v1/orders/{id}")
         .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
         .into_response());

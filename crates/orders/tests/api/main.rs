@@ -4,6 +4,7 @@
 mod checkout;
 mod faults;
 mod money;
+mod openapi;
 mod operations;
 mod saga;
 mod security;

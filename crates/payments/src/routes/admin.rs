@@ -41,7 +41,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
-    /// Minor units; everything not yet refunded when absent.
+    /// Minor units, more than zero; everything not yet refunded when absent.
+    #[schema(minimum = 1)]
     pub amount: Option<i64>,
 }
 
@@ -69,15 +70,16 @@ fn parse_body(body: &[u8]) -> Result<RefundRequest, PaymentsError> {
 #[utoipa::path(
     post, path = "/admin/payments/{id}/refund", tag = "admin",
     params(
-        ("id" = String, Path, description = "The payment's id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry answer the refund already made"),
+        ("id" = String, Path, description = "The payment's id", pattern = "^pay_[0-9a-hjkmnp-tv-z]{26}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry answer the refund already made (a key over 200 characters is ignored)"),
     ),
-    request_body = RefundRequest,
+    request_body(content = Option<RefundRequest>, description = "Optional; no body refunds everything left. Any content type is read as JSON"),
     responses(
-        (status = 201, body = RefundView),
+        (status = 201, description = "The refund", body = RefundView),
         (status = 200, description = "The refund made earlier under this Idempotency-Key", body = RefundView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not paid, or more than captured minus already refunded", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payment", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body that is not a refund request, an amount not above zero, not paid, more than captured minus already refunded, or the key reused for another amount", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Stripe or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -183,15 +185,23 @@ pub async fn refund(
 
 /// Jobs out of attempts, newest first.
 #[utoipa::path(get, path = "/admin/jobs/dead", tag = "admin",
-    responses((status = 200, body = [DeadJob])), security(("bearer" = [])))]
+    responses(
+        (status = 200, description = "Dead jobs, newest first (at most 500)", body = [DeadJob]),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 pub async fn dead_jobs(State(app): State<AppState>) -> Result<Json<Vec<DeadJob>>, PaymentsError> {
     Ok(Json(app.ledger.queue.dead(500).await?))
 }
 
 /// Runs a dead job again with fresh attempts.
 #[utoipa::path(post, path = "/admin/jobs/dead/{id}/replay", tag = "admin",
-    params(("id" = i64, Path, description = "The dead job's id")),
-    responses((status = 202, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")),
+    params(("id" = i64, Path, description = "The dead job's id; anything else names no job (404)")),
+    responses(
+        (status = 202, description = "Queued again", body = Object),
+        (status = 404, description = "No such dead job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = [])))]
 pub async fn replay(
     State(app): State<AppState>,

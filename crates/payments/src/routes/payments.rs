@@ -98,7 +98,7 @@ fn created(payment: &Payment, replayed: bool) -> Response {
 /// Creates the order's payment (or answers the one it has).
 #[utoipa::path(
     post, path = "/internal/v1/payments", tag = "internal",
-    params(("Idempotency-Key" = String, Header, description = "Required; a retry with the same key and body answers the same payment")),
+    params(("Idempotency-Key" = String, Header, description = "Required (1–255 visible characters); a retry with the same key and body answers the same payment", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body = CreatePaymentRequest,
     responses(
         (status = 201, description = "The payment; `failed` when the card was declined", body = PaymentView,
@@ -106,7 +106,9 @@ fn created(payment: &Payment, replayed: bool) -> Response {
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, the key reused with another body, the order paid for otherwise, its payment closed, or refused by Stripe", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or missing fields, the key reused with another body, the order paid for otherwise, its payment closed, or refused by Stripe", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Stripe or the database is unavailable; retry with the same key", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -219,7 +221,9 @@ async fn claim(app: &AppState, key: &str, new: &NewPayment) -> Result<Claim, Pay
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or missing fields", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -263,10 +267,11 @@ pub async fn close(
 /// A payment.
 #[utoipa::path(
     get, path = "/internal/v1/payments/{id}", tag = "internal",
-    params(("id" = String, Path, description = "The payment's id")),
+    params(("id" = String, Path, description = "The payment's id", pattern = "^pay_[0-9a-hjkmnp-tv-z]{26}$")),
     responses(
-        (status = 200, body = PaymentView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The payment", body = PaymentView),
+        (status = 404, description = "No such payment", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -3,14 +3,8 @@
 //! with its processing job (through the group-commit intake) and acknowledged, and the work
 //! happens in the worker. Nothing is stored for a bad signature or a body that is not JSON.
 
-use axum::{
-    Json, Router,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    routing::post,
-};
-use common::Problem;
+use axum::{Json, Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
+use common::{Problem, problem::ProblemType};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -38,6 +32,7 @@ fn outcome(kind: &str, result: &'static str) {
     responses(
         (status = 200, description = "Received (recorded, a duplicate, or a type payments does not act on)", body = Object),
         (status = 400, description = "Missing, malformed, stale or forged signature, or a body that is not an event", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The event could not be recorded; Stripe will send it again", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -55,21 +50,11 @@ pub async fn receive(
         metrics::counter!("payments_webhook_signature_failures_total", "reason" => e.as_str())
             .increment(1);
         tracing::warn!(reason = e.as_str(), "webhook refused: bad signature");
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-signature",
-            "The webhook signature is not valid",
-        )
-        .detail(e.to_string()));
+        return Err(Problem::new(ProblemType::InvalidSignature).detail(e.to_string()));
     }
     let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
         outcome("unparsed", "malformed");
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-event",
-            "The body is not a Stripe event",
-        )
-        .detail(e.to_string())
+        Problem::new(ProblemType::MalformedEvent).detail(e.to_string())
     })?;
     let effect = events::is_handled(&envelope.kind)
         .then(|| envelope.effect())

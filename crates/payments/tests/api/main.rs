@@ -5,6 +5,7 @@
 mod api;
 mod flows;
 mod money;
+mod openapi;
 mod orders_stub;
 mod refunds;
 mod security;
