@@ -1,6 +1,8 @@
 //! Bearer-token guards for the internal (service-to-service) and admin APIs: 401 without a
 //! token, 403 with a wrong one. Tokens are compared as SHA-256 digests in constant time, so
 //! neither where a guess first differs nor how long the real token is shows in the timing.
+//! A secret may hold several comma-separated tokens: during a rotation the receiving side
+//! accepts the new and the old, and a sender sends the first.
 
 use axum::{
     extract::Request,
@@ -33,11 +35,27 @@ pub fn check_bearer(request: &Request, expected: &Secret) -> Result<(), Problem>
     }
 }
 
-/// Whether `presented` is the secret `expected` (never when `expected` is empty). The time
-/// taken depends on neither value's content nor `expected`'s length.
+/// Whether `presented` is one of the comma-separated tokens of `expected` (never an empty
+/// one). Every token is compared, whichever matches, and each comparison's time depends on
+/// neither value's content nor length.
 pub fn token_matches(presented: &str, expected: &Secret) -> bool {
-    let equal = constant_time_eq(presented.as_bytes(), expected.expose().as_bytes());
-    equal & !expected.expose().is_empty()
+    tokens(expected).fold(false, |found, token| {
+        found | constant_time_eq(presented.as_bytes(), token.as_bytes())
+    })
+}
+
+/// The tokens `secret` holds, in order.
+fn tokens(secret: &Secret) -> impl Iterator<Item = &str> {
+    secret
+        .expose()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The token to send from `secret`: its first (the newest, during a rotation).
+pub fn outgoing(secret: &Secret) -> &str {
+    tokens(secret).next().unwrap_or_default()
 }
 
 /// Middleware requiring the bearer token; use with `axum::middleware::from_fn_with_state`.
@@ -70,6 +88,20 @@ mod tests {
         assert!(!constant_time_eq(b"token", b"tokem"));
         assert!(!constant_time_eq(b"token", b"token2"));
         assert!(!constant_time_eq(b"", b"token"));
+    }
+
+    #[test]
+    fn during_a_rotation_either_token_is_accepted_and_the_first_is_sent() {
+        let both = Secret::new("new-token-0123456789, old-token-0123456789");
+        assert!(token_matches("new-token-0123456789", &both));
+        assert!(token_matches("old-token-0123456789", &both));
+        assert!(!token_matches(
+            "new-token-0123456789, old-token-0123456789",
+            &both
+        ));
+        assert!(!token_matches("", &both));
+        assert_eq!(outgoing(&both), "new-token-0123456789");
+        assert_eq!(outgoing(&Secret::new("only")), "only");
     }
 
     #[test]

@@ -228,19 +228,19 @@ impl ServiceTokens {
         profile: Profile,
     ) -> Result<Self, ConfigError> {
         let tokens = Self {
-            payments_internal: secret_from(
+            payments_internal: token_list(
                 lookup,
                 "PAYMENTS_INTERNAL_TOKEN",
                 profile,
                 "dev-payments-token",
             )?,
-            orders_internal: secret_from(
+            orders_internal: token_list(
                 lookup,
                 "ORDERS_INTERNAL_TOKEN",
                 profile,
                 "dev-orders-token",
             )?,
-            admin: secret_from(lookup, "ADMIN_TOKEN", profile, "dev-admin-token")?,
+            admin: token_list(lookup, "ADMIN_TOKEN", profile, "dev-admin-token")?,
         };
         if profile == Profile::Production {
             if lookup("INTERNAL_TOKEN").is_some() {
@@ -250,7 +250,12 @@ impl ServiceTokens {
                      ORDERS_INTERNAL_TOKEN (payments to orders), then unset it",
                 ));
             }
-            let same = |a: &Secret, b: &Secret| a.expose() == b.expose();
+            // Two variables that share any token are one credential.
+            let same = |a: &Secret, b: &Secret| {
+                let (a, b) = (a.expose(), b.expose());
+                a.split(',')
+                    .any(|t| b.split(',').any(|u| t.trim() == u.trim()))
+            };
             if same(&tokens.orders_internal, &tokens.payments_internal) {
                 return Err(ConfigError::new(
                     "ORDERS_INTERNAL_TOKEN",
@@ -268,6 +273,20 @@ impl ServiceTokens {
         }
         Ok(tokens)
     }
+}
+
+/// A bearer token setting that may list several tokens, comma-separated (the new and the old
+/// during a rotation: the receiving side accepts each, a sender sends the first), each under
+/// the rules of [`secret`]. Answered as one secret holding the list.
+pub fn token_list(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    profile: Profile,
+    development_value: &str,
+) -> Result<Secret, ConfigError> {
+    let tokens = secrets_from(lookup, name, profile, development_value)?;
+    let joined: Vec<&str> = tokens.iter().map(Secret::expose).collect();
+    Ok(Secret::new(joined.join(",")))
 }
 
 fn check_secret(name: &str, profile: Profile, value: &str) -> Result<String, ConfigError> {
@@ -473,5 +492,34 @@ mod secret_tests {
         ] {
             assert!(!is_loopback_host(host), "{host}");
         }
+    }
+
+    #[test]
+    fn a_token_may_list_the_new_and_the_old_each_under_the_rules() {
+        let rolling = with(
+            "ORDERS_INTERNAL_TOKEN",
+            Some("orders-token-new-0123456789, orders-token-0123456789"),
+        );
+        let tokens = read(&rolling, Profile::Production).unwrap();
+        assert_eq!(
+            crate::auth::outgoing(&tokens.orders_internal),
+            "orders-token-new-0123456789"
+        );
+        let weak = with(
+            "ORDERS_INTERNAL_TOKEN",
+            Some("orders-token-new-0123456789,dev-orders-token"),
+        );
+        assert_eq!(
+            read(&weak, Profile::Production).unwrap_err().name,
+            "ORDERS_INTERNAL_TOKEN"
+        );
+        let shared = with(
+            "ORDERS_INTERNAL_TOKEN",
+            Some("orders-token-new-0123456789,payments-token-0123456789"),
+        );
+        assert!(
+            read(&shared, Profile::Production).is_err(),
+            "one token in both lists"
+        );
     }
 }

@@ -62,7 +62,7 @@ impl Tokens {
         if std::env::var_os("ADMIN_TOKEN").is_some() {
             tokens.push((
                 "admin".to_owned(),
-                config::secret("ADMIN_TOKEN", profile, "")?,
+                config::token_list(&config::process_env, "ADMIN_TOKEN", profile, "")?,
             ));
         }
         if let Some(list) = std::env::var_os("ADMIN_TOKENS") {

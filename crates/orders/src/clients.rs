@@ -171,7 +171,7 @@ impl Clients {
         let mut request = self
             .http
             .post(format!("{}/internal/v1/payments", self.payments_url))
-            .bearer_auth(self.internal_token.expose())
+            .bearer_auth(common::auth::outgoing(&self.internal_token))
             .header("Idempotency-Key", format!("order-{order_id}"))
             .json(&json!({"order_id": order_id, "amount": amount, "currency": currency, "payment_method": payment_method}));
         if let Some(traceparent) = common::telemetry::current_traceparent() {
@@ -198,7 +198,7 @@ impl Clients {
         let mut request = self
             .http
             .post(format!("{}/internal/v1/payments/close", self.payments_url))
-            .bearer_auth(self.internal_token.expose())
+            .bearer_auth(common::auth::outgoing(&self.internal_token))
             .json(&json!({"order_id": order_id, "amount": amount, "currency": currency, "reason": reason}));
         if let Some(traceparent) = common::telemetry::current_traceparent() {
             request = request.header("traceparent", traceparent);

@@ -57,7 +57,7 @@ impl OrdersClient {
                 "{}/internal/v1/orders/{order_id}/payment-events",
                 self.base
             ))
-            .bearer_auth(self.token.expose())
+            .bearer_auth(common::auth::outgoing(&self.token))
             .json(event);
         if let Some(traceparent) = common::telemetry::current_traceparent() {
             request = request.header("traceparent", traceparent);

@@ -131,6 +131,40 @@ async fn the_token_orders_sends_to_payments_does_not_open_orders_internal_api() 
 }
 
 #[tokio::test]
+async fn during_a_token_roll_orders_accepts_the_new_and_the_old_token_and_no_other() {
+    let mut settings = settings().await;
+    settings.orders_internal_token =
+        common::Secret::new("orders-token-new-0123456789,orders-token-old-0123456789");
+    let app = spawn_with(settings, true).await;
+    let sku = app.product(100, 5).await;
+    let cart = app.cart_with(&sku, 1).await;
+    let order = app.order(&cart, None).await;
+    let waiting = app.wait_for(&order, "awaiting_payment").await;
+    let payment = waiting["payment"]["id"].as_str().unwrap();
+    let url = format!("{}/internal/v1/orders/{order}/payment-events", app.url);
+    let event = json!({"payment_id": payment, "status": "requires_action"});
+    for (token, status) in [
+        ("orders-token-new-0123456789", 200),
+        ("orders-token-old-0123456789", 200),
+        (
+            "orders-token-new-0123456789,orders-token-old-0123456789",
+            403,
+        ),
+        ("orders-token-other-0123456789", 403),
+    ] {
+        let answer = app
+            .http
+            .post(&url)
+            .bearer_auth(token)
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{token}");
+    }
+}
+
+#[tokio::test]
 async fn control_characters_in_a_checkout_are_a_422_and_place_nothing() {
     let app = spawn().await;
     let sku = app.product(100, 5).await;
