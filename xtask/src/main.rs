@@ -11,6 +11,7 @@ mod bench_gateway;
 mod bench_orders;
 mod bench_payments;
 mod chaos;
+mod deploy_check;
 mod seed;
 mod services;
 mod stack;
@@ -31,6 +32,7 @@ commands:
                    traffic and faults; checks every money, stock and idempotency invariant
   seed             fill the demo catalog
   api-check [SVC]  schemathesis against every service's /openapi.json (or only cart, orders, ...)
+  deploy-check     render and validate deploy/k8s, promtool the alert rules, check the dashboard's metrics
   bench cart       throughput and latency of the cart service (release build)
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
   bench payments   verified Stripe webhook events per second
@@ -70,6 +72,7 @@ async fn dispatch(args: &[String]) -> anyhow::Result<ExitCode> {
         Some("bench") => bench::run(&args[1..]).await,
         Some("chaos") => chaos::run(chaos::Options::parse(&args[1..])?).await,
         Some("api-check") => api_check::run(&args[1..]).await,
+        Some("deploy-check") => deploy_check::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
