@@ -12,6 +12,7 @@ mod bench_orders;
 mod bench_payments;
 mod chaos;
 mod compose_check;
+mod deploy_check;
 mod seed;
 mod services;
 mod stack;
@@ -33,6 +34,7 @@ commands:
   seed             fill the demo catalog
   api-check [SVC]  schemathesis against every service's /openapi.json (or only cart, orders, ...)
   compose-check    docker-compose.yml and Dockerfile: schema, hadolint, every service's environment
+  deploy-check     render and validate deploy/k8s, promtool the alert rules, check the dashboard's metrics
   bench cart       throughput and latency of the cart service (release build)
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
   bench payments   verified Stripe webhook events per second
@@ -73,6 +75,7 @@ async fn dispatch(args: &[String]) -> anyhow::Result<ExitCode> {
         Some("chaos") => chaos::run(chaos::Options::parse(&args[1..])?).await,
         Some("api-check") => api_check::run(&args[1..]).await,
         Some("compose-check") => compose_check::run(&args[1..]),
+        Some("deploy-check") => deploy_check::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
