@@ -36,6 +36,15 @@ impl PaymentLimiter {
 
     /// Waits for this process's slot, then the shared one.
     pub async fn acquire(&self) -> Result<(), redis::RedisError> {
+        let started = std::time::Instant::now();
+        self.wait_for_slot().await?;
+        // What the cap costs a checkout: the dashboard's rate-cap wait.
+        metrics::histogram!("orders_payment_rate_wait_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn wait_for_slot(&self) -> Result<(), redis::RedisError> {
         if let Some(local) = &self.local {
             tokio::time::sleep(local.reserve()).await;
         }
