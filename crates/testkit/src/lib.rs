@@ -271,3 +271,55 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }
+
+/// Runs the service `binary` as a deployment would (no `APP_ENV`, nothing but `production`
+/// changed by `change`: `None` unsets a variable) and asserts it refuses to start: exit
+/// status 2, naming `variable`. Should it start after all, it reaches nothing real (its
+/// stores point at closed ports) and is killed after a generous deadline.
+pub fn refuses_to_start(
+    binary: &str,
+    production: &[(&str, &str)],
+    change: &[(&str, Option<&str>)],
+    variable: &str,
+) {
+    use std::process::Command as StdCommand;
+
+    let mut command = StdCommand::new(binary);
+    command
+        .env_clear()
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in production {
+        command.env(name, value);
+    }
+    for (name, value) in change {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command.spawn().expect("the service binary runs");
+    // Waiting for a process to exit: a child has no future to await on this thread.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{binary} started with {change:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{change:?}: {stderr}");
+    assert!(
+        stderr.contains(variable),
+        "{change:?} names {variable}: {stderr}"
+    );
+}

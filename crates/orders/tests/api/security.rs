@@ -3,10 +3,7 @@
 //! characters is a 422, not a 500; a shopper's idempotency keys are theirs alone; the client
 //! secret disappears once the order stops awaiting payment; event streams are capped and end.
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{process::Command, time::Duration};
 
 use serde_json::{Value, json};
 
@@ -19,47 +16,10 @@ const PRODUCTION: &[(&str, &str)] = &[
     ("ADMIN_TOKEN", "admin-token-0123456789abcdef"),
 ];
 
-/// Runs the `orders` binary as a deployment would (no `APP_ENV`) with `PRODUCTION` changed by
-/// `change`; asserts it exits 2 at once, naming `variable`.
+/// Asserts the `orders` binary, started with `PRODUCTION` changed by `change`, refuses to start
+/// naming `variable`.
 fn refuses_to_start(change: &[(&str, Option<&str>)], variable: &str) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_orders"));
-    command
-        .env_clear()
-        // Should the service start after all, it must not reach anything real.
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
-        .env("REDIS_URL", "redis://127.0.0.1:1")
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, value) in PRODUCTION {
-        command.env(name, value);
-    }
-    for (name, value) in change {
-        match value {
-            Some(value) => command.env(name, value),
-            None => command.env_remove(name),
-        };
-    }
-    let mut child = command.spawn().expect("the orders binary runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("orders started with {change:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(2), "{change:?}: {stderr}");
-    assert!(
-        stderr.contains(variable),
-        "{change:?} names {variable}: {stderr}"
-    );
+    testkit::refuses_to_start(env!("CARGO_BIN_EXE_orders"), PRODUCTION, change, variable);
 }
 
 #[test]

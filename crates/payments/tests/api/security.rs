@@ -3,11 +3,6 @@
 //! Stripe key never travels over plain HTTP off this machine; orders' token and payments' token
 //! are separate, each direction checked.
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
-
 use serde_json::json;
 
 use crate::support::{INTERNAL, order_id, settings, spawn_with};
@@ -22,46 +17,10 @@ const PRODUCTION: &[(&str, &str)] = &[
     ("STRIPE_API_BASE", "https://api.stripe.com"),
 ];
 
-/// Runs the `payments` binary as a deployment would (no `APP_ENV`) with `PRODUCTION` changed
-/// by `change`; asserts it exits 2 at once, naming `variable`.
+/// Asserts the `payments` binary, started with `PRODUCTION` changed by `change`, refuses to start
+/// naming `variable`.
 fn refuses_to_start(change: &[(&str, Option<&str>)], variable: &str) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_payments"));
-    command
-        .env_clear()
-        // Should the service start after all, it must not reach anything real.
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, value) in PRODUCTION {
-        command.env(name, value);
-    }
-    for (name, value) in change {
-        match value {
-            Some(value) => command.env(name, value),
-            None => command.env_remove(name),
-        };
-    }
-    let mut child = command.spawn().expect("the payments binary runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("payments started with {change:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(2), "{change:?}: {stderr}");
-    assert!(
-        stderr.contains(variable),
-        "{change:?} names {variable}: {stderr}"
-    );
+    testkit::refuses_to_start(env!("CARGO_BIN_EXE_payments"), PRODUCTION, change, variable);
 }
 
 #[test]
