@@ -9,8 +9,10 @@ use std::{io::Write as _, process::Command};
 
 use serde_json::Value;
 
-/// Panics with every way `doc` breaks OpenAPI 3.1.
+/// Panics with every way `doc` breaks OpenAPI 3.1, or leaves out the probes every service
+/// answers.
 pub async fn assert_valid(doc: &Value) {
+    assert_probes_documented(doc);
     let problems = lint(doc);
     assert!(
         problems.is_empty(),
@@ -151,4 +153,14 @@ fn tempfile() -> (std::path::PathBuf, std::fs::File) {
     ));
     let file = std::fs::File::create(&path).expect("a temporary file");
     (path, file)
+}
+
+/// Every service answers `/healthz`, `/readyz` and `/metrics`: its document must say so.
+fn assert_probes_documented(doc: &Value) {
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "{path} is documented"
+        );
+    }
 }
