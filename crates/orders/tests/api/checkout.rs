@@ -49,11 +49,7 @@ async fn a_missing_idempotency_key_is_a_400_and_creates_nothing() {
         .await
         .unwrap();
     problem(response, 400).await;
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(orders, 0);
+    assert_eq!(app.orders_placed().await, 0);
 }
 
 #[tokio::test]
@@ -87,11 +83,7 @@ async fn an_empty_or_missing_cart_is_a_422() {
         422,
     )
     .await;
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(orders, 0);
+    assert_eq!(app.orders_placed().await, 0);
 }
 
 #[tokio::test]
@@ -143,11 +135,7 @@ async fn the_same_key_and_body_replays_and_another_body_is_a_422() {
 
     let other = json!({"cart_id": cart, "email": "b@example.com"});
     problem(app.checkout("same-key", other).await, 422).await;
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(orders, 1);
+    assert_eq!(app.orders_placed().await, 1);
 }
 
 #[tokio::test]
@@ -190,9 +178,5 @@ async fn twenty_concurrent_requests_with_one_key_make_one_order() {
         answers.iter().all(|(s, _)| *s == 202 || *s == 409),
         "{answers:?}"
     );
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(orders, 1);
+    assert_eq!(app.orders_placed().await, 1);
 }

@@ -156,11 +156,7 @@ async fn control_characters_in_a_checkout_are_a_422_and_place_nothing() {
         let problem = testkit::problem(response, 422).await;
         assert_eq!(problem["errors"][0]["field"], field, "{body}");
     }
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.orders")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(orders, 0);
+    assert_eq!(app.orders_placed().await, 0);
 }
 
 #[tokio::test]

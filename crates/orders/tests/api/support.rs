@@ -427,6 +427,14 @@ impl TestApp {
             .unwrap()
     }
 
+    /// How many orders the database holds.
+    pub async fn orders_placed(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM orders.orders")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     /// Posts a payment event as the payments service would.
     pub async fn payment_event(&self, order: &str, body: Value) -> reqwest::Response {
         self.http
