@@ -25,7 +25,7 @@ use common::{
     queue::{Queue, Worker},
 };
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::{net::TcpListener, sync::broadcast};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Settings;
@@ -53,6 +53,9 @@ pub struct AppState {
     pub event_stream_max_age: std::time::Duration,
     /// One permit per open event stream; none left answers 429.
     pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the process stops: open event streams end, so the drain is not kept
+    /// waiting on them.
+    pub shutdown: CancellationToken,
 }
 
 /// The connected stores and the saga, shared by the API and the worker.
@@ -101,10 +104,14 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
     Ok(Core { pool, saga, redis })
 }
 
-/// The HTTP app; its event-stream feed stops with `shutdown`.
+/// The HTTP app; its event-stream feed and its open event streams stop with `shutdown`.
 pub fn app(core: &Core, settings: &Settings, shutdown: CancellationToken) -> Router {
     let (events, _) = broadcast::channel(1024);
-    tokio::spawn(feed_events(core.pool.clone(), events.clone(), shutdown));
+    tokio::spawn(feed_events(
+        core.pool.clone(),
+        events.clone(),
+        shutdown.clone(),
+    ));
     let state = AppState {
         pool: core.pool.clone(),
         saga: core.saga.clone(),
@@ -114,12 +121,9 @@ pub fn app(core: &Core, settings: &Settings, shutdown: CancellationToken) -> Rou
         admin_token: settings.admin_token.clone(),
         event_stream_max_age: settings.event_stream_max_age,
         event_streams: Arc::new(tokio::sync::Semaphore::new(settings.event_stream_max)),
+        shutdown,
     };
-    let checks = vec![
-        Check::postgres(core.pool.clone()),
-        Check::redis(core.redis.clone()),
-    ];
-    common::http::with_standard_layers(routes::router(state, checks), settings.max_body_bytes)
+    common::http::with_standard_layers(routes::router(state, checks(core)), settings.max_body_bytes)
 }
 
 /// The worker: the queue consumer plus the sweeper, until `shutdown`.
@@ -144,39 +148,33 @@ pub async fn serve(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.listen_addr)
-        .await
-        .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "orders API listening");
-    common::http::serve(listener, app(core, settings, shutdown.clone()), shutdown).await?;
-    Ok(())
+    let app = app(core, settings, shutdown.clone());
+    common::http::listen(settings.listen_addr, app, "orders API", shutdown).await
 }
 
 /// Serves only `/healthz`, `/readyz` and `/metrics` until `shutdown`: what a worker-only
-/// process exposes, so it can be probed and scraped (queue depth drives autoscaling).
+/// process exposes.
 pub async fn serve_ops(
     core: &Core,
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.listen_addr)
-        .await
-        .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))?;
-    let checks = vec![
-        Check::postgres(core.pool.clone()),
-        Check::redis(core.redis.clone()),
-    ];
-    let ops = Router::new()
-        .merge(common::health::router(checks))
-        .merge(common::metrics::router());
-    tracing::info!(addr = %listener.local_addr()?, "orders worker serving health and metrics");
-    common::http::serve(
-        listener,
-        common::http::with_standard_layers(ops, 1024),
+    let ops = common::http::ops_app(checks(core));
+    common::http::listen(
+        settings.listen_addr,
+        ops,
+        "orders worker (health, metrics)",
         shutdown,
     )
-    .await?;
-    Ok(())
+    .await
+}
+
+/// What `/readyz` asks: Postgres and Redis.
+fn checks(core: &Core) -> Vec<Check> {
+    vec![
+        Check::postgres(core.pool.clone()),
+        Check::redis(core.redis.clone()),
+    ]
 }
 
 /// Turns the orders' NOTIFY channel into a broadcast of changed order ids.

@@ -33,7 +33,6 @@ use common::{
     queue::{Queue, Worker},
 };
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Settings;
@@ -143,45 +142,31 @@ pub async fn work(core: &Core, settings: &Settings, shutdown: CancellationToken)
     tokio::join!(worker.run(shutdown), reconciler);
 }
 
-async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(settings.listen_addr)
-        .await
-        .with_context(|| format!("binding LISTEN_ADDR {}", settings.listen_addr))
-}
-
 /// Serves the API until `shutdown`.
 pub async fn serve(
     core: &Core,
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = bind(settings).await?;
-    tracing::info!(addr = %listener.local_addr()?, "payments API listening");
-    common::http::serve(listener, app(core, settings), shutdown).await?;
-    Ok(())
+    let app = app(core, settings);
+    common::http::listen(settings.listen_addr, app, "payments API", shutdown).await
 }
 
 /// Serves only `/healthz`, `/readyz` and `/metrics` until `shutdown`: what a worker-only
-/// process exposes, so it can be probed and scraped.
+/// process exposes.
 pub async fn serve_ops(
     core: &Core,
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = bind(settings).await?;
-    let ops = Router::new()
-        .merge(common::health::router(vec![Check::postgres(
-            core.pool.clone(),
-        )]))
-        .merge(common::metrics::router());
-    tracing::info!(addr = %listener.local_addr()?, "payments worker serving health and metrics");
-    common::http::serve(
-        listener,
-        common::http::with_standard_layers(ops, 1024),
+    let ops = common::http::ops_app(vec![Check::postgres(core.pool.clone())]);
+    common::http::listen(
+        settings.listen_addr,
+        ops,
+        "payments worker (health, metrics)",
         shutdown,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Runs `role` until `shutdown`: the API, the worker (with health and metrics on the API's

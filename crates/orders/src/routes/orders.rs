@@ -26,7 +26,7 @@ use tokio::sync::{
 
 use crate::{
     AppState,
-    domain::{Checkout, CheckoutRequest, OrderId, Status},
+    domain::{Checkout, CheckoutRequest, Holding, OrderId, Status},
     error::OrdersError,
     store::{
         idempotency,
@@ -95,7 +95,7 @@ pub async fn create(
     let order = Order {
         id: OrderId::new().to_string(),
         status: Status::Pending,
-        stock: "none".into(),
+        stock: Holding::None,
         cart_id: checkout.cart_id,
         email: checkout.email,
         currency: cart.currency,
@@ -214,7 +214,8 @@ async fn load_view(app: &AppState, id: &str) -> Result<Option<OrderView>, sqlx::
 }
 
 /// Follows an order: its current state at once, then every change; the stream ends at a
-/// final state, or after `EVENT_STREAM_MAX_SECS` (the browser's `EventSource` reconnects).
+/// final state, after `EVENT_STREAM_MAX_SECS`, or when the process stops (the browser's
+/// `EventSource` reconnects, to another process).
 /// At most `EVENT_STREAM_MAX` streams are open in one process; past it, 429.
 #[utoipa::path(
     get, path = "/v1/orders/{id}/events", tag = "orders",
@@ -247,6 +248,7 @@ pub async fn events(
         .await?
         .ok_or(OrdersError::NotFound("The order"))?;
     let max_age = app.event_stream_max_age;
+    let shutdown = app.shutdown.clone();
     let start = Follow {
         app,
         id,
@@ -282,7 +284,12 @@ pub async fn events(
             }
         }
     })
-    .take_until(tokio::time::sleep(max_age));
+    .take_until(async move {
+        tokio::select! {
+            () = tokio::time::sleep(max_age) => {}
+            () = shutdown.cancelled_owned() => {}
+        }
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())

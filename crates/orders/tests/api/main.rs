@@ -8,4 +8,5 @@ mod openapi;
 mod operations;
 mod saga;
 mod security;
+mod shutdown;
 mod support;
