@@ -30,6 +30,18 @@ pub enum OrdersError {
     /// Postgres failed.
     #[error("database")]
     Db(#[from] sqlx::Error),
+    /// A move the state machine forbids: a bug, never the client's doing.
+    #[error(transparent)]
+    Transition(crate::store::orders::StoreError),
+}
+
+impl From<crate::store::orders::StoreError> for OrdersError {
+    fn from(e: crate::store::orders::StoreError) -> Self {
+        match e {
+            crate::store::orders::StoreError::Db(e) => Self::Db(e),
+            e => Self::Transition(e),
+        }
+    }
 }
 
 impl From<OrdersError> for Problem {
@@ -48,10 +60,8 @@ impl From<OrdersError> for Problem {
                 .detail(why),
             OrdersError::NotFound(what) => Problem::not_found(what),
             OrdersError::Upstream(what) => Problem::unavailable("An upstream service", &what),
-            OrdersError::Db(e) => match e {
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => Problem::unavailable("The database", &e),
-                e => Problem::internal(&e),
-            },
+            OrdersError::Db(e) => Problem::database(&e),
+            OrdersError::Transition(e) => Problem::internal(&e),
         }
     }
 }

@@ -11,7 +11,7 @@ use common::queue::{JobError, NewJob};
 use sqlx::PgConnection;
 
 use crate::{
-    domain::Status,
+    domain::{Holding, Status},
     saga::Saga,
     store::{
         holds,
@@ -109,7 +109,7 @@ impl Saga {
             return Ok(());
         };
         if matches!(order.status, Status::Reserved | Status::AwaitingPayment)
-            && order.stock == "reserved"
+            && order.stock == Holding::Reserved
         {
             orders::release(&mut tx, &mut order).await.map_err(db)?;
             metrics::counter!("orders_holds_released_total").increment(1);
@@ -129,7 +129,7 @@ impl Saga {
         conn: &mut PgConnection,
         order: &mut Order,
     ) -> Result<bool, StoreError> {
-        if order.stock != "released" {
+        if order.stock != Holding::Released {
             return Ok(true);
         }
         if holds::reserve_again(conn, order).await? {

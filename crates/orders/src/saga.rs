@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::{
     clients::{Clients, UpstreamError},
-    domain::Status,
+    domain::{Holding, Status},
     ratelimit::PaymentLimiter,
     store::orders::{self, Order, StoreError},
 };
@@ -413,37 +413,33 @@ impl Saga {
     }
 
     /// Reopens an order that was abandoned by a dead job, for a replay; `false` when the
-    /// order ended for another reason (it then stays as it is).
-    pub async fn reopen(&self, order_id: &str) -> Result<bool, sqlx::Error> {
+    /// order ended for another reason (it then stays as it is). The move itself is the state
+    /// machine's to allow (`orders::reopen`).
+    pub async fn reopen(&self, order_id: &str) -> Result<bool, StoreError> {
         let mut tx = common::db::begin(&self.pool).await?;
-        let reopened = sqlx::query(
-            "UPDATE orders.orders SET status = 'pending', stock = 'none', failure_reason = NULL, updated_at = now()
-             WHERE id = $1 AND status = 'failed' AND failure_reason LIKE 'processing_failed%' AND stock <> 'reserved'",
-        )
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if reopened {
-            // A close not yet sent is withdrawn; one under way holds the order until payments
-            // has it, and then the replay's payment is refused as closed.
-            for key in [
-                format!("close:{order_id}"),
-                format!("close:{order_id}:paid"),
-            ] {
-                self.queue.cancel(&mut tx, &key).await?;
-            }
-            sqlx::query(
-                "INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
-                 VALUES ($1, 'failed', 'pending', 'replayed')",
-            )
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        let Some(mut order) = orders::lock(&mut tx, order_id).await? else {
+            return Ok(false);
+        };
+        // Abandoned: ended by `abandon`, and holding no stock (its compensation released it).
+        let abandoned = order
+            .failure_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("processing_failed"))
+            && order.stock != Holding::Reserved;
+        if !abandoned {
+            return Ok(false);
+        }
+        orders::reopen(&mut tx, &mut order).await?;
+        // A close not yet sent is withdrawn; one under way holds the order until payments
+        // has it, and then the replay's payment is refused as closed.
+        for key in [
+            format!("close:{order_id}"),
+            format!("close:{order_id}:paid"),
+        ] {
+            self.queue.cancel(&mut tx, &key).await?;
         }
         self.commit(tx, order_id).await?;
-        Ok(reopened)
+        Ok(true)
     }
 
     /// Commits a transaction that may have moved order `order_id`, then tells the event

@@ -1,13 +1,15 @@
-//! The orders domain: ids, the state machine and a checkout request parsed at the edge. Text
+//! The orders domain: ids, the state machine, where an order's stock is, and a checkout request parsed at the edge. Text
 //! is accepted clean only: a control character in any field is a 422 here, never a string
 //! that Postgres (which refuses U+0000) or a downstream log would trip over later.
 
 pub mod status;
+pub mod stock;
 
 use common::FieldError;
 use serde::Deserialize;
 
-pub use status::Status;
+pub use status::{Mover, Status};
+pub use stock::Holding;
 
 common::prefixed_id!(
     /// An order's id.

@@ -1,11 +1,20 @@
 //! The order state machine, in one place. Every status change goes through `can_move`;
 //! the store applies it to a locked row, so a change applied twice, or raced by another
 //! worker, happens once. The one move out of a final state is an operator's replay of a dead
-//! job, which reopens an order the job abandoned (`Saga::reopen`).
-
-use std::{fmt, str::FromStr};
+//! job, which reopens an order the job abandoned (`Saga::reopen`): it is a move of its own
+//! kind ([`Mover::Replay`]), checked by the same function.
 
 use serde::Serialize;
+
+/// Who moves an order: the saga's steps, or an operator replaying the dead job that gave up
+/// on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mover {
+    /// Checkout, payment events, timeouts and compensation: forward, or to an end.
+    Saga,
+    /// A dead job's replay: a `failed` order back to `pending`, and nothing else.
+    Replay,
+}
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -80,64 +89,71 @@ impl Status {
         }
     }
 
-    /// Whether `from → to` is a legal transition.
-    pub fn can_move(from: Status, to: Status) -> bool {
-        Self::predecessors(to).contains(&from)
+    /// Whether `by` may move an order `from → to`: the one transition check.
+    pub fn can_move(from: Status, to: Status, by: Mover) -> bool {
+        match by {
+            Mover::Saga => Self::predecessors(to).contains(&from),
+            Mover::Replay => from == Status::Failed && to == Status::Pending,
+        }
     }
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl common::named::Named for Status {
+    const KIND: &'static str = "order status";
+
+    fn all() -> &'static [Self] {
+        &Self::ALL
+    }
+
+    fn name(self) -> &'static str {
+        self.as_str()
     }
 }
 
-/// A status name the database should never hold.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown order status {0:?}")]
-pub struct UnknownStatus(String);
-
-impl FromStr for Status {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
-    }
-}
-
-impl TryFrom<String> for Status {
-    type Error = UnknownStatus;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
+common::named!(Status);
 
 #[cfg(test)]
 mod tests {
-    use super::Status::{self, *};
+    use super::{
+        Mover,
+        Status::{self, *},
+    };
+
+    fn can_move(from: Status, to: Status) -> bool {
+        Status::can_move(from, to, Mover::Saga)
+    }
 
     #[test]
     fn final_states_never_move() {
         for from in [Confirmed, Failed, Cancelled] {
             for to in Status::ALL {
-                assert!(!Status::can_move(from, to), "{from} -> {to}");
+                assert!(!can_move(from, to), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_replay_only_reopens_a_failed_order() {
+        for from in Status::ALL {
+            for to in Status::ALL {
+                assert_eq!(
+                    Status::can_move(from, to, Mover::Replay),
+                    (from, to) == (Failed, Pending),
+                    "{from} -> {to}"
+                );
             }
         }
     }
 
     #[test]
     fn the_happy_path_is_legal_and_skipping_is_not() {
-        assert!(Status::can_move(Pending, Reserved));
-        assert!(Status::can_move(Reserved, AwaitingPayment));
-        assert!(Status::can_move(AwaitingPayment, Paid));
-        assert!(Status::can_move(Paid, Confirmed));
-        assert!(!Status::can_move(Pending, Paid));
-        assert!(!Status::can_move(AwaitingPayment, Confirmed));
-        assert!(!Status::can_move(Paid, Reserved));
+        assert!(can_move(Pending, Reserved));
+        assert!(can_move(Reserved, AwaitingPayment));
+        assert!(can_move(AwaitingPayment, Paid));
+        assert!(can_move(Paid, Confirmed));
+        assert!(!can_move(Pending, Paid));
+        assert!(!can_move(AwaitingPayment, Confirmed));
+        assert!(!can_move(Paid, Reserved));
     }
 
     #[test]

@@ -97,10 +97,7 @@ pub async fn payment_event(
             event.reason.as_deref(),
         )
         .await
-        .map_err(|e| match e {
-            orders::StoreError::Db(e) => Problem::from(OrdersError::Db(e)),
-            e => Problem::internal(&e),
-        })?;
+        .map_err(OrdersError::from)?;
     app.saga
         .commit(tx, &order.id)
         .await

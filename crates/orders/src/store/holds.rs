@@ -3,7 +3,7 @@
 
 use sqlx::{PgConnection, PgPool};
 
-use crate::store::orders::Order;
+use crate::{domain::Holding, store::orders::Order};
 
 /// What the hold rules need to know before order `id` reserves: the ids of its cart's
 /// earlier open orders (oldest first), and how many orders its customer has waiting for
@@ -59,7 +59,7 @@ pub async fn reserve_again(
     .await?;
     let held = held.unwrap_or(false);
     if held {
-        order.stock = "reserved".to_owned();
+        order.stock = Holding::Reserved;
     }
     Ok(held)
 }

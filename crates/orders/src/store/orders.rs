@@ -8,7 +8,7 @@ use common::queue::{NewJob, Queue};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use crate::domain::Status;
+use crate::domain::{Holding, Mover, Status};
 
 /// NOTIFY channel carrying the id of every order whose status changed.
 pub const EVENTS_CHANNEL: &str = "orders_order_events";
@@ -21,8 +21,9 @@ pub struct Order {
     /// Where it is.
     #[sqlx(try_from = "String")]
     pub status: Status,
-    /// Where its stock is (`none`, `reserved`, `released`, `sold`).
-    pub stock: String,
+    /// Where its stock is.
+    #[sqlx(try_from = "String")]
+    pub stock: Holding,
     /// The cart it came from.
     pub cart_id: String,
     /// The customer's email.
@@ -223,15 +224,50 @@ fn qualified(alias: &str) -> String {
         .join(", ")
 }
 
-/// Checks that `path` is a walk through the state machine from `from`.
+/// Checks that `path` is a walk of the saga's through the state machine from `from`.
 fn check_path(from: Status, path: &[Status]) -> Result<(), StoreError> {
     let mut at = from;
     for &to in path {
-        if !Status::can_move(at, to) {
-            return Err(StoreError::IllegalTransition { from: at, to });
-        }
+        check(at, to, Mover::Saga)?;
         at = to;
     }
+    Ok(())
+}
+
+/// The state machine's verdict on one move by `by`, as the store's error.
+fn check(from: Status, to: Status, by: Mover) -> Result<(), StoreError> {
+    if Status::can_move(from, to, by) {
+        Ok(())
+    } else {
+        Err(StoreError::IllegalTransition { from, to })
+    }
+}
+
+/// Reopens a locked order abandoned by a dead job, for its replay: back to `pending`, holding
+/// no stock and no failure reason, with the move in `order_events` — if the state machine
+/// lets a replay move it (only a `failed` order).
+pub async fn reopen(conn: &mut PgConnection, order: &mut Order) -> Result<(), StoreError> {
+    check(order.status, Status::Pending, Mover::Replay)?;
+    sqlx::query(
+        "WITH moved AS (
+             UPDATE orders.orders SET status = 'pending', stock = 'none', failure_reason = NULL, updated_at = now()
+             WHERE id = $1 RETURNING id)
+         INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
+         SELECT id, $2, 'pending', 'replayed' FROM moved",
+    )
+    .bind(&order.id)
+    .bind(order.status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    moved(
+        &order.id,
+        order.status,
+        &[Status::Pending],
+        Some("replayed"),
+    );
+    order.status = Status::Pending;
+    order.stock = Holding::None;
+    order.failure_reason = None;
     Ok(())
 }
 
@@ -369,7 +405,7 @@ pub async fn confirm_paid_at_once(
 
 /// Hands reserved stock back; does nothing if the order holds none.
 pub async fn release(conn: &mut PgConnection, order: &mut Order) -> Result<(), sqlx::Error> {
-    if order.stock != "reserved" {
+    if order.stock != Holding::Reserved {
         return Ok(());
     }
     sqlx::query(
@@ -380,14 +416,14 @@ pub async fn release(conn: &mut PgConnection, order: &mut Order) -> Result<(), s
     .execute(&mut *conn)
     .await?;
     metrics::counter!("order_compensations_total", "step" => "release_stock").increment(1);
-    set_stock(conn, order, "released").await
+    set_stock(conn, order, Holding::Released).await
 }
 
 /// Turns the reservation into a sale: `on_hand` and `reserved` both drop, and the order is
 /// marked sold, in one statement. Like `reserve`, it locks the inventory rows until the commit:
 /// callers run it last.
 pub async fn sell(conn: &mut PgConnection, order: &mut Order) -> Result<(), sqlx::Error> {
-    if order.stock != "reserved" {
+    if order.stock != Holding::Reserved {
         return Ok(());
     }
     sqlx::query(
@@ -400,21 +436,21 @@ pub async fn sell(conn: &mut PgConnection, order: &mut Order) -> Result<(), sqlx
     .bind(&order.id)
     .execute(&mut *conn)
     .await?;
-    order.stock = "sold".to_owned();
+    order.stock = Holding::Sold;
     Ok(())
 }
 
 async fn set_stock(
     conn: &mut PgConnection,
     order: &mut Order,
-    stock: &str,
+    stock: Holding,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE orders.orders SET stock = $2, updated_at = now() WHERE id = $1")
         .bind(&order.id)
-        .bind(stock)
+        .bind(stock.as_str())
         .execute(conn)
         .await?;
-    order.stock = stock.to_owned();
+    order.stock = stock;
     Ok(())
 }
 

@@ -333,3 +333,53 @@ async fn queue_cart_clearing(queue: &common::queue::Queue, n: usize, priority: i
     }
     tx.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_replay_reopens_only_what_the_state_machine_lets_it() {
+    // No worker: the orders stay where the test puts them.
+    let app = spawn_with(settings().await, false).await;
+    let sku = app.product(100, 5).await;
+    let abandoned = app.order(&app.cart_with(&sku, 1).await, None).await;
+    app.core
+        .saga
+        .abandon(&abandoned, "payments: unreachable")
+        .await
+        .unwrap();
+    app.wait_for(&abandoned, "failed").await;
+
+    assert!(app.core.saga.reopen(&abandoned).await.unwrap());
+    app.wait_for(&abandoned, "pending").await;
+    assert_eq!(
+        app.history(&abandoned).await.last().unwrap(),
+        &(Some("failed".to_owned()), "pending".to_owned())
+    );
+    // Pending again, it is no longer abandoned: a second replay leaves it.
+    assert!(!app.core.saga.reopen(&abandoned).await.unwrap());
+
+    // An order that ended otherwise, yet carries the reason, is refused by the state machine
+    // itself, and stays as it is.
+    let cancelled = app.order(&app.cart_with(&sku, 1).await, None).await;
+    app.core
+        .saga
+        .abandon(&cancelled, "payments: unreachable")
+        .await
+        .unwrap();
+    sqlx::query("UPDATE orders.orders SET status = 'cancelled' WHERE id = $1")
+        .bind(&cancelled)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let refused = app.core.saga.reopen(&cancelled).await;
+    assert!(
+        matches!(
+            refused,
+            Err(orders::store::orders::StoreError::IllegalTransition {
+                from: orders::domain::Status::Cancelled,
+                to: orders::domain::Status::Pending,
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(app.get_order(&cancelled).await["status"], "cancelled");
+    assert_eq!(app.transitions_to(&cancelled, "pending").await, 1);
+}
