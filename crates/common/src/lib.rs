@@ -5,12 +5,14 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod dead_jobs;
 pub mod health;
 pub mod http;
 pub mod id;
 pub mod idempotency;
 pub mod metrics;
 pub mod money;
+pub mod named;
 pub mod notify;
 pub mod openapi;
 pub mod problem;

@@ -312,6 +312,17 @@ impl Problem {
         Self::new(ProblemType::Internal).detail("An unexpected error occurred; it has been logged")
     }
 
+    /// A Postgres failure: 503 when the database cannot be reached (pool exhausted or closed,
+    /// connection lost), so a client retries; 500 for anything else. Neither sends SQL.
+    pub fn database(e: &sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::unavailable("The database", e)
+            }
+            e => Self::internal(e),
+        }
+    }
+
     /// A body that did not parse as JSON (400), or parsed but does not fit the request's
     /// shape (422).
     pub fn from_json_error(e: &serde_json::Error) -> Self {

@@ -54,12 +54,7 @@ impl From<PaymentsError> for Problem {
             PaymentsError::NotRefundable(why) => Problem::new(ProblemType::NotRefundable)
             .detail(why),
             PaymentsError::Provider(e) => provider_problem(e),
-            PaymentsError::Db(e) => match e {
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                    Problem::unavailable("The database", &e)
-                }
-                e => Problem::internal(&e),
-            },
+            PaymentsError::Db(e) => Problem::database(&e),
         }
     }
 }

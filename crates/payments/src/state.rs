@@ -3,8 +3,6 @@
 //! goes through [`transition`], so a payment only ever moves forward and a stale report never
 //! moves it back.
 
-use std::{fmt, str::FromStr};
-
 use serde::Serialize;
 
 /// Where a payment is.
@@ -150,35 +148,19 @@ pub fn transition(current: Status, reported: Status) -> Transition {
     }
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl common::named::Named for Status {
+    const KIND: &'static str = "payment status";
+
+    fn all() -> &'static [Self] {
+        &Self::ALL
+    }
+
+    fn name(self) -> &'static str {
+        self.as_str()
     }
 }
 
-/// A status name that is not one of ours.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown payment status {0:?}")]
-pub struct UnknownStatus(pub String);
-
-impl FromStr for Status {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
-    }
-}
-
-impl TryFrom<String> for Status {
-    type Error = UnknownStatus;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
+common::named!(Status);
 
 #[cfg(test)]
 mod tests {

@@ -1,14 +1,18 @@
-//! `/admin`: stock levels and the dead-letter list, behind the admin bearer token.
+//! `/admin`: stock levels and the dead-letter list (`common::dead_jobs`), behind the admin
+//! bearer token.
 
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::StatusCode,
-    routing::{get, post},
+    routing::get,
 };
-use common::{ApiJson, Problem, queue::DeadJob};
+use common::{
+    ApiJson, Problem,
+    dead_jobs::DeadLetters,
+    queue::{DeadJob, Queue},
+};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::{
@@ -21,8 +25,7 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/inventory/{sku}", get(get_stock).put(put_stock))
-        .route("/admin/jobs/dead", get(dead_jobs))
-        .route("/admin/jobs/dead/{id}/replay", post(replay))
+        .merge(common::dead_jobs::router())
 }
 
 /// `PUT /admin/inventory/{sku}` body.
@@ -90,51 +93,27 @@ pub async fn put_stock(
     }
 }
 
-/// Jobs out of attempts, newest first.
-#[utoipa::path(get, path = "/admin/jobs/dead", tag = "admin",
-    responses(
-        (status = 200, description = "Dead jobs, newest first (at most 500)", body = [DeadJob]),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = [])))]
-pub async fn dead_jobs(State(app): State<AppState>) -> Result<Json<Vec<DeadJob>>, OrdersError> {
-    Ok(Json(app.saga.queue.dead(500).await?))
-}
+impl DeadLetters for AppState {
+    fn queue(&self) -> &Queue {
+        &self.saga.queue
+    }
 
-/// Runs a dead job again with fresh attempts; an order it abandoned is reopened first.
-#[utoipa::path(post, path = "/admin/jobs/dead/{id}/replay", tag = "admin",
-    params(("id" = i64, Path, description = "The dead job's id; anything else names no job (404)")),
-    responses(
-        (status = 202, description = "Queued again", body = Object),
-        (status = 404, description = "No such dead job", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = [])))]
-pub async fn replay(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), OrdersError> {
-    // Parsed here, not by the extractor, so a malformed id is a problem+json 404 too.
-    let id: i64 = id
-        .parse()
-        .map_err(|_| OrdersError::NotFound("The dead job"))?;
-    let job = app
-        .saga
-        .queue
-        .dead_job(id)
-        .await?
-        .ok_or(OrdersError::NotFound("The dead job"))?;
-    let mut reopened = false;
-    if job.kind == PROCESS_ORDER
-        && let Some(order_id) = job.payload["order_id"].as_str()
-    {
-        reopened = app.saga.reopen(order_id).await?;
+    /// A dead checkout abandoned its order: the order is reopened, so the replay can take
+    /// it through the saga again.
+    async fn before_replay(&self, job: &DeadJob) -> Result<Map<String, Value>, Problem> {
+        let mut reopened = false;
+        if job.kind == PROCESS_ORDER
+            && let Some(order_id) = job.payload["order_id"].as_str()
+        {
+            reopened = self
+                .saga
+                .reopen(order_id)
+                .await
+                .map_err(OrdersError::from)?;
+        }
+        Ok(Map::from_iter([(
+            "order_reopened".to_owned(),
+            reopened.into(),
+        )]))
     }
-    if !app.saga.queue.replay(id).await? {
-        return Err(OrdersError::NotFound("The dead job"));
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"job_id": id, "order_reopened": reopened})),
-    ))
 }

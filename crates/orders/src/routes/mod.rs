@@ -25,8 +25,8 @@ use crate::AppState;
         internal::payment_event,
         admin::get_stock,
         admin::put_stock,
-        admin::dead_jobs,
-        admin::replay
+        common::dead_jobs::list,
+        common::dead_jobs::replay
     ),
     components(schemas(Problem, common::FieldError))
 )]

@@ -1,4 +1,4 @@
-//! `/admin`: refunds and the dead-letter list, behind the admin bearer token. A refund locks
+//! `/admin`: refunds and the dead-letter list (`common::dead_jobs`), behind the admin bearer token. A refund locks
 //! its payment, so two refunds of one payment cannot both spend what is left; its Stripe
 //! idempotency key comes from the admin's `Idempotency-Key` or the payment's refund count, so
 //! a retry after a failure reaches the same Stripe Refund.
@@ -10,11 +10,15 @@ use axum::{
     body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
-    routing::{get, post},
+    routing::post,
 };
-use common::{FieldError, Problem, queue::DeadJob};
+use common::{
+    FieldError, Problem,
+    dead_jobs::DeadLetters,
+    queue::{DeadJob, Queue},
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
@@ -33,8 +37,7 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/payments/{id}/refund", post(refund))
-        .route("/admin/jobs/dead", get(dead_jobs))
-        .route("/admin/jobs/dead/{id}/replay", post(replay))
+        .merge(common::dead_jobs::router())
 }
 
 /// `POST /admin/payments/{id}/refund` body; an empty body refunds everything left.
@@ -183,36 +186,13 @@ pub async fn refund(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-/// Jobs out of attempts, newest first.
-#[utoipa::path(get, path = "/admin/jobs/dead", tag = "admin",
-    responses(
-        (status = 200, description = "Dead jobs, newest first (at most 500)", body = [DeadJob]),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = [])))]
-pub async fn dead_jobs(State(app): State<AppState>) -> Result<Json<Vec<DeadJob>>, PaymentsError> {
-    Ok(Json(app.ledger.queue.dead(500).await?))
-}
-
-/// Runs a dead job again with fresh attempts.
-#[utoipa::path(post, path = "/admin/jobs/dead/{id}/replay", tag = "admin",
-    params(("id" = i64, Path, description = "The dead job's id; anything else names no job (404)")),
-    responses(
-        (status = 202, description = "Queued again", body = Object),
-        (status = 404, description = "No such dead job", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("bearer" = [])))]
-pub async fn replay(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), PaymentsError> {
-    // Parsed here, not by the extractor, so a malformed id is a problem+json 404 too.
-    let id: i64 = id
-        .parse()
-        .map_err(|_| PaymentsError::NotFound("The dead job"))?;
-    if !app.ledger.queue.replay(id).await? {
-        return Err(PaymentsError::NotFound("The dead job"));
+impl DeadLetters for AppState {
+    fn queue(&self) -> &Queue {
+        &self.ledger.queue
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id}))))
+
+    /// A payments job's end leaves nothing to undo.
+    async fn before_replay(&self, _job: &DeadJob) -> Result<Map<String, Value>, Problem> {
+        Ok(Map::new())
+    }
 }

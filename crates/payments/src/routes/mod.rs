@@ -25,8 +25,8 @@ use crate::AppState;
         payments::read,
         webhooks::receive,
         admin::refund,
-        admin::dead_jobs,
-        admin::replay
+        common::dead_jobs::list,
+        common::dead_jobs::replay
     ),
     components(schemas(Problem, common::FieldError))
 )]
