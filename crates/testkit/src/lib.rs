@@ -6,6 +6,7 @@
 
 pub mod otlp;
 
+pub mod background;
 pub mod openapi;
 
 use std::{
@@ -207,6 +208,12 @@ pub async fn problem(response: reqwest::Response, status: u16) -> Value {
     );
     assert!(body["title"].is_string(), "{body}");
     body
+}
+
+/// Sends `request` and answers its body as JSON, whatever its status.
+pub async fn json_of<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    let response = request.send().await.unwrap();
+    response.json().await.unwrap()
 }
 
 /// A private `redis-server` on a free port, keeping nothing on disk, so a test can take Redis

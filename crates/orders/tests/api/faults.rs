@@ -49,16 +49,12 @@ async fn payments_always_failing_dead_letters_the_job_compensates_and_a_replay_c
     );
     assert_eq!(app.payments.calls().len(), 3, "bounded attempts");
 
-    let dead: Vec<Value> = app
-        .http
-        .get(format!("{}/admin/jobs/dead", app.url))
-        .bearer_auth("test-admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Vec<Value> = testkit::json_of(
+        app.http
+            .get(format!("{}/admin/jobs/dead", app.url))
+            .bearer_auth("test-admin"),
+    )
+    .await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["kind"], "process_order");
     assert_eq!(dead[0]["payload"]["order_id"], order);
@@ -80,16 +76,12 @@ async fn payments_always_failing_dead_letters_the_job_compensates_and_a_replay_c
         app.stock(&sku).await,
         json!({"sku": sku, "on_hand": 3, "reserved": 0, "available": 3})
     );
-    let dead: Vec<Value> = app
-        .http
-        .get(format!("{}/admin/jobs/dead", app.url))
-        .bearer_auth("test-admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Vec<Value> = testkit::json_of(
+        app.http
+            .get(format!("{}/admin/jobs/dead", app.url))
+            .bearer_auth("test-admin"),
+    )
+    .await;
     assert!(dead.is_empty());
 }
 

@@ -74,15 +74,7 @@ async fn health_metrics_and_openapi_answer() {
             .status(),
         200
     );
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = testkit::json_of(app.http.get(format!("{}/openapi.json", app.url))).await;
     for path in [
         "/v1/orders",
         "/v1/orders/{id}",

@@ -14,7 +14,7 @@ use axum::{
 use orders::Settings;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tokio::{sync::Notify, task::JoinHandle};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The bearer orders' internal API accepts in these tests (`ORDERS_INTERNAL_TOKEN`).
@@ -207,17 +207,13 @@ pub struct TestApp {
     pub core: Arc<orders::Core>,
     /// The settings the app runs with.
     pub settings: Settings,
-    worker: Option<(JoinHandle<()>, CancellationToken)>,
+    worker: testkit::background::Background,
     shutdown: CancellationToken,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        if let Some((handle, token)) = self.worker.take() {
-            token.cancel();
-            handle.abort();
-        }
     }
 }
 
@@ -290,7 +286,7 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
         payments,
         core,
         settings,
-        worker: None,
+        worker: Default::default(),
         shutdown,
     };
     if worker {
@@ -302,24 +298,14 @@ pub async fn spawn_with(mut settings: Settings, worker: bool) -> TestApp {
 impl TestApp {
     /// Starts a worker (another one if one runs).
     pub fn start_worker(&mut self) {
-        let (core, settings, token) = (
-            self.core.clone(),
-            self.settings.clone(),
-            CancellationToken::new(),
-        );
-        let stop = token.clone();
-        let handle = tokio::spawn(async move { orders::work(&core, &settings, stop).await });
-        if let Some((old, old_token)) = self.worker.replace((handle, token)) {
-            old_token.cancel();
-            old.abort();
-        }
+        let (core, settings) = (self.core.clone(), self.settings.clone());
+        self.worker
+            .start(|stop| async move { orders::work(&core, &settings, stop).await });
     }
 
     /// Kills the worker mid-job, as a crash would: no draining, no cleanup.
     pub fn kill_worker(&mut self) {
-        if let Some((handle, _)) = self.worker.take() {
-            handle.abort();
-        }
+        self.worker.kill();
     }
 
     /// A product in the catalog with `stock` units; answers its sku.
@@ -388,14 +374,7 @@ impl TestApp {
 
     /// `GET /v1/orders/{id}`.
     pub async fn get_order(&self, id: &str) -> Value {
-        self.http
-            .get(format!("{}/v1/orders/{id}", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::json_of(self.http.get(format!("{}/v1/orders/{id}", self.url))).await
     }
 
     /// Waits until the order is in `status`; answers it.
@@ -405,15 +384,12 @@ impl TestApp {
 
     /// A sku's stock through the admin API.
     pub async fn stock(&self, sku: &str) -> Value {
-        self.http
-            .get(format!("{}/admin/inventory/{sku}", self.url))
-            .bearer_auth("test-admin")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::json_of(
+            self.http
+                .get(format!("{}/admin/inventory/{sku}", self.url))
+                .bearer_auth("test-admin"),
+        )
+        .await
     }
 
     /// `PUT` on an admin route.

@@ -201,15 +201,7 @@ async fn operations_endpoints_answer() {
             .unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = testkit::json_of(app.http.get(format!("{}/openapi.json", app.url))).await;
     for path in [
         "/internal/v1/payments",
         "/v1/webhooks/stripe",

@@ -230,16 +230,12 @@ async fn a_notification_for_an_unknown_order_becomes_a_dead_letter() {
     })
     .await;
     assert_eq!(app.orders.received().len(), 1, "a 404 is not retried");
-    let dead: Value = app
-        .http
-        .get(format!("{}/admin/jobs/dead", app.url))
-        .bearer_auth(crate::support::ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: Value = testkit::json_of(
+        app.http
+            .get(format!("{}/admin/jobs/dead", app.url))
+            .bearer_auth(crate::support::ADMIN),
+    )
+    .await;
     assert_eq!(dead[0]["kind"], "notify_orders");
     assert_eq!(dead[0]["payload"]["order_id"], order.as_str());
 }

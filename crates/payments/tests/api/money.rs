@@ -21,18 +21,15 @@ async fn close(app: &TestApp, order: &str, amount: i64, reason: &str) -> reqwest
 
 /// The PaymentIntent as the simulator holds it, with its latest charge.
 async fn intent_at_stripe(app: &TestApp, intent: &str) -> Value {
-    app.http
-        .get(format!(
-            "{}/v1/payment_intents/{intent}?expand[]=latest_charge",
-            app.sim_url
-        ))
-        .bearer_auth("sk_test_shopper")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    testkit::json_of(
+        app.http
+            .get(format!(
+                "{}/v1/payment_intents/{intent}?expand[]=latest_charge",
+                app.sim_url
+            ))
+            .bearer_auth("sk_test_shopper"),
+    )
+    .await
 }
 
 /// What Stripe kept of the intent: captured minus refunded.

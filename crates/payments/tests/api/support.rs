@@ -8,7 +8,6 @@ use payments::Settings;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use stripe_sim::{ControlsUpdate, Sim};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::orders_stub::OrdersStub;
@@ -41,17 +40,13 @@ pub struct TestApp {
     pub core: payments::Core,
     /// The settings the app runs with.
     pub settings: Settings,
-    worker: Option<(JoinHandle<()>, CancellationToken)>,
+    worker: testkit::background::Background,
     shutdown: CancellationToken,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        if let Some((handle, token)) = self.worker.take() {
-            token.cancel();
-            handle.abort();
-        }
     }
 }
 
@@ -134,7 +129,7 @@ pub async fn spawn_with(mut settings: Settings) -> TestApp {
         orders,
         core,
         settings,
-        worker: None,
+        worker: Default::default(),
         shutdown,
     };
     app.start_worker();
@@ -144,25 +139,14 @@ pub async fn spawn_with(mut settings: Settings) -> TestApp {
 impl TestApp {
     /// Starts the worker (replacing a running one).
     pub fn start_worker(&mut self) {
-        let (core, settings, token) = (
-            self.core.clone(),
-            self.settings.clone(),
-            CancellationToken::new(),
-        );
-        let stop = token.clone();
-        let handle = tokio::spawn(async move { payments::work(&core, &settings, stop).await });
-        if let Some((old, old_token)) = self.worker.replace((handle, token)) {
-            old_token.cancel();
-            old.abort();
-        }
+        let (core, settings) = (self.core.clone(), self.settings.clone());
+        self.worker
+            .start(|stop| async move { payments::work(&core, &settings, stop).await });
     }
 
     /// Stops the worker; queued jobs wait for the next `start_worker`.
     pub async fn stop_worker(&mut self) {
-        if let Some((handle, token)) = self.worker.take() {
-            token.cancel();
-            let _ = handle.await;
-        }
+        self.worker.stop().await;
     }
 
     /// `POST /internal/v1/payments` with `key` (none when `None`).
@@ -188,15 +172,12 @@ impl TestApp {
 
     /// `GET /internal/v1/payments/{id}`.
     pub async fn payment(&self, id: &str) -> Value {
-        self.http
-            .get(format!("{}/internal/v1/payments/{id}", self.url))
-            .bearer_auth(INTERNAL)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::json_of(
+            self.http
+                .get(format!("{}/internal/v1/payments/{id}", self.url))
+                .bearer_auth(INTERNAL),
+        )
+        .await
     }
 
     /// Waits until payment `id` is in `status`; answers it.
