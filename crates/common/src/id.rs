@@ -36,7 +36,18 @@ pub fn is_valid(prefix: &str, id: &str) -> bool {
         .is_some_and(|rest| rest.len() == RANDOM_LEN && rest.bytes().all(|b| ALPHABET.contains(&b)))
 }
 
-/// Defines a newtype id with its prefix, `new`, `parse`, `as_str` and `Display`.
+/// Text that is not an id of the kind wanted (from a row or a job: a bug, not a client's).
+#[derive(Debug, thiserror::Error)]
+#[error("not a well-formed {prefix}_ id: {raw:?}")]
+pub struct MalformedId {
+    /// The prefix wanted.
+    pub prefix: &'static str,
+    /// What was given.
+    pub raw: String,
+}
+
+/// Defines a newtype id with its prefix, `new`, `parse`, `as_str`, `Display` and
+/// `TryFrom<String>` (for `#[sqlx(try_from = "String")]` and job payloads).
 #[macro_export]
 macro_rules! prefixed_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
@@ -74,6 +85,21 @@ macro_rules! prefixed_id {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::id::MalformedId;
+
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                if $crate::id::is_valid($prefix, &raw) {
+                    Ok(Self(raw))
+                } else {
+                    Err($crate::id::MalformedId {
+                        prefix: $prefix,
+                        raw,
+                    })
+                }
             }
         }
     };

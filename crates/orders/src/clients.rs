@@ -8,7 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use common::Secret;
+use common::{
+    Secret,
+    money::{Currency, Money},
+};
+
+use crate::domain::{CartId, OrderId};
 
 /// An upstream call that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +82,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Cart {
     /// The cart's currency.
-    pub currency: String,
+    pub currency: Currency,
     /// Its lines.
     pub items: Vec<CartLine>,
     /// Sum of the lines.
@@ -128,7 +133,7 @@ impl Clients {
 
     /// The cart, or `None` when it does not exist.
     #[tracing::instrument(skip(self))]
-    pub async fn cart(&self, cart_id: &str) -> Result<Option<Cart>, UpstreamError> {
+    pub async fn cart(&self, cart_id: &CartId) -> Result<Option<Cart>, UpstreamError> {
         let response = traced(
             self.http
                 .get(format!("{}/v1/carts/{cart_id}", self.cart_url)),
@@ -145,7 +150,7 @@ impl Clients {
 
     /// Deletes the cart; one that is already gone counts as deleted.
     #[tracing::instrument(skip(self))]
-    pub async fn delete_cart(&self, cart_id: &str) -> Result<(), UpstreamError> {
+    pub async fn delete_cart(&self, cart_id: &CartId) -> Result<(), UpstreamError> {
         let response = traced(
             self.http
                 .delete(format!("{}/v1/carts/{cart_id}", self.cart_url)),
@@ -163,9 +168,8 @@ impl Clients {
     #[tracing::instrument(skip(self))]
     pub async fn create_payment(
         &self,
-        order_id: &str,
-        amount: i64,
-        currency: &str,
+        order_id: &OrderId,
+        total: Money,
         payment_method: Option<&str>,
     ) -> Result<Payment, UpstreamError> {
         let mut request = self
@@ -173,7 +177,7 @@ impl Clients {
             .post(format!("{}/internal/v1/payments", self.payments_url))
             .bearer_auth(common::auth::outgoing(&self.internal_token))
             .header("Idempotency-Key", format!("order-{order_id}"))
-            .json(&json!({"order_id": order_id, "amount": amount, "currency": currency, "payment_method": payment_method}));
+            .json(&json!({"order_id": order_id, "amount": total.amount, "currency": total.currency, "payment_method": payment_method}));
         if let Some(traceparent) = common::telemetry::current_traceparent() {
             request = request.header("traceparent", traceparent);
         }
@@ -190,16 +194,15 @@ impl Clients {
     #[tracing::instrument(skip(self))]
     pub async fn close_payment(
         &self,
-        order_id: &str,
-        amount: i64,
-        currency: &str,
+        order_id: &OrderId,
+        total: Money,
         reason: &str,
     ) -> Result<(), UpstreamError> {
         let mut request = self
             .http
             .post(format!("{}/internal/v1/payments/close", self.payments_url))
             .bearer_auth(common::auth::outgoing(&self.internal_token))
-            .json(&json!({"order_id": order_id, "amount": amount, "currency": currency, "reason": reason}));
+            .json(&json!({"order_id": order_id, "amount": total.amount, "currency": total.currency, "reason": reason}));
         if let Some(traceparent) = common::telemetry::current_traceparent() {
             request = request.header("traceparent", traceparent);
         }

@@ -11,7 +11,7 @@ use common::queue::{JobError, NewJob};
 use sqlx::PgConnection;
 
 use crate::{
-    domain::{Holding, Status},
+    domain::{Holding, OrderId, Status},
     saga::Saga,
     store::{
         holds,
@@ -39,7 +39,7 @@ impl Saga {
     /// Applies the hold rules to order `order_id`, if pending, before it reserves: its cart's
     /// earlier open orders are cancelled `superseded`, and the order fails
     /// `too_many_open_orders` when its customer has too many waiting for payment.
-    pub(crate) async fn before_reserve(&self, order_id: &str) -> Result<(), JobError> {
+    pub(crate) async fn before_reserve(&self, order_id: &OrderId) -> Result<(), JobError> {
         let Some((earlier, awaiting)) = holds::before_reserve(&self.pool, order_id)
             .await
             .map_err(db)?
@@ -84,14 +84,14 @@ impl Saga {
         }
         tx.commit().await.map_err(db)?;
         for id in &moved {
-            self.changes.send(id);
+            self.changes.send(id.as_str());
         }
         Ok(())
     }
 
     /// The job that releases order `order_id`'s stock when its hold ends, if the hold is
     /// shorter than the payment timeout.
-    pub(crate) fn release_hold_job(&self, order_id: &str) -> Option<NewJob> {
+    pub(crate) fn release_hold_job(&self, order_id: &OrderId) -> Option<NewJob> {
         let hold = self.holds.reservation_hold;
         (hold < self.payment_timeout).then(|| {
             NewJob::new(RELEASE_HOLD, serde_json::json!({ "order_id": order_id }))
@@ -103,7 +103,7 @@ impl Saga {
 
     /// Ends the reservation hold of an order still waiting for its payment: its stock goes
     /// back on sale; the order keeps waiting.
-    pub async fn release_hold(&self, order_id: &str) -> Result<(), JobError> {
+    pub async fn release_hold(&self, order_id: &OrderId) -> Result<(), JobError> {
         let mut tx = common::db::begin(&self.pool).await.map_err(db)?;
         let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else {
             return Ok(());
@@ -114,7 +114,7 @@ impl Saga {
             orders::release(&mut tx, &mut order).await.map_err(db)?;
             metrics::counter!("orders_holds_released_total").increment(1);
             tracing::info!(
-                order = order_id,
+                order = %order_id,
                 "reservation hold ended; stock back on sale"
             );
         }

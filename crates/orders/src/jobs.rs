@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
-use common::queue::{ClaimedJob, Handler, JobError, NewJob};
+use common::{
+    money::{InvalidCurrency, Money},
+    queue::{ClaimedJob, Handler, JobError, NewJob},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     clients::UpstreamError,
+    domain::{CartId, OrderId},
     holds::RELEASE_HOLD,
     saga::{CLEAR_CART, CLOSE_PAYMENT, PAYMENT_TIMEOUT, PROCESS_ORDER, Saga},
 };
@@ -19,6 +23,14 @@ fn field<'a>(job: &'a ClaimedJob, name: &str) -> Result<&'a str, JobError> {
     job.payload[name]
         .as_str()
         .ok_or_else(|| JobError::Permanent(format!("job has no {name}")))
+}
+
+/// The job's id field `name`, parsed: a malformed one will never parse, so it is permanent.
+fn id<T>(job: &ClaimedJob, name: &str) -> Result<T, JobError>
+where
+    T: TryFrom<String, Error = common::id::MalformedId>,
+{
+    T::try_from(field(job, name)?.to_owned()).map_err(|e| JobError::Permanent(e.to_string()))
 }
 
 impl Handler for OrderJobs {
@@ -34,16 +46,16 @@ impl Handler for OrderJobs {
 
     async fn handle(&self, job: &ClaimedJob) -> Result<(), JobError> {
         match job.kind.as_str() {
-            PROCESS_ORDER => self.0.advance(field(job, "order_id")?).await,
-            PAYMENT_TIMEOUT => self.0.expire_payment(field(job, "order_id")?).await,
+            PROCESS_ORDER => self.0.advance(&id(job, "order_id")?).await,
+            PAYMENT_TIMEOUT => self.0.expire_payment(&id(job, "order_id")?).await,
             CLEAR_CART => self
                 .0
                 .clients
-                .delete_cart(field(job, "cart_id")?)
+                .delete_cart(&id::<CartId>(job, "cart_id")?)
                 .await
                 .map_err(|e| JobError::Transient(format!("cart: {e}"))),
             CLOSE_PAYMENT => self.close_payment(job).await,
-            RELEASE_HOLD => self.0.release_hold(field(job, "order_id")?).await,
+            RELEASE_HOLD => self.0.release_hold(&id(job, "order_id")?).await,
             other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
         }
     }
@@ -51,9 +63,9 @@ impl Handler for OrderJobs {
     async fn on_dead(&self, job: &ClaimedJob, error: &str) -> Result<(), String> {
         metrics::counter!("dead_letters_total", "kind" => job.kind.clone()).increment(1);
         match job.kind.as_str() {
-            PROCESS_ORDER => match job.payload["order_id"].as_str() {
-                Some(order_id) => self.0.abandon(order_id, error).await,
-                None => Ok(()),
+            PROCESS_ORDER => match id::<OrderId>(job, "order_id") {
+                Ok(order_id) => self.0.abandon(&order_id, error).await,
+                Err(_) => Ok(()),
             },
             CLOSE_PAYMENT => {
                 // Payments never heard the order ended: its PaymentIntent may still be paid.
@@ -74,15 +86,19 @@ impl OrderJobs {
     /// (the replay's payment is refused as closed) or finds the order open and does nothing.
     async fn close_payment(&self, job: &ClaimedJob) -> Result<(), JobError> {
         let saga = &self.0;
-        let order_id = field(job, "order_id")?;
+        let order_id: OrderId = id(job, "order_id")?;
         let amount = job.payload["amount"]
             .as_i64()
             .ok_or_else(|| JobError::Permanent("job has no amount".to_owned()))?;
+        let currency = field(job, "currency")?
+            .parse()
+            .map_err(|e: InvalidCurrency| JobError::Permanent(e.to_string()))?;
+        let total = Money::new(amount, currency);
         let db = |e: sqlx::Error| JobError::Transient(format!("database: {e}"));
         let mut tx = common::db::begin(&saga.pool).await.map_err(db)?;
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM orders.orders WHERE id = $1 FOR SHARE")
-                .bind(order_id)
+                .bind(order_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -91,12 +107,7 @@ impl OrderJobs {
             .is_some_and(|s| s.is_final() && s != crate::domain::Status::Confirmed);
         if ended {
             saga.clients
-                .close_payment(
-                    order_id,
-                    amount,
-                    field(job, "currency")?,
-                    field(job, "reason")?,
-                )
+                .close_payment(&order_id, total, field(job, "reason")?)
                 .await
                 .map_err(|e| match e {
                     UpstreamError::Transient(e) => JobError::Transient(format!("payments: {e}")),
@@ -151,10 +162,11 @@ pub async fn sweep_once(saga: &Saga, stuck_after: Duration) -> Result<u64, sqlx:
     .await?;
     let mut enqueued = 0;
     let mut tx = common::db::begin(&saga.pool).await?;
-    for id in &stuck {
+    for id in stuck {
+        let id = OrderId::try_from(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         enqueued += u64::from(
             saga.queue
-                .enqueue(&mut tx, saga.process_job(id))
+                .enqueue(&mut tx, saga.process_job(&id))
                 .await?
                 .is_some(),
         );

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::{
     clients::{Clients, UpstreamError},
-    domain::{Holding, Status},
+    domain::{Holding, OrderId, Status},
     ratelimit::PaymentLimiter,
     store::orders::{self, Order, StoreError},
 };
@@ -91,7 +91,7 @@ fn db(e: impl std::fmt::Display) -> JobError {
 
 impl Saga {
     /// The job that starts or resumes an order's saga.
-    pub fn process_job(&self, order_id: &str) -> NewJob {
+    pub fn process_job(&self, order_id: &OrderId) -> NewJob {
         NewJob::new(PROCESS_ORDER, serde_json::json!({ "order_id": order_id }))
             .dedup(format!("process:{order_id}"))
             .attempts(self.max_attempts)
@@ -113,8 +113,8 @@ impl Saga {
             CLOSE_PAYMENT,
             serde_json::json!({
                 "order_id": order.id,
-                "amount": order.total,
-                "currency": order.currency,
+                "amount": order.total.amount,
+                "currency": order.total.currency,
                 "reason": reason,
             }),
         )
@@ -144,7 +144,7 @@ impl Saga {
     }
 
     /// Runs the saga as far as it can go now: up to awaiting the payment, or a final state.
-    pub async fn advance(&self, order_id: &str) -> Result<(), JobError> {
+    pub async fn advance(&self, order_id: &OrderId) -> Result<(), JobError> {
         let mut order = self.reserve(order_id).await?;
         loop {
             order = match order.status {
@@ -156,13 +156,13 @@ impl Saga {
     }
 
     /// Holds the order's stock, or fails it `out_of_stock`; answers the order as committed.
-    async fn reserve(&self, order_id: &str) -> Result<Order, JobError> {
+    async fn reserve(&self, order_id: &OrderId) -> Result<Order, JobError> {
         self.before_reserve(order_id).await?;
         if let Some(order) = orders::reserve_pending(&self.pool, order_id)
             .await
             .map_err(db)?
         {
-            self.changes.send(order_id);
+            self.changes.send(order_id.as_str());
             return Ok(order);
         }
         // Not pending: a retry, or the job of an order that moved on without it.
@@ -189,12 +189,7 @@ impl Saga {
             .map_err(|e| JobError::Transient(format!("rate limiter: {e}")))?;
         let payment = self
             .clients
-            .create_payment(
-                &order.id,
-                order.total,
-                &order.currency,
-                order.payment_method.as_deref(),
-            )
+            .create_payment(&order.id, order.total, order.payment_method.as_deref())
             .await
             .map_err(|e| match e {
                 UpstreamError::Transient(e) => JobError::Transient(format!("payments: {e}")),
@@ -216,7 +211,7 @@ impl Saga {
                     .await
                     .map_err(db)?
             {
-                self.changes.send(&order.id);
+                self.changes.send(order.id.as_str());
                 return Ok(order);
             }
         }
@@ -261,7 +256,7 @@ impl Saga {
     }
 
     /// Confirms a paid order (normally done with the payment event, in its transaction).
-    async fn confirm_step(&self, order_id: &str) -> Result<Order, JobError> {
+    async fn confirm_step(&self, order_id: &OrderId) -> Result<Order, JobError> {
         let mut tx = common::db::begin(&self.pool).await.map_err(db)?;
         let mut order = orders::lock(&mut tx, order_id)
             .await
@@ -375,7 +370,7 @@ impl Saga {
     }
 
     /// Cancels the order if its payment is overdue.
-    pub async fn expire_payment(&self, order_id: &str) -> Result<(), JobError> {
+    pub async fn expire_payment(&self, order_id: &OrderId) -> Result<(), JobError> {
         let mut tx = common::db::begin(&self.pool).await.map_err(db)?;
         let Some(mut order) = orders::lock(&mut tx, order_id).await.map_err(db)? else {
             return Ok(());
@@ -392,7 +387,7 @@ impl Saga {
     }
 
     /// Ends an order whose saga ran out of attempts.
-    pub async fn abandon(&self, order_id: &str, error: &str) -> Result<(), String> {
+    pub async fn abandon(&self, order_id: &OrderId, error: &str) -> Result<(), String> {
         let mut tx = common::db::begin(&self.pool)
             .await
             .map_err(|e| e.to_string())?;
@@ -415,7 +410,7 @@ impl Saga {
     /// Reopens an order that was abandoned by a dead job, for a replay; `false` when the
     /// order ended for another reason (it then stays as it is). The move itself is the state
     /// machine's to allow (`orders::reopen`).
-    pub async fn reopen(&self, order_id: &str) -> Result<bool, StoreError> {
+    pub async fn reopen(&self, order_id: &OrderId) -> Result<bool, StoreError> {
         let mut tx = common::db::begin(&self.pool).await?;
         let Some(mut order) = orders::lock(&mut tx, order_id).await? else {
             return Ok(false);
@@ -449,10 +444,10 @@ impl Saga {
     pub async fn commit(
         &self,
         tx: Transaction<'_, Postgres>,
-        order_id: &str,
+        order_id: &OrderId,
     ) -> Result<(), sqlx::Error> {
         tx.commit().await?;
-        self.changes.send(order_id);
+        self.changes.send(order_id.as_str());
         Ok(())
     }
 }

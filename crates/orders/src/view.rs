@@ -65,7 +65,7 @@ impl OrderView {
     /// The view of an order and its lines.
     pub fn new(order: &Order, lines: &[Line]) -> Self {
         Self {
-            id: order.id.clone(),
+            id: order.id.to_string(),
             status: order.status.as_str().to_owned(),
             items: lines
                 .iter()
@@ -77,8 +77,8 @@ impl OrderView {
                     line_total: l.line_total,
                 })
                 .collect(),
-            total: order.total,
-            currency: order.currency.clone(),
+            total: order.total.amount,
+            currency: order.total.currency.to_string(),
             email: order.email.clone(),
             created_at: order.created_at.format(&Rfc3339).unwrap_or_default(),
             failure_reason: order.failure_reason.clone(),

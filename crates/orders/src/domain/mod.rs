@@ -17,6 +17,12 @@ common::prefixed_id!(
     "ord"
 );
 
+common::prefixed_id!(
+    /// A cart's id, minted by the cart service: what an order was checked out from.
+    CartId,
+    "crt"
+);
+
 /// `POST /v1/orders` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +44,7 @@ pub struct CheckoutRequest {
 #[derive(Debug, Clone)]
 pub struct Checkout {
     /// The cart id.
-    pub cart_id: String,
+    pub cart_id: CartId,
     /// The email, trimmed.
     pub email: String,
     /// The payment method, if any.
@@ -50,9 +56,10 @@ impl TryFrom<CheckoutRequest> for Checkout {
 
     fn try_from(r: CheckoutRequest) -> Result<Self, Self::Error> {
         let mut errors = Vec::new();
+        let cart_id = CartId::parse(&r.cart_id);
         if has_control(&r.cart_id) {
             errors.push(FieldError::new("cart_id", CONTROL_CHARACTERS));
-        } else if !common::id::is_valid("crt", &r.cart_id) {
+        } else if cart_id.is_none() {
             errors.push(FieldError::new("cart_id", "not a cart id"));
         }
         // Checked before trimming: a trailing newline is a control character too, not
@@ -80,14 +87,13 @@ impl TryFrom<CheckoutRequest> for Checkout {
             }
             given => given,
         };
-        if errors.is_empty() {
-            Ok(Self {
-                cart_id: r.cart_id,
+        match cart_id {
+            Some(cart_id) if errors.is_empty() => Ok(Self {
+                cart_id,
                 email,
                 payment_method,
-            })
-        } else {
-            Err(errors)
+            }),
+            _ => Err(errors),
         }
     }
 }

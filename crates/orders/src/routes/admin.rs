@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::{
     AppState,
+    domain::OrderId,
     error::OrdersError,
     saga::PROCESS_ORDER,
     store::inventory::{self, Stock},
@@ -103,11 +104,11 @@ impl DeadLetters for AppState {
     async fn before_replay(&self, job: &DeadJob) -> Result<Map<String, Value>, Problem> {
         let mut reopened = false;
         if job.kind == PROCESS_ORDER
-            && let Some(order_id) = job.payload["order_id"].as_str()
+            && let Some(order_id) = job.payload["order_id"].as_str().and_then(OrderId::parse)
         {
             reopened = self
                 .saga
-                .reopen(order_id)
+                .reopen(&order_id)
                 .await
                 .map_err(OrdersError::from)?;
         }

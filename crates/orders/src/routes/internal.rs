@@ -10,7 +10,13 @@ use common::{ApiJson, Problem, problem::ProblemType};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::{AppState, domain::Status, error::OrdersError, saga::Saga, store::orders};
+use crate::{
+    AppState,
+    domain::{OrderId, Status},
+    error::OrdersError,
+    saga::Saga,
+    store::orders,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -66,6 +72,7 @@ pub async fn payment_event(
     Path(id): Path<String>,
     ApiJson(event): ApiJson<PaymentEvent>,
 ) -> Result<Json<PaymentEventApplied>, Problem> {
+    let id = OrderId::parse(&id).ok_or(OrdersError::NotFound("The order"))?;
     // Most events tell of an outcome the order already has (payments answered it to the saga
     // too): a read settles those, without a transaction or the order's lock.
     let order = orders::find(&app.pool, &id)
@@ -76,7 +83,7 @@ pub async fn payment_event(
     if order.status.is_final() && !Saga::closed_order_news(&order, &event.payment_id, &event.status)
     {
         return Ok(Json(PaymentEventApplied {
-            order_id: order.id,
+            order_id: order.id.to_string(),
             status: order.status,
         }));
     }
@@ -103,7 +110,7 @@ pub async fn payment_event(
         .await
         .map_err(OrdersError::from)?;
     Ok(Json(PaymentEventApplied {
-        order_id: order.id,
+        order_id: order.id.to_string(),
         status: order.status,
     }))
 }

@@ -15,7 +15,7 @@ use axum::{
     },
     routing::{get, post},
 };
-use common::{ApiJson, Problem, problem::ProblemType};
+use common::{ApiJson, Problem, money::Money, problem::ProblemType};
 use futures_util::StreamExt as _;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -26,7 +26,7 @@ use tokio::sync::{
 
 use crate::{
     AppState,
-    domain::{Checkout, CheckoutRequest, Holding, OrderId, Status},
+    domain::{CartId, Checkout, CheckoutRequest, Holding, OrderId, Status},
     error::OrdersError,
     store::{
         idempotency,
@@ -66,7 +66,7 @@ pub async fn create(
 ) -> Result<Response, OrdersError> {
     let key = common::idempotency::key(&headers).ok_or(OrdersError::MissingIdempotencyKey)?;
     let checkout = Checkout::try_from(body).map_err(OrdersError::Invalid)?;
-    let key = idempotency::scoped(&checkout.cart_id, key);
+    let key = idempotency::scoped(checkout.cart_id.as_str(), key);
     let request = json!({"cart_id": checkout.cart_id, "email": checkout.email, "payment_method": checkout.payment_method}).to_string();
 
     // The cart is read first: a replay must not depend on a cart that a confirmed order
@@ -93,13 +93,12 @@ pub async fn create(
         })
         .collect();
     let order = Order {
-        id: OrderId::new().to_string(),
+        id: OrderId::new(),
         status: Status::Pending,
         stock: Holding::None,
         cart_id: checkout.cart_id,
         email: checkout.email,
-        currency: cart.currency,
-        total: cart.subtotal,
+        total: Money::new(cart.subtotal, cart.currency),
         payment_method: checkout.payment_method,
         payment_id: None,
         payment_status: None,
@@ -123,7 +122,7 @@ pub async fn create(
         if orders::place(&app.pool, &claim, &order, &lines, &app.saga.queue, &job).await? {
             app.saga.queue.wake();
             metrics::counter!("orders_accepted_total").increment(1);
-            return Ok(accepted(&order.id, view, false));
+            return Ok(accepted(order.id.as_str(), view, false));
         }
         // The key is taken: replay its answer, or reclaim it once if it has expired.
         if let Some(stored) = idempotency::find(&app.pool, &key).await? {
@@ -138,7 +137,7 @@ pub async fn create(
 
 async fn orderable_cart(
     app: &AppState,
-    cart_id: &str,
+    cart_id: &CartId,
 ) -> Result<crate::clients::Cart, OrdersError> {
     let cart = app.saga.clients.cart(cart_id).await.map_err(|e| match e {
         crate::clients::UpstreamError::Transient(e) => OrdersError::Upstream(format!("cart: {e}")),
@@ -196,16 +195,18 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, OrdersError> {
     Ok(Json(
-        load_view(&app, &id)
+        load_view(&app, &order_id(&id)?)
             .await?
             .ok_or(OrdersError::NotFound("The order"))?,
     ))
 }
 
-async fn load_view(app: &AppState, id: &str) -> Result<Option<OrderView>, sqlx::Error> {
-    if !common::id::is_valid(OrderId::PREFIX, id) {
-        return Ok(None);
-    }
+/// The order id in a path; a malformed one names no order (404).
+fn order_id(raw: &str) -> Result<OrderId, OrdersError> {
+    OrderId::parse(raw).ok_or(OrdersError::NotFound("The order"))
+}
+
+async fn load_view(app: &AppState, id: &OrderId) -> Result<Option<OrderView>, sqlx::Error> {
     let Some(order) = orders::find(&app.pool, id).await? else {
         return Ok(None);
     };
@@ -242,6 +243,7 @@ pub async fn events(
         .into_response());
     };
     let open = OpenStream::counted(permit);
+    let id = order_id(&id)?;
     // Subscribe before reading, so no change between the two is missed.
     let changes = app.events.subscribe();
     let first = load_view(&app, &id)
@@ -276,7 +278,7 @@ pub async fn events(
                 return Some((Ok::<_, Infallible>(event), follow));
             }
             match follow.changes.recv().await {
-                Ok(changed) if changed != follow.id => continue,
+                Ok(changed) if changed != follow.id.as_str() => continue,
                 Ok(_) | Err(RecvError::Lagged(_)) => {
                     follow.next = load_view(&follow.app, &follow.id).await.ok().flatten()
                 }
@@ -298,7 +300,7 @@ pub async fn events(
 /// One event stream's state between events.
 struct Follow {
     app: AppState,
-    id: String,
+    id: OrderId,
     changes: broadcast::Receiver<String>,
     /// A view to send, when it differs from the last one sent.
     next: Option<OrderView>,

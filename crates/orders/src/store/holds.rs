@@ -3,18 +3,21 @@
 
 use sqlx::{PgConnection, PgPool};
 
-use crate::{domain::Holding, store::orders::Order};
+use crate::{
+    domain::{Holding, OrderId},
+    store::orders::Order,
+};
 
 /// What the hold rules need to know before order `id` reserves: the ids of its cart's
 /// earlier open orders (oldest first), and how many orders its customer has waiting for
 /// payment. `None` when the order is not pending.
 pub async fn before_reserve(
     pool: &PgPool,
-    id: &str,
-) -> Result<Option<(Vec<String>, i64)>, sqlx::Error> {
+    id: &OrderId,
+) -> Result<Option<(Vec<OrderId>, i64)>, sqlx::Error> {
     // Placement order is the order of each order's first event (a sequence); `created_at`
     // is kept to the second and cannot tell two quick checkouts apart.
-    sqlx::query_as(
+    let found: Option<(Vec<String>, i64)> = sqlx::query_as(
         "WITH placed AS (
              SELECT e.id, (SELECT min(ev.id) FROM orders.order_events ev WHERE ev.order_id = e.id) AS seq
              FROM orders.orders e, orders.orders o
@@ -26,9 +29,18 @@ pub async fn before_reserve(
              (SELECT count(*) FROM orders.orders w WHERE w.email = o.email AND w.status = 'awaiting_payment')
          FROM orders.orders o WHERE o.id = $1 AND o.status = 'pending'",
     )
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(pool)
-    .await
+    .await?;
+    let Some((earlier, awaiting)) = found else {
+        return Ok(None);
+    };
+    let earlier = earlier
+        .into_iter()
+        .map(OrderId::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(Some((earlier, awaiting)))
 }
 
 /// Holds the stock of the locked `order`, whose hold was released, again: every line or
@@ -54,7 +66,7 @@ pub async fn reserve_again(
          FROM verdict v WHERE o.id = $1 AND v.ok
          RETURNING v.ok",
     )
-    .bind(&order.id)
+    .bind(order.id.as_str())
     .fetch_optional(conn)
     .await?;
     let held = held.unwrap_or(false);

@@ -4,34 +4,33 @@
 //! recorded in `order_events`, and the event streams hear of it after the commit. Stock moves
 //! are conditional on the order's `stock` column, so each happens at most once per order.
 
-use common::queue::{NewJob, Queue};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use common::{
+    money::Money,
+    queue::{NewJob, Queue},
+};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row as _, postgres::PgRow};
 use time::OffsetDateTime;
 
-use crate::domain::{Holding, Mover, Status};
+use crate::domain::{CartId, Holding, Mover, OrderId, Status};
 
 /// NOTIFY channel carrying the id of every order whose status changed.
 pub const EVENTS_CHANNEL: &str = "orders_order_events";
 
 /// An order row.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Order {
-    /// `ord_…`.
-    pub id: String,
+    /// Its id.
+    pub id: OrderId,
     /// Where it is.
-    #[sqlx(try_from = "String")]
     pub status: Status,
     /// Where its stock is.
-    #[sqlx(try_from = "String")]
     pub stock: Holding,
     /// The cart it came from.
-    pub cart_id: String,
+    pub cart_id: CartId,
     /// The customer's email.
     pub email: String,
-    /// ISO 4217.
-    pub currency: String,
-    /// Minor units.
-    pub total: i64,
+    /// The sum of its lines.
+    pub total: Money,
     /// Payment method to confirm server-side.
     pub payment_method: Option<String>,
     /// The payment at the payments service.
@@ -46,6 +45,47 @@ pub struct Order {
     pub payment_due_at: Option<OffsetDateTime>,
     /// Accepted at.
     pub created_at: OffsetDateTime,
+}
+
+impl sqlx::FromRow<'_, PgRow> for Order {
+    /// Parses the row into the order's types; a value none of them takes is a decode error
+    /// naming its column (the database holds only what the store wrote).
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        fn parsed<T, E>(row: &PgRow, column: &str) -> Result<T, sqlx::Error>
+        where
+            T: TryFrom<String, Error = E>,
+            E: std::error::Error + Send + Sync + 'static,
+        {
+            T::try_from(row.try_get::<String, _>(column)?).map_err(|e| sqlx::Error::ColumnDecode {
+                index: column.to_owned(),
+                source: Box::new(e),
+            })
+        }
+        let currency: String = row.try_get("currency")?;
+        let currency = currency
+            .parse()
+            .map_err(
+                |e: common::money::InvalidCurrency| sqlx::Error::ColumnDecode {
+                    index: "currency".to_owned(),
+                    source: Box::new(e),
+                },
+            )?;
+        Ok(Self {
+            id: parsed(row, "id")?,
+            status: parsed(row, "status")?,
+            stock: parsed(row, "stock")?,
+            cart_id: parsed(row, "cart_id")?,
+            email: row.try_get("email")?,
+            total: Money::new(row.try_get("total")?, currency),
+            payment_method: row.try_get("payment_method")?,
+            payment_id: row.try_get("payment_id")?,
+            payment_status: row.try_get("payment_status")?,
+            client_secret: row.try_get("client_secret")?,
+            failure_reason: row.try_get("failure_reason")?,
+            payment_due_at: row.try_get("payment_due_at")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
 }
 
 /// A line's price snapshot.
@@ -117,13 +157,13 @@ pub async fn place(
     let query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
         .bind(key.key)
         .bind(key.request)
-        .bind(&order.id)
+        .bind(order.id.as_str())
         .bind(key.response)
         .bind(key.ttl.as_secs() as i64)
-        .bind(&order.cart_id)
+        .bind(order.cart_id.as_str())
         .bind(&order.email)
-        .bind(&order.currency)
-        .bind(order.total)
+        .bind(order.total.currency.as_str())
+        .bind(order.total.amount)
         .bind(&order.payment_method)
         .bind(order.created_at)
         .bind(lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
@@ -148,30 +188,30 @@ pub struct Claim<'a> {
 }
 
 /// The order, without locking it.
-pub async fn find(pool: &PgPool, id: &str) -> Result<Option<Order>, sqlx::Error> {
+pub async fn find(pool: &PgPool, id: &OrderId) -> Result<Option<Order>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM orders.orders WHERE id = $1"
     )))
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(pool)
     .await
 }
 
 /// The order's lines, by sku.
-pub async fn lines(pool: &PgPool, id: &str) -> Result<Vec<Line>, sqlx::Error> {
+pub async fn lines(pool: &PgPool, id: &OrderId) -> Result<Vec<Line>, sqlx::Error> {
     sqlx::query_as("SELECT sku, name, quantity, unit_price, line_total FROM orders.order_lines WHERE order_id = $1 ORDER BY sku")
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(pool)
         .await
 }
 
 /// The order, locked until the transaction ends: every saga step and event handler starts
 /// here, so two of them never act on the same order at once.
-pub async fn lock(conn: &mut PgConnection, id: &str) -> Result<Option<Order>, sqlx::Error> {
+pub async fn lock(conn: &mut PgConnection, id: &OrderId) -> Result<Option<Order>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM orders.orders WHERE id = $1 FOR UPDATE"
     )))
-    .bind(id)
+    .bind(id.as_str())
     .fetch_optional(conn)
     .await
 }
@@ -194,13 +234,13 @@ pub async fn transition(
          INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
          SELECT id, $4, $2, $3 FROM moved",
     )
-    .bind(&order.id)
+    .bind(order.id.as_str())
     .bind(to.as_str())
     .bind(reason)
     .bind(order.status.as_str())
     .execute(&mut *conn)
     .await?;
-    moved(&order.id, order.status, &[to], reason);
+    moved(order.id.as_str(), order.status, &[to], reason);
     order.status = to;
     if let Some(reason) = reason {
         order.failure_reason = Some(public_reason(reason).to_owned());
@@ -255,12 +295,12 @@ pub async fn reopen(conn: &mut PgConnection, order: &mut Order) -> Result<(), St
          INSERT INTO orders.order_events (order_id, from_status, to_status, reason)
          SELECT id, $2, 'pending', 'replayed' FROM moved",
     )
-    .bind(&order.id)
+    .bind(order.id.as_str())
     .bind(order.status.as_str())
     .execute(&mut *conn)
     .await?;
     moved(
-        &order.id,
+        order.id.as_str(),
         order.status,
         &[Status::Pending],
         Some("replayed"),
@@ -288,7 +328,7 @@ fn moved(order: &str, from: Status, path: &[Status], reason: Option<&str>) {
 /// the move is recorded in `order_events`. Answers the moved order, or `None` when the order
 /// is not (or no longer) `pending`. A best-selling sku's row is every checkout's: it stays
 /// locked for this one statement and its commit.
-pub async fn reserve_pending(pool: &PgPool, id: &str) -> Result<Option<Order>, StoreError> {
+pub async fn reserve_pending(pool: &PgPool, id: &OrderId) -> Result<Option<Order>, StoreError> {
     const SHORT: &str = "out_of_stock";
     check_path(Status::Pending, &[Status::Reserved])?;
     check_path(Status::Pending, &[Status::Failed])?;
@@ -322,13 +362,13 @@ pub async fn reserve_pending(pool: &PgPool, id: &str) -> Result<Option<Order>, S
         returning = qualified("o"),
     );
     let order: Option<Order> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(id)
+        .bind(id.as_str())
         .bind(SHORT)
         .fetch_optional(pool)
         .await?;
     if let Some(order) = &order {
         let reason = (order.status == Status::Failed).then_some(SHORT);
-        moved(&order.id, Status::Pending, &[order.status], reason);
+        moved(order.id.as_str(), Status::Pending, &[order.status], reason);
     }
     Ok(order)
 }
@@ -355,7 +395,7 @@ const PAID_AT_ONCE: [Status; 3] = [Status::AwaitingPayment, Status::Paid, Status
 /// longer) `reserved`; then the caller takes the general way (`lock`, `transition`).
 pub async fn confirm_paid_at_once(
     pool: &PgPool,
-    id: &str,
+    id: &OrderId,
     payment: PaymentAnswer<'_>,
     queue: &Queue,
     follow_up: &NewJob,
@@ -390,7 +430,7 @@ pub async fn confirm_paid_at_once(
         job = step.cte,
     );
     let query = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(id)
+        .bind(id.as_str())
         .bind(payment.id)
         .bind(payment.status)
         .bind(payment.client_secret)
@@ -398,7 +438,7 @@ pub async fn confirm_paid_at_once(
         .bind(to);
     let order: Option<Order> = step.bind(query, follow_up).fetch_optional(pool).await?;
     if order.is_some() {
-        moved(id, Status::Reserved, &PAID_AT_ONCE, None);
+        moved(id.as_str(), Status::Reserved, &PAID_AT_ONCE, None);
     }
     Ok(order)
 }
@@ -412,7 +452,7 @@ pub async fn release(conn: &mut PgConnection, order: &mut Order) -> Result<(), s
         "UPDATE orders.inventory i SET reserved = i.reserved - l.quantity, updated_at = now()
          FROM orders.order_lines l WHERE l.order_id = $1 AND l.sku = i.sku",
     )
-    .bind(&order.id)
+    .bind(order.id.as_str())
     .execute(&mut *conn)
     .await?;
     metrics::counter!("order_compensations_total", "step" => "release_stock").increment(1);
@@ -433,7 +473,7 @@ pub async fn sell(conn: &mut PgConnection, order: &mut Order) -> Result<(), sqlx
              FROM orders.order_lines l WHERE l.order_id = $1 AND l.sku = i.sku RETURNING i.sku)
          UPDATE orders.orders SET stock = 'sold', updated_at = now() WHERE id = $1",
     )
-    .bind(&order.id)
+    .bind(order.id.as_str())
     .execute(&mut *conn)
     .await?;
     order.stock = Holding::Sold;
@@ -446,7 +486,7 @@ async fn set_stock(
     stock: Holding,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE orders.orders SET stock = $2, updated_at = now() WHERE id = $1")
-        .bind(&order.id)
+        .bind(order.id.as_str())
         .bind(stock.as_str())
         .execute(conn)
         .await?;
@@ -468,7 +508,7 @@ pub async fn record_payment(
              payment_due_at = coalesce($5, payment_due_at), updated_at = now()
          WHERE id = $1",
     )
-    .bind(&order.id)
+    .bind(order.id.as_str())
     .bind(payment_id)
     .bind(payment_status)
     .bind(client_secret)

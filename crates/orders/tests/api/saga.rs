@@ -1,5 +1,6 @@
 //! The order processor: the saga's outcomes, stock accounting, and payment events.
 
+use orders::domain::{OrderId, Status};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -340,28 +341,30 @@ async fn a_replay_reopens_only_what_the_state_machine_lets_it() {
     let app = spawn_with(settings().await, false).await;
     let sku = app.product(100, 5).await;
     let abandoned = app.order(&app.cart_with(&sku, 1).await, None).await;
+    let abandoned_id = OrderId::parse(&abandoned).unwrap();
     app.core
         .saga
-        .abandon(&abandoned, "payments: unreachable")
+        .abandon(&abandoned_id, "payments: unreachable")
         .await
         .unwrap();
     app.wait_for(&abandoned, "failed").await;
 
-    assert!(app.core.saga.reopen(&abandoned).await.unwrap());
+    assert!(app.core.saga.reopen(&abandoned_id).await.unwrap());
     app.wait_for(&abandoned, "pending").await;
     assert_eq!(
         app.history(&abandoned).await.last().unwrap(),
         &(Some("failed".to_owned()), "pending".to_owned())
     );
     // Pending again, it is no longer abandoned: a second replay leaves it.
-    assert!(!app.core.saga.reopen(&abandoned).await.unwrap());
+    assert!(!app.core.saga.reopen(&abandoned_id).await.unwrap());
 
     // An order that ended otherwise, yet carries the reason, is refused by the state machine
     // itself, and stays as it is.
     let cancelled = app.order(&app.cart_with(&sku, 1).await, None).await;
+    let cancelled_id = OrderId::parse(&cancelled).unwrap();
     app.core
         .saga
-        .abandon(&cancelled, "payments: unreachable")
+        .abandon(&cancelled_id, "payments: unreachable")
         .await
         .unwrap();
     sqlx::query("UPDATE orders.orders SET status = 'cancelled' WHERE id = $1")
@@ -369,13 +372,13 @@ async fn a_replay_reopens_only_what_the_state_machine_lets_it() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let refused = app.core.saga.reopen(&cancelled).await;
+    let refused = app.core.saga.reopen(&cancelled_id).await;
     assert!(
         matches!(
             refused,
             Err(orders::store::orders::StoreError::IllegalTransition {
-                from: orders::domain::Status::Cancelled,
-                to: orders::domain::Status::Pending,
+                from: Status::Cancelled,
+                to: Status::Pending,
             })
         ),
         "{refused:?}"
