@@ -1,6 +1,7 @@
 //! Enums stored and sent by a fixed name per variant (an order's status, a payment's): the
 //! parsing and printing each of them needs, written once. The enum keeps its own table of
-//! names; [`named!`](crate::named!) derives `Display`, `FromStr` and `TryFrom<String>` from it.
+//! names (`ALL`, `as_str`); [`named!`](crate::named!) derives [`Named`], `Display`, `FromStr`
+//! and `TryFrom<String>` from it.
 
 /// An enum with one fixed name per variant.
 pub trait Named: Copy + 'static {
@@ -36,11 +37,24 @@ pub fn parse<T: Named>(name: &str) -> Result<T, UnknownName> {
         })
 }
 
-/// Implements `Display`, `FromStr` and `TryFrom<String>` (for `#[sqlx(try_from = "String")]`)
-/// for a [`Named`] enum.
+/// Implements [`Named`] (what the names name: `$kind`), `Display`, `FromStr` and
+/// `TryFrom<String>` (for `#[sqlx(try_from = "String")]`) for an enum with an inherent
+/// `const ALL: [Self; N]` and `fn as_str(self) -> &'static str`.
 #[macro_export]
 macro_rules! named {
-    ($ty:ty) => {
+    ($ty:ty, $kind:literal) => {
+        impl $crate::named::Named for $ty {
+            const KIND: &'static str = $kind;
+
+            fn all() -> &'static [Self] {
+                &<$ty>::ALL
+            }
+
+            fn name(self) -> &'static str {
+                <$ty>::as_str(self)
+            }
+        }
+
         impl ::std::fmt::Display for $ty {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str($crate::named::Named::name(*self))
@@ -75,14 +89,10 @@ mod tests {
         Green,
     }
 
-    impl Named for Light {
-        const KIND: &'static str = "light";
+    impl Light {
+        const ALL: [Light; 2] = [Light::Red, Light::Green];
 
-        fn all() -> &'static [Self] {
-            &[Light::Red, Light::Green]
-        }
-
-        fn name(self) -> &'static str {
+        fn as_str(self) -> &'static str {
             match self {
                 Light::Red => "red",
                 Light::Green => "green",
@@ -90,12 +100,13 @@ mod tests {
         }
     }
 
-    crate::named!(Light);
+    crate::named!(Light, "light");
 
     #[test]
     fn names_round_trip_and_an_unknown_one_is_named_in_the_error() {
-        for light in Light::all() {
-            assert_eq!(light.to_string().parse::<Light>().unwrap(), *light);
+        for light in Light::ALL {
+            assert_eq!(light.to_string().parse::<Light>().unwrap(), light);
+            assert_eq!(Light::all(), Light::ALL);
         }
         let unknown = Light::try_from("amber".to_owned()).unwrap_err();
         assert_eq!(unknown.to_string(), r#"unknown light "amber""#);

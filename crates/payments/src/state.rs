@@ -148,19 +148,7 @@ pub fn transition(current: Status, reported: Status) -> Transition {
     }
 }
 
-impl common::named::Named for Status {
-    const KIND: &'static str = "payment status";
-
-    fn all() -> &'static [Self] {
-        &Self::ALL
-    }
-
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-common::named!(Status);
+common::named!(Status, "payment status");
 
 #[cfg(test)]
 mod tests {

@@ -98,19 +98,7 @@ impl Status {
     }
 }
 
-impl common::named::Named for Status {
-    const KIND: &'static str = "order status";
-
-    fn all() -> &'static [Self] {
-        &Self::ALL
-    }
-
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-common::named!(Status);
+common::named!(Status, "order status");
 
 #[cfg(test)]
 mod tests {

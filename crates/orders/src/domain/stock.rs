@@ -35,19 +35,7 @@ impl Holding {
     }
 }
 
-impl common::named::Named for Holding {
-    const KIND: &'static str = "order stock";
-
-    fn all() -> &'static [Self] {
-        &Self::ALL
-    }
-
-    fn name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-common::named!(Holding);
+common::named!(Holding, "order stock");
 
 #[cfg(test)]
 mod tests {
