@@ -46,8 +46,9 @@ pub struct MalformedId {
     pub raw: String,
 }
 
-/// Defines a newtype id with its prefix, `new`, `parse`, `as_str`, `Display` and
-/// `TryFrom<String>` (for `#[sqlx(try_from = "String")]` and job payloads).
+/// Defines a newtype id with its prefix, `new`, `parse`, `as_str`, `Display`,
+/// `TryFrom<String>` (for `#[sqlx(try_from = "String")]` and job payloads) and serde both
+/// ways (deserialising refuses a malformed id).
 #[macro_export]
 macro_rules! prefixed_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
@@ -85,6 +86,13 @@ macro_rules! prefixed_id {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = <String as serde::Deserialize>::deserialize(d)?;
+                Self::try_from(raw).map_err(serde::de::Error::custom)
             }
         }
 

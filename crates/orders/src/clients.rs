@@ -13,7 +13,7 @@ use common::{
     money::{Currency, Money},
 };
 
-use crate::domain::{CartId, OrderId};
+use crate::domain::{CartId, OrderId, PaymentId};
 
 /// An upstream call that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -92,8 +92,8 @@ pub struct Cart {
 /// The payment the payments service created.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Payment {
-    /// `pay_…`.
-    pub id: String,
+    /// Its id.
+    pub id: PaymentId,
     /// The payment's status (`requires_action`, `succeeded`, `failed`, …).
     pub status: String,
     /// For Stripe.js, when the customer confirms in the browser.

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::{
     clients::{Clients, UpstreamError},
-    domain::{Holding, OrderId, Status},
+    domain::{Holding, OrderId, PaymentId, Status},
     ratelimit::PaymentLimiter,
     store::orders::{self, Order, StoreError},
 };
@@ -273,7 +273,7 @@ impl Saga {
         &self,
         conn: &mut PgConnection,
         order: &mut Order,
-        payment_id: &str,
+        payment_id: &PaymentId,
         status: &str,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -282,7 +282,7 @@ impl Saga {
                 .closed_order_payment(conn, order, payment_id, status)
                 .await;
         }
-        if order.payment_id.as_deref() != Some(payment_id)
+        if order.payment_id.as_ref() != Some(payment_id)
             || order.payment_status.as_deref() != Some(status)
         {
             orders::record_payment(conn, order, payment_id, status, None, None).await?;
@@ -316,8 +316,8 @@ impl Saga {
     /// Whether a payment status for an ended order changes anything: it is recorded (the
     /// order shows `refunded`, `canceled`), and a success for an order that did not confirm
     /// has its payment closed again, so payments refunds it.
-    pub fn closed_order_news(order: &Order, payment_id: &str, status: &str) -> bool {
-        order.payment_id.as_deref() != Some(payment_id)
+    pub fn closed_order_news(order: &Order, payment_id: &PaymentId, status: &str) -> bool {
+        order.payment_id.as_ref() != Some(payment_id)
             || order.payment_status.as_deref() != Some(status)
     }
 
@@ -327,7 +327,7 @@ impl Saga {
         &self,
         conn: &mut PgConnection,
         order: &mut Order,
-        payment_id: &str,
+        payment_id: &PaymentId,
         status: &str,
     ) -> Result<(), StoreError> {
         if !Self::closed_order_news(order, payment_id, status) {
@@ -338,7 +338,7 @@ impl Saga {
             && order.status != Status::Confirmed
         {
             metrics::counter!("orders_paid_after_close_total").increment(1);
-            tracing::warn!(order = %order.id, payment = payment_id, "payment succeeded for a closed order; closing it again so it is refunded");
+            tracing::warn!(order = %order.id, payment = %payment_id, "payment succeeded for a closed order; closing it again so it is refunded");
             let reason = order
                 .failure_reason
                 .as_deref()

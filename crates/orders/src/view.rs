@@ -83,7 +83,7 @@ impl OrderView {
             created_at: order.created_at.format(&Rfc3339).unwrap_or_default(),
             failure_reason: order.failure_reason.clone(),
             payment: order.payment_id.as_ref().map(|id| PaymentView {
-                id: id.clone(),
+                id: id.to_string(),
                 status: order.payment_status.clone(),
                 client_secret: order
                     .client_secret

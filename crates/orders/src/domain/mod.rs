@@ -18,6 +18,12 @@ common::prefixed_id!(
 );
 
 common::prefixed_id!(
+    /// A payment's id, minted by the payments service.
+    PaymentId,
+    "pay"
+);
+
+common::prefixed_id!(
     /// A cart's id, minted by the cart service: what an order was checked out from.
     CartId,
     "crt"

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::{
     AppState,
-    domain::{OrderId, Status},
+    domain::{OrderId, PaymentId, Status},
     error::OrdersError,
     saga::Saga,
     store::orders,
@@ -28,7 +28,8 @@ pub fn router() -> Router<AppState> {
 /// A payment's new status.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PaymentEvent {
-    /// `pay_…`.
+    /// The order's payment.
+    #[schema(pattern = "^pay_[0-9a-hjkmnp-tv-z]{26}$")]
     pub payment_id: String,
     /// The payment's status: `succeeded`, `failed`, `canceled`, or an intermediate one.
     pub status: String,
@@ -61,7 +62,7 @@ pub struct PaymentEventApplied {
         (status = 409, description = "The order has not recorded its payment yet; retry", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field of the wrong type or missing, or the event names another payment than the order's", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field of the wrong type or missing, a malformed payment id, or the event names another payment than the order's", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -73,15 +74,16 @@ pub async fn payment_event(
     ApiJson(event): ApiJson<PaymentEvent>,
 ) -> Result<Json<PaymentEventApplied>, Problem> {
     let id = OrderId::parse(&id).ok_or(OrdersError::NotFound("The order"))?;
+    let payment_id = PaymentId::parse(&event.payment_id)
+        .ok_or_else(|| Problem::invalid_field("payment_id", "not a payment id"))?;
     // Most events tell of an outcome the order already has (payments answered it to the saga
     // too): a read settles those, without a transaction or the order's lock.
     let order = orders::find(&app.pool, &id)
         .await
         .map_err(OrdersError::from)?
         .ok_or(OrdersError::NotFound("The order"))?;
-    check_payment(&order, &event)?;
-    if order.status.is_final() && !Saga::closed_order_news(&order, &event.payment_id, &event.status)
-    {
+    check_payment(&order, &payment_id)?;
+    if order.status.is_final() && !Saga::closed_order_news(&order, &payment_id, &event.status) {
         return Ok(Json(PaymentEventApplied {
             order_id: order.id.to_string(),
             status: order.status,
@@ -94,12 +96,12 @@ pub async fn payment_event(
         .await
         .map_err(OrdersError::from)?
         .ok_or(OrdersError::NotFound("The order"))?;
-    check_payment(&order, &event)?;
+    check_payment(&order, &payment_id)?;
     app.saga
         .apply_payment(
             &mut tx,
             &mut order,
-            &event.payment_id,
+            &payment_id,
             &event.status,
             event.reason.as_deref(),
         )
@@ -118,9 +120,9 @@ pub async fn payment_event(
 /// An outcome is taken only for the payment the order created. Before the saga has recorded
 /// it (its answer still on the way), the event is answered 409, and payments asks again; an
 /// order that ended before it heard of its payment records it (it can no longer confirm).
-fn check_payment(order: &orders::Order, event: &PaymentEvent) -> Result<(), Problem> {
-    match order.payment_id.as_deref() {
-        Some(ours) if ours == event.payment_id => Ok(()),
+fn check_payment(order: &orders::Order, payment_id: &PaymentId) -> Result<(), Problem> {
+    match &order.payment_id {
+        Some(ours) if ours == payment_id => Ok(()),
         None if order.status.is_final() => Ok(()),
         Some(_) => Err(Problem::invalid_field(
             "payment_id",

@@ -11,7 +11,7 @@ use common::{
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row as _, postgres::PgRow};
 use time::OffsetDateTime;
 
-use crate::domain::{CartId, Holding, Mover, OrderId, Status};
+use crate::domain::{CartId, Holding, Mover, OrderId, PaymentId, Status};
 
 /// NOTIFY channel carrying the id of every order whose status changed.
 pub const EVENTS_CHANNEL: &str = "orders_order_events";
@@ -34,7 +34,7 @@ pub struct Order {
     /// Payment method to confirm server-side.
     pub payment_method: Option<String>,
     /// The payment at the payments service.
-    pub payment_id: Option<String>,
+    pub payment_id: Option<PaymentId>,
     /// Its last known status.
     pub payment_status: Option<String>,
     /// For Stripe.js.
@@ -78,7 +78,14 @@ impl sqlx::FromRow<'_, PgRow> for Order {
             email: row.try_get("email")?,
             total: Money::new(row.try_get("total")?, currency),
             payment_method: row.try_get("payment_method")?,
-            payment_id: row.try_get("payment_id")?,
+            payment_id: row
+                .try_get::<Option<String>, _>("payment_id")?
+                .map(PaymentId::try_from)
+                .transpose()
+                .map_err(|e| sqlx::Error::ColumnDecode {
+                    index: "payment_id".to_owned(),
+                    source: Box::new(e),
+                })?,
             payment_status: row.try_get("payment_status")?,
             client_secret: row.try_get("client_secret")?,
             failure_reason: row.try_get("failure_reason")?,
@@ -376,8 +383,8 @@ pub async fn reserve_pending(pool: &PgPool, id: &OrderId) -> Result<Option<Order
 /// What payments answered about an order's payment.
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentAnswer<'a> {
-    /// `pay_…`.
-    pub id: &'a str,
+    /// Its id.
+    pub id: &'a PaymentId,
     /// Its status.
     pub status: &'a str,
     /// For Stripe.js.
@@ -431,7 +438,7 @@ pub async fn confirm_paid_at_once(
     );
     let query = sqlx::query_as(AssertSqlSafe(sql))
         .bind(id.as_str())
-        .bind(payment.id)
+        .bind(payment.id.as_str())
         .bind(payment.status)
         .bind(payment.client_secret)
         .bind(from)
@@ -498,7 +505,7 @@ async fn set_stock(
 pub async fn record_payment(
     conn: &mut PgConnection,
     order: &mut Order,
-    payment_id: &str,
+    payment_id: &PaymentId,
     payment_status: &str,
     client_secret: Option<&str>,
     due_at: Option<OffsetDateTime>,
@@ -509,13 +516,13 @@ pub async fn record_payment(
          WHERE id = $1",
     )
     .bind(order.id.as_str())
-    .bind(payment_id)
+    .bind(payment_id.as_str())
     .bind(payment_status)
     .bind(client_secret)
     .bind(due_at)
     .execute(conn)
     .await?;
-    order.payment_id = Some(payment_id.to_owned());
+    order.payment_id = Some(payment_id.clone());
     order.payment_status = Some(payment_status.to_owned());
     if client_secret.is_some() {
         order.client_secret = client_secret.map(str::to_owned);

@@ -156,21 +156,16 @@ async fn an_outcome_is_taken_only_for_the_payment_the_order_recorded() {
     let order = app.order(&cart, None).await;
     // The saga has asked for the payment and not heard back: nothing is recorded yet.
     entered.notified().await;
+    let forged = common::id::new_id("pay");
     let early = app
-        .payment_event(
-            &order,
-            json!({"payment_id": "pay_forged", "status": "succeeded"}),
-        )
+        .payment_event(&order, json!({"payment_id": forged, "status": "succeeded"}))
         .await;
     assert_eq!(early.status(), 409);
     assert_eq!(app.get_order(&order).await["status"], "reserved");
     gate.notify_one();
     app.wait_for(&order, "awaiting_payment").await;
     let wrong = app
-        .payment_event(
-            &order,
-            json!({"payment_id": "pay_forged", "status": "succeeded"}),
-        )
+        .payment_event(&order, json!({"payment_id": forged, "status": "succeeded"}))
         .await;
     assert_eq!(wrong.status(), 422);
     assert_eq!(app.get_order(&order).await["status"], "awaiting_payment");

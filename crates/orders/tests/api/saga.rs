@@ -181,7 +181,7 @@ async fn payment_events_need_the_internal_token_and_the_orders_payment() {
     let order = app.order(&cart, None).await;
     app.wait_for(&order, "awaiting_payment").await;
     let url = format!("{}/internal/v1/orders/{order}/payment-events", app.url);
-    let body = json!({"payment_id": "pay_other", "status": "succeeded"});
+    let body = json!({"payment_id": common::id::new_id("pay"), "status": "succeeded"});
     assert_eq!(
         app.http
             .post(&url)
@@ -204,6 +204,10 @@ async fn payment_events_need_the_internal_token_and_the_orders_payment() {
         403
     );
     assert_eq!(app.payment_event(&order, body).await.status(), 422);
+    let malformed = json!({"payment_id": "pay_other", "status": "succeeded"});
+    let refused = app.payment_event(&order, malformed).await;
+    let problem = testkit::problem(refused, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "payment_id", "{problem}");
     assert_eq!(app.get_order(&order).await["status"], "awaiting_payment");
 }
 
