@@ -190,6 +190,8 @@ async fn a_backlog_never_exceeds_the_payment_rate_cap_in_any_second() {
         }
         worst = worst.max(end - start + 1);
     }
+    // How close to the cap the backlog drains is a speed, measured by `cargo xtask bench
+    // queue`; here only the ceiling is asserted, which fails without the shared cap.
     println!(
         "payment calls: {}, most in any one-second window: {worst} (cap {CAP})",
         times.len()
@@ -197,10 +199,6 @@ async fn a_backlog_never_exceeds_the_payment_rate_cap_in_any_second() {
     assert!(
         worst <= CAP as usize,
         "{worst} calls in one second, cap {CAP}"
-    );
-    assert!(
-        worst >= (CAP as usize) * 9 / 10,
-        "the backlog drains at the cap, not far below: {worst}"
     );
     app.kill_worker();
 }
