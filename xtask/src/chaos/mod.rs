@@ -6,7 +6,7 @@
 
 mod faults;
 mod flows;
-mod http;
+pub(crate) mod http;
 mod invariants;
 mod money;
 mod platform;
