@@ -21,8 +21,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-pub use net::unsupported;
 use net::Network;
+pub use net::unsupported;
 use plan::{Condition, Kind, Plan, Service};
 
 use crate::{
@@ -60,7 +60,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         std::fs::read_to_string(root.join("Dockerfile")).context("reading Dockerfile")?;
     println!("compose-run: {COMPOSE_FILE} with the variables of {ENV_FILE}");
     for (name, image) in &plan.skipped {
-        println!("  skipped {name} ({image}): no container engine here; the services run without it");
+        println!(
+            "  skipped {name} ({image}): no container engine here; the services run without it"
+        );
     }
     for (name, dep) in &plan.dropped {
         println!("  {name}: its dependency on skipped {dep} is not honoured");
@@ -82,14 +84,20 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
 
     net::clear_stale();
     let mut topology = Topology::new(&plan, plan::image_env(&dockerfile))?;
+    let mut stopped = true;
     let outcome = tokio::select! {
-        outcome = topology.up_and_check_out() => outcome,
+        outcome = topology.up_and_check_out() => {
+            stopped = false;
+            outcome
+        }
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         _ = terminated() => Err(anyhow::anyhow!("terminated")),
     };
     if let Err(e) = &outcome {
         eprintln!("compose-run: {e:#}");
-        topology.print_logs();
+        if !stopped {
+            topology.print_logs();
+        }
     }
     topology.keep_logs = outcome.is_err();
     println!("compose-run: tearing down");
@@ -143,7 +151,10 @@ impl<'p> Topology<'p> {
     fn new(plan: &'p Plan, image_env: Vec<(String, String)>) -> anyhow::Result<Self> {
         let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
         let net = Network::create(&names)?;
-        println!("compose-run: one network namespace per service, bridge {}", net.bridge());
+        println!(
+            "compose-run: one network namespace per service, bridge {}",
+            net.bridge()
+        );
         for service in &plan.services {
             println!(
                 "  {:<14} {:<15} {}",
@@ -167,8 +178,9 @@ impl<'p> Topology<'p> {
     }
 
     async fn up_and_check_out(&mut self) -> anyhow::Result<()> {
+        let plan = self.plan;
         let mut seeded = false;
-        for service in &self.plan.services {
+        for service in &plan.services {
             for (dep, condition) in &service.depends_on {
                 if *condition == Condition::Healthy {
                     self.wait_healthy(dep).await?;
@@ -181,7 +193,7 @@ impl<'p> Topology<'p> {
             self.start(service)?;
         }
         // As `docker compose up --wait`: every service with a healthcheck is healthy.
-        for service in &self.plan.services {
+        for service in &plan.services {
             if service.healthcheck.is_some() {
                 self.wait_healthy(&service.name).await?;
             }
@@ -192,17 +204,13 @@ impl<'p> Topology<'p> {
             }
         }
         println!("compose-run: every service is up ({:.1} s)", self.secs());
-        checkout::run(self.plan, &self.net.addresses).await
+        checkout::run(plan, &self.net.addresses).await
     }
 
     /// Seeds the catalog and stock as `cargo xtask up` does, through the compose Postgres.
     async fn seed(&mut self) -> anyhow::Result<()> {
-        let Some(postgres) = self
-            .plan
-            .services
-            .iter()
-            .find(|s| s.kind == Kind::Postgres)
-        else {
+        let plan = self.plan;
+        let Some(postgres) = plan.services.iter().find(|s| s.kind == Kind::Postgres) else {
             bail!("the compose file has no postgres service to seed");
         };
         self.wait_healthy(&postgres.name).await?;
@@ -259,7 +267,11 @@ impl<'p> Topology<'p> {
             .stderr(out)
             .spawn()
             .with_context(|| format!("starting {}", service.name))?;
-        println!("compose-run: started {} ({:.1} s)", service.name, self.secs());
+        println!(
+            "compose-run: started {} ({:.1} s)",
+            service.name,
+            self.secs()
+        );
         self.processes.push(Process {
             name: service.name.clone(),
             child,
@@ -292,7 +304,11 @@ impl<'p> Topology<'p> {
         let data = dir.join("pgdata");
         let password_file = dir.join("password");
         std::fs::write(&password_file, &password)?;
-        stack::run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir))?;
+        stack::run(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir),
+        )?;
         let as_postgres = |binary: &str| -> anyhow::Result<Command> {
             let mut command = Command::new("setpriv");
             command
@@ -320,7 +336,8 @@ impl<'p> Topology<'p> {
             single.arg("--single").arg("-D").arg(&data).arg("postgres");
             let mut child = single
                 .stdin(Stdio::piped())
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .context("starting postgres --single")?;
             let statement = format!("CREATE DATABASE \"{}\";\n", database.replace('"', ""));
@@ -328,8 +345,12 @@ impl<'p> Topology<'p> {
                 &mut child.stdin.take().context("postgres' stdin")?,
                 statement.as_bytes(),
             )?;
-            if !child.wait()?.success() {
-                bail!("creating database {database} failed");
+            let output = child.wait_with_output()?;
+            if !output.status.success() {
+                bail!(
+                    "creating database {database} failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
             }
         }
         let mut server = self.net.command(&service.name, "setpriv");
@@ -349,7 +370,8 @@ impl<'p> Topology<'p> {
         if self.healthy.contains(name) {
             return Ok(());
         }
-        let Some(service) = self.plan.service(name) else {
+        let plan = self.plan;
+        let Some(service) = plan.service(name) else {
             bail!("no service {name}");
         };
         let Some(check) = &service.healthcheck else {
@@ -423,7 +445,11 @@ impl<'p> Topology<'p> {
         for process in &self.processes {
             let text = std::fs::read_to_string(&process.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            eprintln!("--- {} (last lines of {})", process.name, process.log.display());
+            eprintln!(
+                "--- {} (last lines of {})",
+                process.name,
+                process.log.display()
+            );
             for line in &lines[lines.len().saturating_sub(15)..] {
                 eprintln!("  {}", line.chars().take(400).collect::<String>());
             }

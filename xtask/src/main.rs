@@ -117,7 +117,7 @@ async fn up() -> anyhow::Result<ExitCode> {
 
 async fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     let stack = stack::Stack::ensure().await?;
-    let status = tokio::process::Command::new(env!("CARGO"))
+    let status = tokio::process::Command::from(target_dir::cargo())
         .args(["test", "--workspace", "--all-targets"])
         .args(extra)
         .env("DATABASE_URL", &stack.database_url)

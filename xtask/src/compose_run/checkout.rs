@@ -56,9 +56,19 @@ pub async fn run(plan: &Plan, addresses: &BTreeMap<String, Ipv4Addr>) -> anyhow:
     let cart = expect(
         "POST /v1/carts",
         201,
-        call(&public, Method::POST, "/v1/carts", &[], json!({"currency": "USD"})).await,
+        call(
+            &public,
+            Method::POST,
+            "/v1/carts",
+            &[],
+            json!({"currency": "USD"}),
+        )
+        .await,
     )?;
-    let cart_id = cart["id"].as_str().context("the cart has no id")?.to_owned();
+    let cart_id = cart["id"]
+        .as_str()
+        .context("the cart has no id")?
+        .to_owned();
     println!("  POST /v1/carts -> 201 {cart_id}");
 
     let (sku, _, unit_price) = seed::PRODUCTS[0];
@@ -71,9 +81,15 @@ pub async fn run(plan: &Plan, addresses: &BTreeMap<String, Ipv4Addr>) -> anyhow:
     )?;
     let subtotal = cart["subtotal"].as_i64();
     if subtotal != Some(unit_price * QUANTITY) {
-        bail!("the cart's subtotal is {subtotal:?}, not {}", unit_price * QUANTITY);
+        bail!(
+            "the cart's subtotal is {subtotal:?}, not {}",
+            unit_price * QUANTITY
+        );
     }
-    println!("  POST {path} {sku} x {QUANTITY} -> 200, subtotal {}", unit_price * QUANTITY);
+    println!(
+        "  POST {path} {sku} x {QUANTITY} -> 200, subtotal {}",
+        unit_price * QUANTITY
+    );
 
     let key = format!("compose-run-{}-{}", std::process::id(), nanos());
     let body = json!({
@@ -84,9 +100,19 @@ pub async fn run(plan: &Plan, addresses: &BTreeMap<String, Ipv4Addr>) -> anyhow:
     let order = expect(
         "POST /v1/orders",
         202,
-        call(&public, Method::POST, "/v1/orders", &[("idempotency-key", &key)], body).await,
+        call(
+            &public,
+            Method::POST,
+            "/v1/orders",
+            &[("idempotency-key", &key)],
+            body,
+        )
+        .await,
     )?;
-    let order_id = order["id"].as_str().context("the order has no id")?.to_owned();
+    let order_id = order["id"]
+        .as_str()
+        .context("the order has no id")?
+        .to_owned();
     println!(
         "  POST /v1/orders (Idempotency-Key {key}, pm_card_visa) -> 202 {order_id} {}",
         order["status"].as_str().unwrap_or("?")
@@ -94,7 +120,11 @@ pub async fn run(plan: &Plan, addresses: &BTreeMap<String, Ipv4Addr>) -> anyhow:
 
     let order = follow(&public, &order_id).await?;
     if order["total"].as_i64() != Some(unit_price * QUANTITY) {
-        bail!("the confirmed order's total is {}, not {}", order["total"], unit_price * QUANTITY);
+        bail!(
+            "the confirmed order's total is {}, not {}",
+            order["total"],
+            unit_price * QUANTITY
+        );
     }
     println!(
         "compose-run: checkout confirmed through the compose hostnames: order {order_id}, total {} {}, payment {}",
@@ -159,7 +189,9 @@ async fn follow(public: &str, order_id: &str) -> anyhow::Result<Value> {
             "confirmed" => return Ok(order),
             "failed" | "cancelled" => bail!(
                 "the order ended {seen}: {}",
-                order["failure_reason"].as_str().unwrap_or("no reason given")
+                order["failure_reason"]
+                    .as_str()
+                    .unwrap_or("no reason given")
             ),
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }

@@ -132,13 +132,20 @@ pub fn clear_stale() {
     };
     // `crun<pid>` of a run whose process is gone.
     let stale = |name: &str| -> bool {
-        let pid = name.trim_start_matches(PREFIX).split('-').next().unwrap_or_default();
+        let pid = name
+            .trim_start_matches(PREFIX)
+            .split('-')
+            .next()
+            .unwrap_or_default();
         name.starts_with(PREFIX)
             && pid.parse::<u32>().is_ok()
             && !Path::new("/proc").join(pid).exists()
     };
     let namespaces = listed(&["netns", "list"]);
-    for ns in namespaces.lines().filter_map(|l| l.split_whitespace().next()) {
+    for ns in namespaces
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
         if stale(ns) {
             println!("compose-run: removing namespace {ns}, left by a run that was killed");
             remove_namespace(ns);

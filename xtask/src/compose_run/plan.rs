@@ -236,7 +236,9 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
             .context("a number without a unit")?;
         let number: f64 = rest[..number_end].parse().context("not a number")?;
         rest = &rest[number_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let seconds = match &rest[..unit_end] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -363,7 +365,10 @@ mod tests {
         assert_eq!(order, ["postgres", "redis", "cart", "gateway"]);
         assert_eq!(
             plan.skipped,
-            [("jaeger".to_owned(), "jaegertracing/all-in-one:1.62.0".to_owned())]
+            [(
+                "jaeger".to_owned(),
+                "jaegertracing/all-in-one:1.62.0".to_owned()
+            )]
         );
         assert_eq!(plan.dropped, [("cart".to_owned(), "jaeger".to_owned())]);
         assert_eq!(plan.service("postgres").unwrap().kind, Kind::Postgres);
@@ -403,7 +408,12 @@ mod tests {
     #[test]
     fn healthchecks_keep_compose_timing_and_forms() {
         let plan = Plan::read(&compose(), &vars()).unwrap();
-        let gateway = plan.service("gateway").unwrap().healthcheck.as_ref().unwrap();
+        let gateway = plan
+            .service("gateway")
+            .unwrap()
+            .healthcheck
+            .as_ref()
+            .unwrap();
         assert_eq!(gateway.test, ["healthcheck", "8080"]);
         assert_eq!(gateway.timeout, Duration::from_secs(3));
         assert_eq!(gateway.deadline, Duration::from_secs(10 + 5 * 12));
