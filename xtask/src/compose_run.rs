@@ -83,6 +83,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     services::build_only(Profile::Debug, &binaries.into_iter().collect::<Vec<_>>())?;
 
     net::clear_stale();
+    clear_stale_data()?;
     let mut topology = Topology::new(&plan, plan::image_env(&dockerfile))?;
     let mut stopped = true;
     let outcome = tokio::select! {
@@ -487,6 +488,26 @@ impl Drop for Topology<'_> {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Removes the data directories of runs that were killed outright; their logs stay.
+fn clear_stale_data() -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(target_dir::scratch("compose-run")?)?.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_string_lossy();
+        let data = entry.path().join("data");
+        if pid.parse::<u32>().is_ok()
+            && !PathBuf::from("/proc").join(&*pid).exists()
+            && data.exists()
+        {
+            println!(
+                "compose-run: removing {}, left by a run that was killed",
+                data.display()
+            );
+            std::fs::remove_dir_all(&data)?;
+        }
+    }
+    Ok(())
 }
 
 /// What runs a service, for the listing.

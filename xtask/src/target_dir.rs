@@ -195,6 +195,34 @@ mod tests {
     }
 
     #[test]
+    fn a_nested_cargo_drops_what_cargo_gives_a_binary_it_runs() {
+        // The test binary runs under cargo, which set these for it.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let cargo = cargo();
+        let removed: Vec<_> = cargo
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(key, _)| key.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|k| k == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(removed.iter().any(|k| k == "CARGO_PKG_NAME"), "{removed:?}");
+        assert!(
+            removed.iter().all(|k| k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE"
+                ]
+                .contains(&k.as_str())),
+            "{removed:?}"
+        );
+    }
+
+    #[test]
     fn this_workspace_reports_the_directory_cargo_builds_into() {
         // Under `cargo test` with a moved target dir, the test binary itself sits in it.
         let exe = std::env::current_exe().unwrap();
