@@ -11,6 +11,7 @@
 mod checkout;
 mod net;
 mod plan;
+mod stores;
 
 use std::{
     collections::BTreeSet,
@@ -35,9 +36,6 @@ use crate::{
 
 /// How often a healthcheck is retried while a dependent waits.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
-/// The Postgres and Redis ports of the official images.
-const POSTGRES_PORT: u16 = 5432;
-const REDIS_PORT: u16 = 6379;
 /// What a container's environment has before the image's `ENV` and compose's.
 const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -215,21 +213,7 @@ impl<'p> Topology<'p> {
             bail!("the compose file has no postgres service to seed");
         };
         self.wait_healthy(&postgres.name).await?;
-        let env = |key: &str, default: &str| {
-            postgres
-                .env
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| default.to_owned())
-        };
-        let user = env("POSTGRES_USER", "postgres");
-        let url = format!(
-            "postgres://{}:{}@{}:{POSTGRES_PORT}/{}",
-            encode(&user),
-            encode(&env("POSTGRES_PASSWORD", "")),
-            self.net.addresses[&postgres.name],
-            env("POSTGRES_DB", &user)
-        );
+        let url = stores::database_url(postgres, self.net.addresses[&postgres.name]);
         seed::seed(&url).await
     }
 
@@ -250,17 +234,8 @@ impl<'p> Topology<'p> {
                     .envs(&service.env);
                 command
             }
-            Kind::Postgres => self.postgres(service)?,
-            Kind::Redis => {
-                let data = self.data_dir(&service.name)?;
-                let mut command = self.net.command(&service.name, "redis-server");
-                command
-                    .args(["--port", &REDIS_PORT.to_string(), "--bind", "0.0.0.0"])
-                    .args(["--protected-mode", "no", "--save", "", "--appendonly", "no"])
-                    .arg("--dir")
-                    .arg(data);
-                command
-            }
+            Kind::Postgres => stores::postgres(&self.net, service, &self.data_dir(&service.name)?)?,
+            Kind::Redis => stores::redis(&self.net, service, &self.data_dir(&service.name)?),
         };
         let child = command
             .stdin(Stdio::null())
@@ -284,86 +259,6 @@ impl<'p> Topology<'p> {
             },
         });
         Ok(())
-    }
-
-    /// As the official image does on first start: a cluster whose superuser has
-    /// `POSTGRES_PASSWORD`, password logins from the network, `POSTGRES_DB` created before
-    /// the server accepts anyone; then the server, as the `postgres` user.
-    fn postgres(&self, service: &Service) -> anyhow::Result<Command> {
-        let env = |key: &str| service.env.get(key).cloned().unwrap_or_default();
-        let user = Some(env("POSTGRES_USER"))
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "postgres".to_owned());
-        let password = env("POSTGRES_PASSWORD");
-        if password.is_empty() {
-            bail!("{}: POSTGRES_PASSWORD is not set", service.name);
-        }
-        let database = Some(env("POSTGRES_DB"))
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| user.clone());
-        let dir = self.data_dir(&service.name)?;
-        let data = dir.join("pgdata");
-        let password_file = dir.join("password");
-        std::fs::write(&password_file, &password)?;
-        stack::run(
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir),
-        )?;
-        let as_postgres = |binary: &str| -> anyhow::Result<Command> {
-            let mut command = Command::new("setpriv");
-            command
-                .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
-                .arg(stack::find_postgres_binary(binary)?);
-            Ok(command)
-        };
-        stack::run(
-            as_postgres("initdb")?
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", &user, "-E", "UTF8", "--no-sync"])
-                .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
-                .arg(format!("--pwfile={}", password_file.display()))
-                .stdout(Stdio::null()),
-        )
-        .context("initdb")?;
-        std::fs::remove_file(&password_file)?;
-        let mut hba = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("pg_hba.conf"))?;
-        std::io::Write::write_all(&mut hba, b"host all all all scram-sha-256\n")?;
-        if database != "postgres" {
-            let mut single = as_postgres("postgres")?;
-            single.arg("--single").arg("-D").arg(&data).arg("postgres");
-            let mut child = single
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("starting postgres --single")?;
-            let statement = format!("CREATE DATABASE \"{}\";\n", database.replace('"', ""));
-            std::io::Write::write_all(
-                &mut child.stdin.take().context("postgres' stdin")?,
-                statement.as_bytes(),
-            )?;
-            let output = child.wait_with_output()?;
-            if !output.status.success() {
-                bail!(
-                    "creating database {database} failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
-        }
-        let mut server = self.net.command(&service.name, "setpriv");
-        server
-            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
-            .arg(stack::find_postgres_binary("postgres")?)
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &POSTGRES_PORT.to_string(), "-k"])
-            .arg(&data)
-            .args(["-c", "listen_addresses=*", "-c", "fsync=off"]);
-        Ok(server)
     }
 
     /// Waits until `name`'s healthcheck passes in its namespace, within compose's bound.
@@ -420,7 +315,7 @@ impl<'p> Topology<'p> {
         command.args(args).kill_on_drop(true).stdin(Stdio::null());
         if service.kind == Kind::Postgres {
             // The container's socket directory is its own; here it is the data directory.
-            let socket_dir = self.dir.join("data").join(&service.name).join("pgdata");
+            let socket_dir = stores::socket_dir(&self.dir.join("data").join(&service.name));
             command.env("PGHOST", socket_dir);
         }
         match tokio::time::timeout(check.timeout, command.output()).await {
@@ -521,16 +416,4 @@ fn describe(kind: &Kind) -> String {
         Kind::Postgres => "the system's postgres, throw-away data".to_owned(),
         Kind::Redis => "the system's redis-server, throw-away data".to_owned(),
     }
-}
-
-/// `text` percent-encoded for a URL's user or password.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
