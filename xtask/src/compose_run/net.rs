@@ -26,10 +26,16 @@ pub fn unsupported() -> Option<String> {
     if !crate::stack::is_root() {
         return Some("network namespaces need root".to_owned());
     }
-    let ip = Command::new("ip").arg("-V").output();
-    if !ip.is_ok_and(|o| o.status.success()) {
+    let version = Command::new("ip").arg("-V").output();
+    if !version.is_ok_and(|o| o.status.success()) {
         return Some("`ip` (iproute2) is not installed".to_owned());
     }
+    // Root in a container may still lack the capability: try one.
+    let probe = format!("{PREFIX}{}-probe", std::process::id());
+    if let Err(e) = ip(&["netns", "add", &probe]) {
+        return Some(format!("no network namespace can be created ({e:#})"));
+    }
+    remove_namespace(&probe);
     None
 }
 
