@@ -23,7 +23,7 @@ use crate::{
 pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
         // The load generator shares the machine with the services: run it optimised too.
-        let status = tokio::process::Command::new(env!("CARGO"))
+        let status = tokio::process::Command::from(crate::target_dir::cargo())
             .current_dir(crate::stack::workspace_root())
             .args([
                 "run",

@@ -26,11 +26,11 @@ const PACKAGES: &[&str] = &[
     "PyYAML==6.0.3",
 ];
 /// The compose file, its settings file and the Prometheus configuration it mounts.
-const COMPOSE_FILE: &str = "docker-compose.yml";
-const ENV_FILE: &str = ".env.example";
+pub(crate) const COMPOSE_FILE: &str = "docker-compose.yml";
+pub(crate) const ENV_FILE: &str = ".env.example";
 const PROMETHEUS_FILE: &str = "deploy/compose/prometheus.yml";
 /// The image the root Dockerfile builds; a compose service running it is one of ours.
-const IMAGE: &str = "checkout-platform:local";
+pub(crate) const IMAGE: &str = "checkout-platform:local";
 
 /// What one service binary reads from its environment.
 pub struct Reads {
@@ -335,7 +335,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 /// A virtualenv under the target directory holding the pinned tools, made on first use.
-fn ensure_tools() -> anyhow::Result<PathBuf> {
+pub(crate) fn ensure_tools() -> anyhow::Result<PathBuf> {
     let venv = target_dir::scratch("compose-check")?.join("venv");
     let marker = venv.join(format!("installed-{}", PACKAGES.join("+")));
     if marker.exists() {
@@ -367,7 +367,7 @@ fn ensure_tools() -> anyhow::Result<PathBuf> {
 }
 
 /// The YAML file as JSON, through the virtualenv's PyYAML (anchors and merge keys resolved).
-fn yaml_to_json(venv: &Path, file: &Path) -> anyhow::Result<Value> {
+pub(crate) fn yaml_to_json(venv: &Path, file: &Path) -> anyhow::Result<Value> {
     let output = Command::new(venv.join("bin/python"))
         .args([
             "-c",
@@ -452,7 +452,7 @@ fn our_services(compose: &Value) -> Vec<(&str, &Value)> {
 }
 
 /// A service's `environment` as a map, in either of compose's two spellings.
-fn environment(service: &Value) -> BTreeMap<String, String> {
+pub(crate) fn environment(service: &Value) -> BTreeMap<String, String> {
     let scalar = |v: &Value| match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),

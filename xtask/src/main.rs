@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's own commands. `up` runs the whole stack locally, `test` runs
 //! the test suite against real Postgres and Redis (then a short chaos run), `chaos` checks
-//! the platform's invariants under faults, `seed` fills the demo catalog and `bench`
-//! measures the services. Postgres and Redis come from `DATABASE_URL`/`REDIS_URL` when they
+//! the platform's invariants under faults, `seed` fills the demo catalog, `compose-run`
+//! starts the compose topology without Docker and `bench` measures the services. Postgres and Redis come from `DATABASE_URL`/`REDIS_URL` when they
 //! answer, or are started as throw-away instances under cargo's target directory (wherever
 //! `CARGO_TARGET_DIR` or `build.target-dir` puts it).
 
@@ -12,6 +12,7 @@ mod bench_orders;
 mod bench_payments;
 mod chaos;
 mod compose_check;
+mod compose_run;
 mod deploy_check;
 mod seed;
 mod services;
@@ -34,6 +35,8 @@ commands:
   seed             fill the demo catalog
   api-check [SVC]  schemathesis against every service's /openapi.json (or only cart, orders, ...)
   compose-check    docker-compose.yml and Dockerfile: schema, hadolint, every service's environment
+  compose-run      the compose topology from the debug binaries, one network namespace per
+                   service (root and `ip`), and one checkout through its gateway to confirmed
   deploy-check     render and validate deploy/k8s, promtool the alert rules, check the dashboard's metrics
   bench cart       throughput and latency of the cart service (release build)
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
@@ -44,6 +47,7 @@ environment:
   DATABASE_URL, REDIS_URL   used when they answer; otherwise local throw-away instances start
   BENCH_SECONDS             seconds per benchmark scenario (default 10)
   BENCH_CONNECTIONS         concurrent connections (default 64)
+  COMPOSE_RUN_IN_TEST       0 skips compose-run in `test` (default on where it can run)
   CHAOS_IN_TEST             0 skips the chaos run in `test` (default on)
   CHAOS_SEED                the seed of the chaos run in `test` (default: random, printed)";
 
@@ -75,6 +79,7 @@ async fn dispatch(args: &[String]) -> anyhow::Result<ExitCode> {
         Some("chaos") => chaos::run(chaos::Options::parse(&args[1..])?).await,
         Some("api-check") => api_check::run(&args[1..]).await,
         Some("compose-check") => compose_check::run(&args[1..]),
+        Some("compose-run") => compose_run::run(&args[1..]).await,
         Some("deploy-check") => deploy_check::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
@@ -112,7 +117,7 @@ async fn up() -> anyhow::Result<ExitCode> {
 
 async fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
     let stack = stack::Stack::ensure().await?;
-    let status = tokio::process::Command::new(env!("CARGO"))
+    let status = tokio::process::Command::from(target_dir::cargo())
         .args(["test", "--workspace", "--all-targets"])
         .args(extra)
         .env("DATABASE_URL", &stack.database_url)
@@ -133,6 +138,19 @@ async fn test(extra: &[String]) -> anyhow::Result<ExitCode> {
         {
             return Ok(ExitCode::FAILURE);
         }
+    }
+    // The same compose topology started for real, and a checkout through it.
+    if step_on("COMPOSE_RUN_IN_TEST") {
+        if let Some(why) = compose_run::unsupported() {
+            println!("xtask: compose-run is skipped: {why} (COMPOSE_RUN_IN_TEST=0 silences this)");
+        } else {
+            println!("\nxtask: compose-run (COMPOSE_RUN_IN_TEST=0 skips it)");
+            if compose_run::run(&[]).await? != ExitCode::SUCCESS {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    } else {
+        println!("xtask: COMPOSE_RUN_IN_TEST is off; compose-run is skipped");
     }
     // The documents say what the servers do: schemathesis against every service.
     if step_on("API_CHECK_IN_TEST") {

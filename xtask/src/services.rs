@@ -173,7 +173,7 @@ pub fn build(profile: Profile) -> anyhow::Result<()> {
 
 /// Builds the named binaries.
 pub fn build_only(profile: Profile, names: &[&str]) -> anyhow::Result<()> {
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = crate::target_dir::cargo();
     cargo.current_dir(workspace_root()).arg("build");
     if profile == Profile::Release {
         cargo.arg("--release");

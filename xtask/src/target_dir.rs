@@ -42,6 +42,30 @@ pub fn scratch(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// `cargo`, for a build or test run from xtask. `cargo run` gives xtask the variables it
+/// gives every binary it runs (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...); passed on, they
+/// differ from a plain `cargo build`'s, and a build script that watches them (ring's does)
+/// would rebuild itself and everything above it at every switch between the two.
+pub fn cargo() -> Command {
+    let mut cargo = Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars_os() {
+        if let Some(key) = key.to_str()
+            && (key.starts_with("CARGO_PKG_")
+                || matches!(
+                    key,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                ))
+        {
+            cargo.env_remove(key);
+        }
+    }
+    cargo
+}
+
 /// `cargo metadata`'s `target_directory` for the workspace at `workspace`: it weighs
 /// `CARGO_TARGET_DIR`, `CARGO_BUILD_TARGET_DIR` and every `.cargo/config.toml` as a build
 /// there would.
@@ -167,6 +191,34 @@ mod tests {
             target
                 .join("debug")
                 .join(format!("gateway{}", std::env::consts::EXE_SUFFIX))
+        );
+    }
+
+    #[test]
+    fn a_nested_cargo_drops_what_cargo_gives_a_binary_it_runs() {
+        // The test binary runs under cargo, which set these for it.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let cargo = cargo();
+        let removed: Vec<_> = cargo
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(key, _)| key.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|k| k == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(removed.iter().any(|k| k == "CARGO_PKG_NAME"), "{removed:?}");
+        assert!(
+            removed.iter().all(|k| k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE"
+                ]
+                .contains(&k.as_str())),
+            "{removed:?}"
         );
     }
 

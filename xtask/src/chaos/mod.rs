@@ -6,7 +6,7 @@
 
 mod faults;
 mod flows;
-mod http;
+pub(crate) mod http;
 mod invariants;
 mod money;
 mod platform;
@@ -106,7 +106,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             ""
         }
     );
-    let mut cargo = std::process::Command::new(env!("CARGO"));
+    let mut cargo = target_dir::cargo();
     cargo
         .current_dir(crate::stack::workspace_root())
         .args(["build", "--bins"]);
