@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image holds every service binary (gateway, cart, orders, payments, stripe-sim); the
-# compose file or the orchestrator picks the binary per container with `command:`.
+# One image holds every service binary (gateway, cart, orders, payments, stripe-sim and the
+# legacy monolith's stand-in); the compose file or the orchestrator picks the binary per
+# container with `command:`.
 
 # ---- builder: dependencies first, so a source change rebuilds only the workspace crates ----
 FROM rust:1.95-slim-bookworm AS builder
@@ -24,23 +25,24 @@ COPY crates/orders/Cargo.toml crates/orders/
 COPY crates/payments/Cargo.toml crates/payments/
 COPY crates/stripe-sim/Cargo.toml crates/stripe-sim/
 COPY crates/gateway/Cargo.toml crates/gateway/
+COPY crates/legacy/Cargo.toml crates/legacy/
 COPY crates/testkit/Cargo.toml crates/testkit/
 COPY xtask/Cargo.toml xtask/
 COPY migrations migrations
 RUN set -eu; \
-    for crate in common cart orders payments stripe-sim gateway testkit; do \
+    for crate in common cart orders payments stripe-sim gateway legacy testkit; do \
         mkdir -p "crates/$crate/src" "crates/$crate/tests/api"; \
         touch "crates/$crate/src/lib.rs"; \
         echo 'fn main() {}' > "crates/$crate/tests/api/main.rs"; \
     done; \
-    for crate in cart orders payments stripe-sim gateway; do \
+    for crate in cart orders payments stripe-sim gateway legacy; do \
         echo 'fn main() {}' > "crates/$crate/src/main.rs"; \
     done; \
     mkdir -p crates/gateway/benches xtask/src; \
     echo 'fn main() {}' > crates/gateway/benches/routing.rs; \
     echo 'fn main() {}' > xtask/src/main.rs; \
     cargo build --release --locked \
-        --bin gateway --bin cart --bin orders --bin payments --bin stripe-sim
+        --bin gateway --bin cart --bin orders --bin payments --bin stripe-sim --bin legacy
 
 # The real sources. Their files may be older than the stubs' build, so they are touched:
 # cargo decides by modification time whether a workspace crate is rebuilt.
@@ -49,9 +51,9 @@ COPY xtask xtask
 RUN set -eu; \
     find crates xtask -name '*.rs' -exec touch {} +; \
     cargo build --release --locked \
-        --bin gateway --bin cart --bin orders --bin payments --bin stripe-sim; \
+        --bin gateway --bin cart --bin orders --bin payments --bin stripe-sim --bin legacy; \
     mkdir -p /out; \
-    for bin in gateway cart orders payments stripe-sim; do \
+    for bin in gateway cart orders payments stripe-sim legacy; do \
         cp "target/release/$bin" /out/; \
     done
 
@@ -73,7 +75,7 @@ USER 10001:10001
 ENV RUST_LOG=info,sqlx=warn \
     LOG_FORMAT=json
 # Each service's default port; the compose file and manifests set LISTEN_ADDR explicitly.
-EXPOSE 8080 8081 8082 8083 8090 12111
+EXPOSE 8080 8081 8082 8083 8084 8090 12111
 STOPSIGNAL SIGTERM
 # No ENTRYPOINT binary: the container's command names the service (`gateway`,
 # `orders serve`, `orders work`, ...).

@@ -202,6 +202,22 @@ pub const READS: &[Reads] = &[
         metrics: true,
     },
     Reads {
+        binary: "legacy",
+        krate: "legacy",
+        vars: &[
+            TELEMETRY,
+            STORES,
+            &[
+                "LISTEN_ADDR",
+                "MAX_BODY_BYTES",
+                "LEGACY_LATENCY_MS",
+                "LEGACY_ERROR_RATE",
+            ],
+        ],
+        required: &["LISTEN_ADDR", "APP_ENV", "DATABASE_URL"],
+        metrics: true,
+    },
+    Reads {
         binary: "gateway",
         krate: "gateway",
         vars: &[
@@ -704,6 +720,7 @@ mod tests {
       - names: ["orders-worker"]
         port: 8082
       - targets: ["payments:8083"]
+      - targets: ["legacy:8084"]
     "#;
 
     fn app(command: Value, port: u16, env: Value) -> Value {
@@ -765,12 +782,15 @@ mod tests {
             "orders-api": orders("serve"),
             "orders-worker": orders("work"),
             "payments": app(json!(["payments"]), 8083, payments_env),
+            "legacy": app(json!(["legacy"]), 8084, json!({
+                "LISTEN_ADDR": "0.0.0.0:8084", "APP_ENV": "${APP_ENV}", "DATABASE_URL": db(),
+            })),
             "gateway": app(json!(["gateway"]), 8080, json!({
                 "LISTEN_ADDR": "0.0.0.0:8080", "ADMIN_LISTEN_ADDR": "0.0.0.0:8090",
                 "APP_ENV": "${APP_ENV}", "DATABASE_URL": db(), "REDIS_URL": "redis://redis:6379",
                 "CART_URL": "http://cart:8081", "ORDERS_URL": "http://orders-api:8082",
-                "PAYMENTS_URL": "http://payments:8083", "ADMIN_TOKEN": "${ADMIN_TOKEN:?set}",
-                "GATEWAY_INITIAL_ROLLOUT": 100, "RATE_LIMIT_PER_SECOND": "0",
+                "PAYMENTS_URL": "http://payments:8083", "LEGACY_URL": "http://legacy:8084",
+                "ADMIN_TOKEN": "${ADMIN_TOKEN:?set}", "RATE_LIMIT_PER_SECOND": "0",
             })),
         }})
     }

@@ -104,7 +104,9 @@ async fn up() -> anyhow::Result<ExitCode> {
         stack.redis_url
     );
     println!(
-        "\nTry the checkout in README.md, or:\n  curl -s -X POST http://127.0.0.1:8080/v1/carts   (through the gateway)\n\nctrl-c stops everything."
+        "\nTry the checkout in README.md, or:\n  curl -s -X POST http://127.0.0.1:8080/v1/carts   (through the gateway)\n\
+         \nOn a fresh database every route group starts at 0 %: the gateway creates carts and orders\n\
+         in legacy until a group is ramped (README, \"Migrating from the monolith\").\n\nctrl-c stops everything."
     );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => println!("\nstopping"),

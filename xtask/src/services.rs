@@ -97,6 +97,15 @@ pub const SERVICES: &[Spec] = &[
             ("ADMIN_TOKEN", ADMIN_TOKEN),
         ],
     },
+    // The monolith the platform migrates from.
+    Spec {
+        name: "legacy",
+        port: 8084,
+        env: &[DEVELOPMENT],
+    },
+    // Every group starts where the migration starts: its flag at 0 %, so new carts and
+    // orders are created by legacy until someone ramps the group (README, "Migrating").
+    // Runs that need the new services whole (chaos, api-check) set GATEWAY_INITIAL_ROLLOUT.
     Spec {
         name: "gateway",
         port: 8080,
@@ -104,9 +113,9 @@ pub const SERVICES: &[Spec] = &[
             ("CART_URL", "http://127.0.0.1:8081"),
             ("ORDERS_URL", "http://127.0.0.1:8082"),
             ("PAYMENTS_URL", "http://127.0.0.1:8083"),
+            ("LEGACY_URL", "http://127.0.0.1:8084"),
             DEVELOPMENT,
             ("ADMIN_TOKEN", ADMIN_TOKEN),
-            ("GATEWAY_INITIAL_ROLLOUT", "100"),
             ("RATE_LIMIT_PER_SECOND", "0"),
         ],
     },

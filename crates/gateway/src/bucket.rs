@@ -1,4 +1,4 @@
-//! Sticky bucketing: a stable key (cart id, order id, customer id, visitor cookie) hashed
+//! Sticky bucketing: a stable key (customer id, visitor cookie, a webhook's order) hashed
 //! with MurmurHash3 (x86, 32-bit) into 10,000 buckets. A key is on the new side iff its
 //! bucket is below `rollout_percent * 100`, so the same key always lands on the same side for
 //! a given rollout, and raising the rollout only ever moves keys from legacy to new.

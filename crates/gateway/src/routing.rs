@@ -1,8 +1,9 @@
 //! The routing decision: which route group a path belongs to, and whether this request goes
 //! to the new service or to legacy. It reads one flag snapshot and the request's path and
 //! headers, nothing else. A path carrying an id minted by a new service (`crt_`, `ord_`,
-//! `pay_`) always goes to the new service, so no rollout or rollback strands its data; the
-//! rollout only decides where new carts and orders are created, by sticky bucket.
+//! `pay_`) always goes to the new service, and one carrying any other id always goes to
+//! legacy, so no rollout or rollback strands either side's data; the rollout only decides
+//! where new carts and orders are created, by sticky bucket.
 
 use axum::http::{HeaderMap, HeaderName, header};
 
@@ -11,7 +12,7 @@ use crate::{bucket, flags::snapshot::Snapshot, group::Group};
 /// Prefixes of the ids the new services mint (see `common::id`).
 pub const NEW_SERVICE_ID_PREFIXES: [&str; 3] = ["crt_", "ord_", "pay_"];
 
-/// The header naming a logged-in customer, the preferred bucketing key after a path id.
+/// The header naming a logged-in customer, the preferred bucketing key.
 pub const CUSTOMER_HEADER: HeaderName = HeaderName::from_static("x-customer-id");
 
 /// The cookie the gateway sets to bucket anonymous visitors.
@@ -108,14 +109,19 @@ pub fn decide(snapshot: &Snapshot, route: &Route<'_>, headers: &HeaderMap) -> De
             };
         }
     };
-    let key = id
-        .or(customer)
+    let key = customer
         .or(visitor)
         .or(new_visitor.as_deref())
         .unwrap_or_default();
+    // A path naming a cart or order no new service minted can be served only by legacy,
+    // where it lives: the rollout moves where new ones are created, never the old ones.
+    let side = match id {
+        Some(id) if !is_new_service_id(id) => Side::Legacy,
+        _ => decide_by_key(snapshot, group, id, key),
+    };
     Decision {
         group: Some(group),
-        side: decide_by_key(snapshot, group, id, key),
+        side,
         new_visitor,
     }
 }
@@ -236,14 +242,19 @@ mod tests {
     }
 
     #[test]
-    fn legacy_ids_never_go_new_at_zero_percent() {
-        let zero = Snapshot::uniform(true, 0);
-        for i in 0..1_000 {
-            let path = format!("/v1/carts/{i}");
-            assert_eq!(
-                decide(&zero, &classify(&path), &HeaderMap::new()).side,
-                Side::Legacy
-            );
+    fn legacy_ids_never_go_new_whatever_the_rollout() {
+        for rollout in [0, 25, 100] {
+            let snapshot = Snapshot::uniform(true, rollout);
+            for i in 0..1_000 {
+                for path in [format!("/v1/carts/{i}"), format!("/v1/orders/{i}/events")] {
+                    let decision = decide(
+                        &snapshot,
+                        &classify(&path),
+                        &headers(&[("x-customer-id", "c")]),
+                    );
+                    assert_eq!(decision.side, Side::Legacy, "{path} at {rollout} %");
+                }
+            }
         }
     }
 
@@ -259,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn the_key_is_the_path_id_then_the_customer_then_the_visitor_cookie() {
+    fn the_key_is_the_customer_then_the_visitor_cookie() {
         let half = Snapshot::uniform(true, 50);
         let side = |key: &str| decide_by_key(&half, Group::Cart, None, key);
         // Find keys on either side so each rule's effect shows.
@@ -271,14 +282,6 @@ mod tests {
             .map(|i| format!("k{i}"))
             .find(|k| side(k) == Side::Legacy)
             .unwrap();
-
-        let path = format!("/v1/carts/{new_key}");
-        let by_id = decide(
-            &half,
-            &classify(&path),
-            &headers(&[("x-customer-id", &old_key)]),
-        );
-        assert_eq!(by_id.side, Side::New);
 
         let cookie = format!("a=b; visitor_id={new_key}");
         let by_customer = decide(

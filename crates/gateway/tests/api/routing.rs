@@ -24,19 +24,22 @@ async fn a_new_cart_id_reaches_the_cart_service_even_at_zero_percent_or_disabled
 }
 
 #[tokio::test]
-async fn a_legacy_cart_id_never_reaches_the_new_service_at_zero_percent() {
+async fn a_legacy_cart_id_never_reaches_the_new_service_whatever_the_rollout() {
     let world = World::new().await;
     let gateway = world.gateway().await;
-    for i in 0..50 {
-        let path = format!("/v1/carts/{}", 100_000 + i * 7919);
-        let side = gateway
-            .side(
-                gateway
-                    .request(Method::GET, &path)
-                    .header("x-customer-id", format!("customer-{i}")),
-            )
-            .await;
-        assert_eq!(side, "legacy", "{path}");
+    for rollout in [0, 100] {
+        gateway.set_flag("cart", true, rollout).await;
+        for i in 0..50 {
+            let path = format!("/v1/carts/{}", 100_000 + i * 7919);
+            let side = gateway
+                .side(
+                    gateway
+                        .request(Method::GET, &path)
+                        .header("x-customer-id", format!("customer-{i}")),
+                )
+                .await;
+            assert_eq!(side, "legacy", "{path} at {rollout} %");
+        }
     }
 }
 
