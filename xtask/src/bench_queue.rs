@@ -68,7 +68,10 @@ pub async fn queue() -> anyhow::Result<()> {
             "round {round}: enqueue one by one {one_by_one:.0}/s, 256 in flight {in_flight:.0}/s, \
              batch {batch:.0}/s; drain {drain:.0}/s; capped {peak} in the busiest second"
         );
-        for (series, value) in figures.iter_mut().zip([one_by_one, in_flight, batch, drain]) {
+        for (series, value) in figures
+            .iter_mut()
+            .zip([one_by_one, in_flight, batch, drain])
+        {
             series.push(value);
         }
         peaks.push(peak);
@@ -78,12 +81,18 @@ pub async fn queue() -> anyhow::Result<()> {
     let peak = peaks[peaks.len() / 2];
     println!();
     println!("{:<44} {:>14} {:>14}", "", "ours", "BullMQ 6.7");
-    println!("{:<44} {:>12.0}/s {:>14}", "enqueue, one by one", one_by_one, "-");
+    println!(
+        "{:<44} {:>12.0}/s {:>14}",
+        "enqueue, one by one", one_by_one, "-"
+    );
     println!(
         "{:<44} {:>12.0}/s {:>12.0}/s",
         "enqueue, 256 in flight", in_flight, BULLMQ.1
     );
-    println!("{:<44} {:>12.0}/s {:>14}", "enqueue, one batch statement", batch, "-");
+    println!(
+        "{:<44} {:>12.0}/s {:>14}",
+        "enqueue, one batch statement", batch, "-"
+    );
     println!(
         "{:<44} {:>12.0}/s {:>12.0}/s",
         "drain, one worker, concurrency 32", drain, BULLMQ.0
@@ -112,7 +121,11 @@ async fn enqueue_one_by_one(queue: &Queue, jobs: usize) -> anyhow::Result<Durati
 }
 
 /// `in_flight` enqueuers at once, each job its own commit, on the pool's connections.
-async fn enqueue_in_flight(queue: &Queue, jobs: usize, in_flight: usize) -> anyhow::Result<Duration> {
+async fn enqueue_in_flight(
+    queue: &Queue,
+    jobs: usize,
+    in_flight: usize,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for i in 0..in_flight {
@@ -144,7 +157,10 @@ async fn enqueue_batch(queue: &Queue, jobs: usize) -> anyhow::Result<Duration> {
         .fetch_one(queue.pool())
         .await?;
     let took = started.elapsed();
-    anyhow::ensure!(added as usize == jobs, "the batch added {added} jobs, not {jobs}");
+    anyhow::ensure!(
+        added as usize == jobs,
+        "the batch added {added} jobs, not {jobs}"
+    );
     Ok(took)
 }
 
@@ -167,7 +183,12 @@ async fn drain(queue: &Queue, jobs: usize) -> anyhow::Result<Duration> {
 
 /// Drains `jobs` jobs that each take a slot of the shared payment cap, and answers the most
 /// slots granted within any one second.
-async fn rate_capped(queue: &Queue, redis_url: &str, jobs: usize, round: usize) -> anyhow::Result<usize> {
+async fn rate_capped(
+    queue: &Queue,
+    redis_url: &str,
+    jobs: usize,
+    round: usize,
+) -> anyhow::Result<usize> {
     let redis = common::redis::connect(redis_url, Duration::from_secs(2))?;
     let key = format!("bench:queue:{}:{round}:cap", std::process::id());
     let limiter = orders::ratelimit::PaymentLimiter::new(0, CAP, redis, key);
@@ -187,12 +208,17 @@ async fn rate_capped(queue: &Queue, redis_url: &str, jobs: usize, round: usize) 
     };
     let worker =
         tokio::spawn(Worker::new(queue.clone(), Arc::new(handler), config()).run(shutdown.clone()));
-    let deadline = Duration::from_secs(30) + Duration::from_secs_f64(jobs as f64 / f64::from(CAP) * 2.0);
+    let deadline =
+        Duration::from_secs(30) + Duration::from_secs_f64(jobs as f64 / f64::from(CAP) * 2.0);
     wait_until_empty(queue.pool(), deadline).await?;
     shutdown.cancel();
     worker.await?;
     let mut starts = std::mem::take(&mut *starts.lock().expect("never poisoned"));
-    anyhow::ensure!(starts.len() >= jobs, "{} of {jobs} capped jobs ran", starts.len());
+    anyhow::ensure!(
+        starts.len() >= jobs,
+        "{} of {jobs} capped jobs ran",
+        starts.len()
+    );
     starts.sort_unstable();
     Ok(busiest_second(&starts))
 }
@@ -252,7 +278,10 @@ impl Handler for Capped {
             .acquire()
             .await
             .map_err(|e| JobError::Transient(e.to_string()))?;
-        self.starts.lock().expect("never poisoned").push(Instant::now());
+        self.starts
+            .lock()
+            .expect("never poisoned")
+            .push(Instant::now());
         Ok(())
     }
 }
@@ -260,13 +289,17 @@ impl Handler for Capped {
 async fn wait_until_empty(pool: &PgPool, deadline: Duration) -> anyhow::Result<()> {
     let until = Instant::now() + deadline;
     loop {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM orders.jobs WHERE status <> 'dead'")
-            .fetch_one(pool)
-            .await?;
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM orders.jobs WHERE status <> 'dead'")
+                .fetch_one(pool)
+                .await?;
         if left == 0 {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < until, "{left} jobs still queued after {deadline:?}");
+        anyhow::ensure!(
+            Instant::now() < until,
+            "{left} jobs still queued after {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -9,7 +9,9 @@
 //! named explicitly, such as the checkout a payment belongs to) and links to any other spans
 //! that caused it, so work done later, elsewhere, stays reachable from the request behind it.
 
+mod backend;
 mod backoff;
+mod settle;
 mod worker;
 
 use std::time::Duration;
