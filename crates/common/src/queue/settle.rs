@@ -3,6 +3,8 @@
 //! compensation runs, then it stays as a dead letter). apalis's own answer to a failure
 //! (refetch at once, or drop on a panic) is not used: the queue's row is the record.
 //!
+//! A job done is recorded with the others that finished meanwhile ([`super::acks`]).
+//!
 //! A panic is a transient failure here, retried with backoff like a timeout, so a job whose
 //! handler panics is never lost: at worst it runs out of attempts and is compensated.
 
@@ -19,7 +21,7 @@ use tokio::task::JoinHandle;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
-use super::{ClaimedJob, Handler, JobError, Queue, WorkerConfig, backend::Slots};
+use super::{ClaimedJob, Handler, JobError, Queue, WorkerConfig, acks::Acks, backend::Slots};
 
 /// The innermost service: one attempt of the job by the handler.
 pub(super) struct Attempt<H> {
@@ -58,6 +60,7 @@ impl<H: Handler> Service<Task<ClaimedJob>> for Attempt<H> {
 /// Settles every attempt the inner service makes.
 pub(super) struct SettleLayer<H> {
     queue: Queue,
+    acks: Acks,
     handler: Arc<H>,
     config: Arc<WorkerConfig>,
     slots: Arc<Slots>,
@@ -71,6 +74,7 @@ impl<H> SettleLayer<H> {
         slots: Arc<Slots>,
     ) -> Self {
         Self {
+            acks: Acks::start(queue.clone(), config.name.clone()),
             queue,
             handler,
             config,
@@ -86,6 +90,7 @@ impl<S, H> Layer<S> for SettleLayer<H> {
         Settle {
             inner,
             queue: self.queue.clone(),
+            acks: self.acks.clone(),
             handler: self.handler.clone(),
             config: self.config.clone(),
             slots: self.slots.clone(),
@@ -97,6 +102,7 @@ impl<S, H> Layer<S> for SettleLayer<H> {
 pub(super) struct Settle<S, H> {
     inner: S,
     queue: Queue,
+    acks: Acks,
     handler: Arc<H>,
     config: Arc<WorkerConfig>,
     slots: Arc<Slots>,
@@ -128,8 +134,9 @@ where
         }
         // The inner layers' spans open here, so they are children of the job's.
         let attempt = span.in_scope(|| self.inner.call(task));
-        let (queue, handler, config, slots) = (
+        let (queue, acks, handler, config, slots) = (
             self.queue.clone(),
+            self.acks.clone(),
             self.handler.clone(),
             self.config.clone(),
             self.slots.clone(),
@@ -139,7 +146,7 @@ where
         Settling(tokio::spawn(
             async move {
                 let _slot = Slot(slots);
-                settle(&queue, handler.as_ref(), &config, job, attempt).await;
+                settle(&queue, &acks, handler.as_ref(), &config, job, attempt).await;
             }
             .instrument(span),
         ))
@@ -177,6 +184,7 @@ impl Drop for Slot {
 
 async fn settle<H: Handler, F, E>(
     queue: &Queue,
+    acks: &Acks,
     handler: &H,
     config: &WorkerConfig,
     job: ClaimedJob,
@@ -198,26 +206,38 @@ async fn settle<H: Handler, F, E>(
     metrics::histogram!("job_duration_seconds", "kind" => kind.clone())
         .record(started.elapsed().as_secs_f64());
     let (label, result) = match outcome {
-        Ok(()) => ("done", queue.complete(&job, &config.name).await),
+        Ok(()) => ("done", acks.done(job.id).await),
         Err(JobError::Transient(e)) if job.attempt < job.max_attempts => {
             let delay = config.backoff.delay(job.attempt);
             tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
             (
                 "retried",
-                queue.retry_later(&job, &config.name, delay, &e).await,
+                queue
+                    .retry_later(&job, &config.name, delay, &e)
+                    .await
+                    .map_err(|e| e.to_string()),
             )
         }
         Err(e) => {
             let error = e.to_string();
             tracing::error!(error = %error, "job failed for good; compensating");
             match handler.on_dead(&job, &error).await {
-                Ok(()) => ("dead", queue.bury(&job, &config.name, &error).await),
+                Ok(()) => (
+                    "dead",
+                    queue
+                        .bury(&job, &config.name, &error)
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
                 Err(comp) => {
                     tracing::error!(error = %comp, "compensation failed; will try again");
                     let delay = config.backoff.delay(job.attempt);
                     (
                         "retried",
-                        queue.retry_later(&job, &config.name, delay, &comp).await,
+                        queue
+                            .retry_later(&job, &config.name, delay, &comp)
+                            .await
+                            .map_err(|e| e.to_string()),
                     )
                 }
             }
