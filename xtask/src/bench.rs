@@ -55,7 +55,12 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         Some("gateway") => crate::bench_gateway::gateway()
             .await
             .map(|()| ExitCode::SUCCESS),
-        other => bail!("unknown benchmark {other:?}; available: cart, orders, payments, gateway"),
+        Some("queue") => crate::bench_queue::queue()
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        other => {
+            bail!("unknown benchmark {other:?}; available: cart, orders, payments, gateway, queue")
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod bench;
 mod bench_gateway;
 mod bench_orders;
 mod bench_payments;
+mod bench_queue;
 mod chaos;
 mod compose_check;
 mod compose_run;
@@ -42,6 +43,7 @@ commands:
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
   bench payments   verified Stripe webhook events per second
   bench gateway    proxy throughput: direct, through nginx, through the gateway
+  bench queue      the job queue alone: enqueue, drain and the payment rate cap, next to BullMQ
 
 environment:
   DATABASE_URL, REDIS_URL   used when they answer; otherwise local throw-away instances start

@@ -9,7 +9,10 @@
 //! named explicitly, such as the checkout a payment belongs to) and links to any other spans
 //! that caused it, so work done later, elsewhere, stays reachable from the request behind it.
 
+mod acks;
+mod backend;
 mod backoff;
+mod settle;
 mod worker;
 
 use std::time::Duration;
@@ -381,14 +384,15 @@ impl Queue {
             .collect()
     }
 
-    /// Marks a job done. Done jobs are removed: the data the job produced is the record.
-    pub async fn complete(&self, job: &ClaimedJob, worker: &str) -> Result<(), sqlx::Error> {
+    /// Marks done the jobs of `ids` that `worker` still holds, in one statement. Done jobs
+    /// are removed: the data the job produced is the record.
+    pub async fn complete(&self, ids: &[i64], worker: &str) -> Result<(), sqlx::Error> {
         let sql = format!(
-            "DELETE FROM {} USING {BOOKKEEPING} WHERE id = $1 AND locked_by = $2",
+            "DELETE FROM {} USING {BOOKKEEPING} WHERE id = ANY($1) AND locked_by = $2",
             self.table
         );
         sqlx::query(AssertSqlSafe(sql))
-            .bind(job.id)
+            .bind(ids)
             .bind(worker)
             .execute(&self.pool)
             .await?;

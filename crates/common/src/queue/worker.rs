@@ -1,19 +1,18 @@
-//! The worker loop: claims due jobs up to its concurrency, runs each under a timeout, and
-//! settles it (done, retry later, or dead letter with compensation). It wakes on the queue's
-//! NOTIFY channel, so a new job starts at once, and polls as a fallback.
+//! A worker: an apalis worker over the queue ([`super::backend`]), run by an apalis monitor
+//! that gives it its concurrency limit, panic catching, tracing and graceful shutdown. What
+//! becomes of an attempt (done, retry later, dead letter with compensation) is decided by
+//! [`super::settle`], ours, because the queue's table is the record of it.
 
-use std::{
-    future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use sqlx::postgres::PgListener;
-use tokio::{sync::Semaphore, task::JoinSet};
+use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt as _};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 
-use super::{Backoff, ClaimedJob, Queue};
+use super::{
+    Backoff, ClaimedJob, Queue,
+    backend::QueueBackend,
+    settle::{Attempt, SettleLayer},
+};
 use crate::{ConfigError, config};
 
 /// Why a job attempt failed.
@@ -100,9 +99,6 @@ impl WorkerConfig {
     }
 }
 
-/// How often a worker that finds a backlog refreshes the queue table's statistics.
-const STATISTICS_REFRESH: Duration = Duration::from_secs(10);
-
 /// A worker for one handler.
 pub struct Worker<H> {
     queue: Queue,
@@ -121,153 +117,43 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Runs until `shutdown`, then drains running jobs for up to the drain timeout; jobs
-    /// still running after that are left to their lease and retried by another worker.
+    /// Runs until `shutdown`, then lets running jobs finish for up to the drain timeout; jobs
+    /// still running after that are dropped and left to their lease, and another worker
+    /// retries them. Jobs claimed but not started are handed back at once.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = match PgListener::connect_with(self.queue.pool()).await {
-            Ok(mut l) => match l.listen(self.queue.waker.channel()).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot LISTEN; polling only");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN; polling only");
-                None
-            }
-        };
-        let slots = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut running = JoinSet::new();
-        let kinds = self.handler.kinds();
-        let mut analyzed: Option<Instant> = None;
-        while !shutdown.is_cancelled() {
-            while running.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            let mut claimed_all = false;
-            if free > 0 {
-                let lease = self.config.job_timeout * 2;
-                match self
-                    .queue
-                    .claim(&self.config.name, kinds, free as i64, lease)
-                    .await
-                {
-                    Ok(jobs) => {
-                        claimed_all = jobs.len() == free;
-                        for job in jobs {
-                            let permit = slots
-                                .clone()
-                                .acquire_owned()
-                                .await
-                                .expect("the semaphore is never closed");
-                            let (queue, handler, config) = (
-                                self.queue.clone(),
-                                self.handler.clone(),
-                                self.config.clone(),
-                            );
-                            running.spawn(async move {
-                                settle(&queue, handler.as_ref(), &config, job).await;
-                                drop(permit);
-                            });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
-                }
-            }
-            if claimed_all {
-                // A backlog: the planner must know it, or it reads every pending job on
-                // each claim (statistics from when the table was nearly empty make that
-                // look cheap, and autovacuum looks only once a minute).
-                if analyzed.is_none_or(|at| at.elapsed() >= STATISTICS_REFRESH) {
-                    analyzed = Some(Instant::now());
-                    let queue = self.queue.clone();
-                    tokio::spawn(async move { queue.refresh_statistics().await });
-                }
-                // The queue may hold more; claim again as soon as a slot frees.
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = running.join_next() => {}
-                }
-                continue;
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = notified(&mut listener) => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                () = tokio::time::sleep(self.config.poll_interval) => {}
-            }
-        }
-        let deadline = Instant::now() + self.config.drain_timeout;
-        while !running.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if tokio::time::timeout(left, running.join_next())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    jobs = running.len(),
-                    "jobs still running at shutdown; their leases will hand them on"
+        let Self {
+            queue,
+            handler,
+            config,
+        } = self;
+        let drain = config.drain_timeout;
+        let monitor = Monitor::new()
+            .register(move |_| {
+                let backend = QueueBackend::new(queue.clone(), config.clone(), handler.kinds());
+                let settle = SettleLayer::new(
+                    queue.clone(),
+                    handler.clone(),
+                    config.clone(),
+                    backend.slots(),
                 );
-                running.abort_all();
-                break;
-            }
-        }
-    }
-}
-
-async fn notified(listener: &mut Option<PgListener>) {
-    match listener {
-        Some(l) => {
-            if l.recv().await.is_err() {
-                // The listener reconnects on the next recv; avoid a hot loop meanwhile.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-async fn settle<H: Handler>(queue: &Queue, handler: &H, config: &WorkerConfig, job: ClaimedJob) {
-    let span = tracing::info_span!("job", kind = %job.kind, id = job.id, attempt = job.attempt);
-    if let Some(traceparent) = &job.traceparent {
-        crate::telemetry::follow_traceparent(&span, traceparent);
-    }
-    for link in &job.links {
-        crate::telemetry::link_traceparent(&span, link);
-    }
-    async {
-        let started = Instant::now();
-        let outcome = match tokio::time::timeout(config.job_timeout, handler.handle(&job)).await {
-            Ok(result) => result,
-            Err(_) => Err(JobError::Transient(format!("timed out after {:?}", config.job_timeout))),
+                WorkerBuilder::new(config.name.as_str())
+                    .backend(backend)
+                    .concurrency(config.concurrency)
+                    .layer(settle)
+                    .enable_tracing()
+                    .catch_panic()
+                    .build(Attempt::new(handler.clone()))
+            })
+            .with_terminator(async move {
+                tokio::time::sleep(drain).await;
+                tracing::warn!("jobs still running at shutdown; their leases will hand them on");
+            });
+        let stopped = async move {
+            shutdown.cancelled().await;
+            Ok(())
         };
-        let kind = job.kind.clone();
-        metrics::histogram!("job_duration_seconds", "kind" => kind.clone()).record(started.elapsed().as_secs_f64());
-        let (label, result) = match outcome {
-            Ok(()) => ("done", queue.complete(&job, &config.name).await),
-            Err(JobError::Transient(e)) if job.attempt < job.max_attempts => {
-                let delay = config.backoff.delay(job.attempt);
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-                ("retried", queue.retry_later(&job, &config.name, delay, &e).await)
-            }
-            Err(e) => {
-                let error = e.to_string();
-                tracing::error!(error = %error, "job failed for good; compensating");
-                match handler.on_dead(&job, &error).await {
-                    Ok(()) => ("dead", queue.bury(&job, &config.name, &error).await),
-                    Err(comp) => {
-                        tracing::error!(error = %comp, "compensation failed; will try again");
-                        ("retried", queue.retry_later(&job, &config.name, config.backoff.delay(job.attempt), &comp).await)
-                    }
-                }
-            }
-        };
-        metrics::counter!("jobs_total", "kind" => kind, "outcome" => label).increment(1);
-        if let Err(e) = result {
-            // The lease runs out and the job is run again: handlers are idempotent.
-            tracing::error!(error = %e, "could not record the job's outcome");
+        if let Err(e) = monitor.run_with_signal(stopped).await {
+            tracing::error!(error = %e, "the job worker stopped with an error");
         }
     }
-    .instrument(span)
-    .await;
 }

@@ -1,0 +1,3 @@
+//! The shared pieces against real Postgres: one test binary for the crate.
+
+mod worker;
