@@ -13,6 +13,7 @@ mod bench_payments;
 mod chaos;
 mod compose_check;
 mod deploy_check;
+mod redis_cluster;
 mod seed;
 mod services;
 mod stack;
@@ -35,7 +36,9 @@ commands:
   api-check [SVC]  schemathesis against every service's /openapi.json (or only cart, orders, ...)
   compose-check    docker-compose.yml and Dockerfile: schema, hadolint, every service's environment
   deploy-check     render and validate deploy/k8s, promtool the alert rules, check the dashboard's metrics
-  bench cart       throughput and latency of the cart service (release build)
+  bench cart [--redis single|cluster]
+                   throughput and latency of the cart service (release build), on the
+                   stack's Redis or on a three-master Redis Cluster started for the run
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
   bench payments   verified Stripe webhook events per second
   bench gateway    proxy throughput: direct, through nginx, through the gateway
