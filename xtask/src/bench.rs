@@ -349,7 +349,9 @@ async fn cart(store: CartStore) -> anyhow::Result<()> {
         CartStore::Single => None,
         CartStore::Cluster => Some(crate::redis_cluster::RedisCluster::start()?),
     };
-    let redis_url = cluster.as_ref().map_or(stack.redis_url.clone(), |c| c.url());
+    let redis_url = cluster
+        .as_ref()
+        .map_or(stack.redis_url.clone(), |c| c.url());
     seed::seed(&stack.database_url).await?;
     let pool = common::db::connect(&stack.database_url, 2).await?;
     seed::upsert_products(

@@ -48,7 +48,12 @@ impl RedisCluster {
             let child = Command::new("redis-server")
                 .current_dir(&dir)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
                 .args(["--save", "", "--appendonly", "no"])
                 .stdout(std::fs::File::create(dir.join("redis.log"))?)
                 .spawn()
@@ -95,7 +100,10 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.ports.iter().all(|port| healthy(*port)) {
             if Instant::now() > deadline {
-                bail!("the Redis Cluster on ports {:?} never became healthy", self.ports);
+                bail!(
+                    "the Redis Cluster on ports {:?} never became healthy",
+                    self.ports
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

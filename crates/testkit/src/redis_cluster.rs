@@ -151,7 +151,12 @@ impl Nodes {
         command
             .current_dir(self.dir.join(port.to_string()))
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
             .args(["--cluster-node-timeout", "2000"])
             .args(["--cluster-require-full-coverage", "no"])
             .args(["--save", "", "--appendonly", "no"])
@@ -187,7 +192,10 @@ impl Nodes {
             if healthy {
                 return;
             }
-            assert!(Instant::now() < deadline, "the cluster never became healthy");
+            assert!(
+                Instant::now() < deadline,
+                "the cluster never became healthy"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

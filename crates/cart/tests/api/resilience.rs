@@ -53,7 +53,10 @@ async fn a_lost_cluster_master_is_a_503_for_its_carts_only_and_they_come_back_wi
     settings.redis_url = cluster.url();
     let app = spawn_with(settings).await;
     let sku = app.product("Tee", 100, "USD").await;
-    let (lost, elsewhere) = (app.cart_on(&cluster, 0).await, app.cart_on(&cluster, 1).await);
+    let (lost, elsewhere) = (
+        app.cart_on(&cluster, 0).await,
+        app.cart_on(&cluster, 1).await,
+    );
     assert_eq!(app.add(&lost, &sku, 1).await.status(), 200);
 
     cluster.kill(0).await;

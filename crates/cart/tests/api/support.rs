@@ -151,7 +151,11 @@ impl TestApp {
     }
 
     /// Creates carts until one is stored on master `node` of `cluster`; answers its id.
-    pub async fn cart_on(&self, cluster: &testkit::redis_cluster::RedisCluster, node: usize) -> String {
+    pub async fn cart_on(
+        &self,
+        cluster: &testkit::redis_cluster::RedisCluster,
+        node: usize,
+    ) -> String {
         loop {
             let cart = self.create_cart("USD").await;
             if cluster.node_of(&format!("{}{cart}", self.prefix)).await == node {

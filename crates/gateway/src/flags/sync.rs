@@ -21,7 +21,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub fn subscriber_clients(url: &str) -> redis::RedisResult<Vec<redis::Client>> {
     match common::redis::cluster_nodes(url)? {
         None => Ok(vec![redis::Client::open(url)?]),
-        Some(nodes) => nodes.iter().map(|n| redis::Client::open(n.as_str())).collect(),
+        Some(nodes) => nodes
+            .iter()
+            .map(|n| redis::Client::open(n.as_str()))
+            .collect(),
     }
 }
 
