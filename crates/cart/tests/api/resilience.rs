@@ -91,6 +91,31 @@ async fn a_lost_cluster_master_is_a_503_for_its_carts_only_and_they_come_back_wi
 }
 
 #[tokio::test]
+async fn a_cart_service_started_while_a_master_is_lost_serves_the_other_masters_carts() {
+    let cluster = RedisCluster::start().await;
+    cluster.kill(0).await;
+    let mut settings = settings();
+    settings.redis_url = cluster.url();
+    let app = spawn_with(settings).await;
+    let sku = app.product("Tee", 100, "USD").await;
+
+    // The cart's scripts were never loaded on this cluster: the first add loads them on the
+    // masters that answer.
+    let mut served = None;
+    for _ in 0..20 {
+        let response = app.post("/v1/carts", serde_json::json!({})).await;
+        if response.status() == 201 {
+            served = Some(response.json::<serde_json::Value>().await.unwrap()["id"].to_string());
+            break;
+        }
+        problem(response, 503).await;
+    }
+    let cart = served.expect("a cart lands on a live master").replace('"', "");
+    assert_eq!(app.add(&cart, &sku, 2).await.status(), 200);
+    assert_eq!(app.cart(&cart).await["items"][0]["quantity"], 2);
+}
+
+#[tokio::test]
 async fn a_warm_cache_serves_the_old_price_and_the_new_price_shows_after_the_ttl() {
     let mut settings = settings();
     settings.catalog_cache_ttl = Duration::from_millis(300);

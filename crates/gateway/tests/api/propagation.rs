@@ -32,6 +32,38 @@ async fn on_a_redis_cluster_a_flag_change_reaches_a_gateway_listening_on_another
     a_flag_change_reaches_another_gateway(world).await;
 }
 
+#[tokio::test]
+async fn on_a_redis_cluster_a_gateway_that_loses_its_node_listens_on_the_next_one() {
+    // A cluster of its own: the test kills a master.
+    let cluster = RedisCluster::start().await;
+    let mut world = World::new().await;
+    let publisher = cluster.node_of(world.channel()).await;
+    let listened = (publisher + 1) % cluster.masters();
+    world.use_redis(cluster.url_from(listened));
+    let mut slow_resync = world.settings();
+    slow_resync.flags_resync = Duration::from_secs(3600);
+    let a = world.gateway_with(slow_resync).await;
+    let b = world.gateway_process(Duration::from_secs(3600)).await;
+    a.set_flag("cart", true, 37).await;
+    eventually("the change reaches gateway B", || async {
+        rollout(&b, "cart").await == 37
+    })
+    .await;
+
+    cluster.kill(listened).await;
+    let mut percent = 37;
+    let took = eventually("gateway B hears changes again", || {
+        percent = percent % 99 + 1;
+        let (a, b, percent) = (&a, &b, percent);
+        async move {
+            a.set_flag("cart", true, percent as u8).await;
+            rollout(b, "cart").await == percent
+        }
+    })
+    .await;
+    println!("a gateway whose Redis node was lost heard changes again after {took:?}");
+}
+
 async fn a_flag_change_reaches_another_gateway(world: World) {
     let mut slow_resync = world.settings();
     slow_resync.flags_resync = Duration::from_secs(3600);
