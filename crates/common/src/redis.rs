@@ -12,9 +12,7 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::{ClusterClient, ClusterConfig},
     cluster_async::ClusterConnection,
-    cluster_routing::{
-        MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
-    },
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
 };
 
 /// The scheme that marks a Redis Cluster URL.
@@ -115,21 +113,7 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(conn) => conn.req_packed_command(cmd),
-            // A script runs with `EVALSHA` and is loaded after a `NOSCRIPT` answer. The
-            // cluster client sends `SCRIPT LOAD` to every node and fails it when one node
-            // is down, which would fail the keys of every healthy master too while one is
-            // lost. Loaded on every master that answers, the script is on the key's master
-            // (it answered the `NOSCRIPT`) before the retried `EVALSHA` goes there.
-            Self::Cluster(conn) => {
-                if !is_script_load(cmd) {
-                    return conn.req_packed_command(cmd);
-                }
-                let everywhere = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::FirstSucceededNonEmptyOrAllEmpty),
-                ));
-                Box::pin(conn.route_command(cmd.clone(), everywhere))
-            }
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -153,15 +137,6 @@ impl ConnectionLike for Connection {
     }
 }
 
-fn is_script_load(cmd: &Cmd) -> bool {
-    let mut args = cmd.args_iter().map(|arg| match arg {
-        redis::Arg::Simple(bytes) => bytes,
-        _ => &[],
-    });
-    args.next().is_some_and(|a| a.eq_ignore_ascii_case(b"SCRIPT"))
-        && args.next().is_some_and(|a| a.eq_ignore_ascii_case(b"LOAD"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,13 +155,6 @@ mod tests {
                 "redis://:pw@10.0.0.2:7001".to_owned(),
             ])
         );
-    }
-
-    #[test]
-    fn script_loads_are_told_apart_from_other_commands() {
-        assert!(is_script_load(redis::cmd("script").arg("load").arg("return 1")));
-        assert!(!is_script_load(redis::cmd("SCRIPT").arg("FLUSH")));
-        assert!(!is_script_load(redis::cmd("EVALSHA").arg("abc").arg(0)));
     }
 
     #[test]

@@ -110,7 +110,9 @@ async fn a_cart_service_started_while_a_master_is_lost_serves_the_other_masters_
         }
         problem(response, 503).await;
     }
-    let cart = served.expect("a cart lands on a live master").replace('"', "");
+    let cart = served
+        .expect("a cart lands on a live master")
+        .replace('"', "");
     assert_eq!(app.add(&cart, &sku, 2).await.status(), 200);
     assert_eq!(app.cart(&cart).await["items"][0]["quantity"], 2);
 }
