@@ -53,6 +53,8 @@ pub fn connect(url: &str, timeout: Duration) -> RedisResult<Connection> {
                 .min_retry_wait(10)
                 .max_retry_wait(100)
                 .build()?;
+            // The connection takes its per-node timeouts from `config`; the builder's
+            // response timeout also bounds a whole command, retries included.
             let config = ClusterConfig::new()
                 .set_connection_timeout(timeout)
                 .set_response_timeout(timeout);
