@@ -45,7 +45,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         });
     }
     match args.first().map(String::as_str) {
-        Some("cart") => cart().await.map(|()| ExitCode::SUCCESS),
+        Some("cart") => cart(CartStore::parse(&args[1..])?)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Some("orders") => crate::bench_orders::orders()
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -325,10 +327,36 @@ const LINES_PER_CART: u64 = 5;
 const CARTS_PER_USER: usize = 16;
 const ADDS_PER_CART: u64 = LINES_PER_CART * 98;
 
-async fn cart() -> anyhow::Result<()> {
+/// Where the cart benchmark keeps its carts: `--redis single` (the stack's Redis, the
+/// default) or `--redis cluster` (a three-master Redis Cluster started for the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CartStore {
+    Single,
+    Cluster,
+}
+
+impl CartStore {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        match args {
+            [] => Ok(Self::Single),
+            [flag, value] if flag == "--redis" && value == "single" => Ok(Self::Single),
+            [flag, value] if flag == "--redis" && value == "cluster" => Ok(Self::Cluster),
+            other => bail!("bench cart takes --redis single|cluster, not {other:?}"),
+        }
+    }
+}
+
+async fn cart(store: CartStore) -> anyhow::Result<()> {
     let seconds = setting("BENCH_SECONDS", 10)?;
     let conns = setting("BENCH_CONNECTIONS", 64)? as usize;
     let stack = Stack::ensure().await?;
+    let cluster = match store {
+        CartStore::Single => None,
+        CartStore::Cluster => Some(crate::redis_cluster::RedisCluster::start()?),
+    };
+    let redis_url = cluster
+        .as_ref()
+        .map_or(stack.redis_url.clone(), |c| c.url());
     seed::seed(&stack.database_url).await?;
     let pool = common::db::connect(&stack.database_url, 2).await?;
     seed::upsert_products(
@@ -350,7 +378,11 @@ async fn cart() -> anyhow::Result<()> {
         Profile::Release,
         "cart",
         port,
-        &[("CART_KEY_PREFIX", &prefix), ("RUST_LOG", "warn")],
+        &[
+            ("CART_KEY_PREFIX", &prefix),
+            ("REDIS_URL", &redis_url),
+            ("RUST_LOG", "warn"),
+        ],
     )?;
     services::wait_ready(&service).await?;
     let addr = format!("127.0.0.1:{port}");
@@ -375,7 +407,11 @@ async fn cart() -> anyhow::Result<()> {
     let carts = Arc::new(carts);
     let duration = Duration::from_secs(seconds);
     println!(
-        "\ncart service, release build, {conns} connections, {seconds} s per scenario, load generator on the same machine\n"
+        "\ncart service, release build, {conns} connections, {seconds} s per scenario, load generator on the same machine, {}\n",
+        match store {
+            CartStore::Single => "single Redis",
+            CartStore::Cluster => "Redis Cluster of three masters",
+        }
     );
 
     // Warm the catalog cache and the connections.
@@ -445,5 +481,6 @@ async fn cart() -> anyhow::Result<()> {
     .await?
     .print();
     drop(service);
+    drop(cluster);
     Ok(())
 }

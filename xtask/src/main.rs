@@ -15,6 +15,7 @@ mod chaos;
 mod compose_check;
 mod compose_run;
 mod deploy_check;
+mod redis_cluster;
 mod seed;
 mod services;
 mod stack;
@@ -39,7 +40,9 @@ commands:
   compose-run      the compose topology from the debug binaries, one network namespace per
                    service (root and `ip`), and one checkout through its gateway to confirmed
   deploy-check     render and validate deploy/k8s, promtool the alert rules, check the dashboard's metrics
-  bench cart       throughput and latency of the cart service (release build)
+  bench cart [--redis single|cluster]
+                   throughput and latency of the cart service (release build), on the
+                   stack's Redis or on a three-master Redis Cluster started for the run
   bench orders     checkout throughput, backlog drain, accept-to-confirmed latency
   bench payments   verified Stripe webhook events per second
   bench gateway    proxy throughput: direct, through nginx, through the gateway

@@ -18,7 +18,7 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
     /// `DATABASE_URL`, `DB_MAX_CONNECTIONS`, `MIGRATE_ON_START`.
     pub db: common::db::Settings,
-    /// `REDIS_URL`: Redis holding the carts.
+    /// `REDIS_URL`: Redis holding the carts; `redis+cluster://` for a Redis Cluster.
     pub redis_url: String,
     /// `REDIS_TIMEOUT_MS`: bound on every Redis call; past it the request answers 503.
     pub redis_timeout: Duration,

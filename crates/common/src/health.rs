@@ -4,7 +4,6 @@
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use axum::{Json, Router, http::StatusCode, response::IntoResponse, routing::get};
-use redis::aio::ConnectionManager;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
@@ -46,17 +45,11 @@ impl Check {
         })
     }
 
-    /// Redis answers `PING`.
-    pub fn redis(conn: ConnectionManager) -> Self {
+    /// Redis answers `PING` (in a cluster, any one node: see [`crate::redis::Connection::ping`]).
+    pub fn redis(conn: crate::redis::Connection) -> Self {
         Self::new("redis", move || {
             let mut conn = conn.clone();
-            async move {
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }
+            async move { conn.ping().await.map_err(|e| e.to_string()) }
         })
     }
 }

@@ -145,7 +145,7 @@ pub async fn build(
     let redis_url = common::db::redact_url(&settings.redis_url);
     let redis = common::redis::connect(&settings.redis_url, settings.redis_timeout)
         .with_context(|| format!("REDIS_URL {redis_url} is not a Redis URL"))?;
-    let subscriber = redis::Client::open(settings.redis_url.as_str())
+    let subscriber = flags::sync::subscriber_clients(&settings.redis_url)
         .with_context(|| format!("REDIS_URL {redis_url} is not a Redis URL"))?;
 
     let policy = Policy {

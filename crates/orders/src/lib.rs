@@ -64,7 +64,7 @@ pub struct Core {
     pub pool: PgPool,
     /// The saga.
     pub saga: saga::Saga,
-    redis: redis::aio::ConnectionManager,
+    redis: common::redis::Connection,
 }
 
 /// Connects the stores and applies migrations when configured.

@@ -12,7 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::{Script, aio::ConnectionManager};
+use common::redis::Connection;
+use redis::Script;
 
 /// Slots are spaced, and the log's window is, this much wider than the cap's one second, so
 /// up to 50 ms of delay between a call's start and its arrival at the provider (network, a
@@ -27,7 +28,7 @@ pub struct PaymentLimiter {
 
 impl PaymentLimiter {
     /// Caps of `per_worker` and `global` calls per second; 0 turns a cap off.
-    pub fn new(per_worker: u32, global: u32, redis: ConnectionManager, key: String) -> Self {
+    pub fn new(per_worker: u32, global: u32, redis: Connection, key: String) -> Self {
         Self {
             local: (per_worker > 0).then(|| LocalSchedule::new(interval(per_worker))),
             shared: (global > 0).then(|| SharedSchedule::new(global, redis, key)),
@@ -101,7 +102,7 @@ struct SharedSchedule {
     interval_us: u64,
     limit: u32,
     window_us: u64,
-    redis: ConnectionManager,
+    redis: Connection,
     key: String,
     log_key: String,
     script: Script,
@@ -135,7 +136,7 @@ return math.max(oldest + window - now, 1)
 ";
 
 impl SharedSchedule {
-    fn new(limit: u32, redis: ConnectionManager, key: String) -> Self {
+    fn new(limit: u32, redis: Connection, key: String) -> Self {
         Self {
             interval_us: interval(limit).as_micros() as u64,
             limit,

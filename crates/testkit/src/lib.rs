@@ -2,12 +2,12 @@
 //! a private `redis-server` a test can stop and restart, polling with a generous deadline,
 //! and the checks every problem+json answer must pass. Tests find Postgres and Redis through
 //! `DATABASE_URL` and `REDIS_URL`, as the services do. [`otlp`] receives the spans services
-//! export, to follow a trace across them.
-
-pub mod otlp;
+//! export, to follow a trace across them; [`redis_cluster`] runs a Redis Cluster.
 
 pub mod background;
 pub mod openapi;
+pub mod otlp;
+pub mod redis_cluster;
 
 use std::{
     future::Future,

@@ -5,7 +5,8 @@
 use std::{future::Future, time::Duration};
 
 use common::money::Currency;
-use redis::{RedisError, Script, Value, aio::ConnectionManager};
+use common::redis::Connection;
+use redis::{RedisError, Script, Value};
 
 use crate::domain::{CartId, Expected, LineTarget, MAX_QUANTITY, Quantity, Sku, StoredCart};
 
@@ -52,7 +53,7 @@ pub enum LineChange {
 /// The Redis-backed cart store.
 #[derive(Clone)]
 pub struct CartStore {
-    conn: ConnectionManager,
+    conn: Connection,
     prefix: String,
     ttl: Duration,
     timeout: Duration,
@@ -64,7 +65,7 @@ pub struct CartStore {
 impl CartStore {
     /// A store writing keys `{prefix}{cart id}`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: Connection,
         prefix: String,
         ttl: Duration,
         timeout: Duration,
@@ -82,7 +83,7 @@ impl CartStore {
     }
 
     /// The connection, for readiness checks.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
 

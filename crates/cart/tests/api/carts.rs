@@ -1,8 +1,9 @@
-//! The cart endpoints' happy paths.
+//! The cart endpoints' happy paths; what the store guarantees runs on a single Redis and on a
+//! cluster.
 
 use serde_json::{Value, json};
 
-use crate::support::{problem, spawn};
+use crate::support::{Store, problem, spawn, spawn_on};
 
 #[tokio::test]
 async fn creating_a_cart_answers_201_with_location_and_etag() {
@@ -79,9 +80,9 @@ async fn adding_the_same_sku_again_adds_to_its_line() {
     assert_eq!(view["items"][0]["quantity"], 7);
 }
 
-#[tokio::test]
-async fn put_sets_a_line_and_zero_removes_it() {
-    let app = spawn().await;
+on_every_store!(put_sets_a_line_and_zero_removes_it);
+async fn put_sets_a_line_and_zero_removes_it(store: Store) {
+    let app = spawn_on(store).await;
     let tee = app.product("Tee", 1000, "USD").await;
     let cart = app.create_cart("USD").await;
     app.add(&cart, &tee, 2).await;
@@ -129,9 +130,9 @@ async fn put_on_an_absent_line_creates_it() {
     );
 }
 
-#[tokio::test]
-async fn deleting_a_line_removes_it_and_deleting_a_cart_removes_the_cart() {
-    let app = spawn().await;
+on_every_store!(deleting_a_line_removes_it_and_deleting_a_cart_removes_the_cart);
+async fn deleting_a_line_removes_it_and_deleting_a_cart_removes_the_cart(store: Store) {
+    let app = spawn_on(store).await;
     let tee = app.product("Tee", 1000, "USD").await;
     let mug = app.product("Mug", 500, "USD").await;
     let cart = app.create_cart("USD").await;
@@ -183,9 +184,9 @@ async fn removing_a_line_that_is_not_there_changes_nothing() {
     assert_eq!(response.json::<Value>().await.unwrap()["version"], 1);
 }
 
-#[tokio::test]
-async fn a_matching_if_match_is_accepted_and_a_stale_one_is_412_and_changes_nothing() {
-    let app = spawn().await;
+on_every_store!(a_matching_if_match_is_accepted_and_a_stale_one_is_412_and_changes_nothing);
+async fn a_matching_if_match_is_accepted_and_a_stale_one_is_412_and_changes_nothing(store: Store) {
+    let app = spawn_on(store).await;
     let tee = app.product("Tee", 1000, "USD").await;
     let cart = app.create_cart("USD").await;
 
@@ -224,9 +225,9 @@ async fn a_matching_if_match_is_accepted_and_a_stale_one_is_412_and_changes_noth
     assert_eq!(view["items"][0]["quantity"], 1);
 }
 
-#[tokio::test]
-async fn every_write_restarts_the_carts_time_to_live() {
-    let mut settings = crate::support::settings();
+on_every_store!(every_write_restarts_the_carts_time_to_live);
+async fn every_write_restarts_the_carts_time_to_live(store: Store) {
+    let mut settings = crate::support::settings_on(store).await;
     settings.cart_ttl = std::time::Duration::from_secs(3600);
     let app = crate::support::spawn_with(settings).await;
     let tee = app.product("Tee", 1000, "USD").await;
@@ -262,9 +263,9 @@ async fn every_write_restarts_the_carts_time_to_live() {
     assert!(app.pttl(&cart).await > 3_500_000, "a set restarts the TTL");
 }
 
-#[tokio::test]
-async fn an_expired_cart_is_gone() {
-    let app = spawn().await;
+on_every_store!(an_expired_cart_is_gone);
+async fn an_expired_cart_is_gone(store: Store) {
+    let app = spawn_on(store).await;
     let cart = app.create_cart("USD").await;
     let mut conn = app.redis.clone();
     let _: () = redis::cmd("DEL")

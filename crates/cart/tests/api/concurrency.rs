@@ -1,13 +1,13 @@
-//! Concurrent writers never lose an update.
+//! Concurrent writers never lose an update, on a single Redis and on a cluster.
 
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::support::spawn;
+use crate::support::{Store, spawn_on};
 
-#[tokio::test]
-async fn sixty_four_concurrent_adds_to_one_cart_sum_exactly() {
-    let app = spawn().await;
+on_every_store!(sixty_four_concurrent_adds_to_one_cart_sum_exactly);
+async fn sixty_four_concurrent_adds_to_one_cart_sum_exactly(store: Store) {
+    let app = spawn_on(store).await;
     let tee = app.product("Tee", 100, "USD").await;
     let mug = app.product("Mug", 100, "USD").await;
     let cart = app.create_cart("USD").await;
@@ -53,9 +53,9 @@ async fn sixty_four_concurrent_adds_to_one_cart_sum_exactly() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_writers_with_the_same_if_match_let_exactly_one_through() {
-    let app = spawn().await;
+on_every_store!(concurrent_writers_with_the_same_if_match_let_exactly_one_through);
+async fn concurrent_writers_with_the_same_if_match_let_exactly_one_through(store: Store) {
+    let app = spawn_on(store).await;
     let tee = app.product("Tee", 100, "USD").await;
     let cart = app.create_cart("USD").await;
 

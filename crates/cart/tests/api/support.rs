@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use cart::Settings;
-use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +19,7 @@ pub struct TestApp {
     /// The catalog database.
     pub pool: PgPool,
     /// Direct access to Redis.
-    pub redis: ConnectionManager,
+    pub redis: common::redis::Connection,
     shutdown: CancellationToken,
 }
 
@@ -28,6 +27,29 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Which Redis a test app keeps its carts in.
+#[derive(Debug, Clone, Copy)]
+pub enum Store {
+    /// The test Redis (`REDIS_URL`).
+    Single,
+    /// The Redis Cluster this test binary shares.
+    Cluster,
+}
+
+/// Settings for a test app on `store`.
+pub async fn settings_on(store: Store) -> Settings {
+    let mut settings = settings();
+    if let Store::Cluster = store {
+        settings.redis_url = testkit::redis_cluster::RedisCluster::shared().await.url();
+    }
+    settings
+}
+
+/// Starts the app with default test settings on `store`.
+pub async fn spawn_on(store: Store) -> TestApp {
+    spawn_with(settings_on(store).await).await
 }
 
 /// Settings for a test app: the test database, the test Redis and a random key prefix.
@@ -55,9 +77,7 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
     let shutdown = CancellationToken::new();
     tokio::spawn(common::http::serve(listener, app, shutdown.clone()));
     let pool = PgPool::connect(&settings.db.url).await.unwrap();
-    let redis = ConnectionManager::new(redis::Client::open(settings.redis_url.as_str()).unwrap())
-        .await
-        .unwrap();
+    let redis = common::redis::connect(&settings.redis_url, Duration::from_secs(5)).unwrap();
     TestApp {
         url,
         http: reqwest::Client::new(),
@@ -128,6 +148,20 @@ impl TestApp {
         let response = self.get(&format!("/v1/carts/{id}")).await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// Creates carts until one is stored on master `node` of `cluster`; answers its id.
+    pub async fn cart_on(
+        &self,
+        cluster: &testkit::redis_cluster::RedisCluster,
+        node: usize,
+    ) -> String {
+        loop {
+            let cart = self.create_cart("USD").await;
+            if cluster.node_of(&format!("{}{cart}", self.prefix)).await == node {
+                return cart;
+            }
+        }
     }
 
     /// Milliseconds until the cart's key expires, read straight from Redis.

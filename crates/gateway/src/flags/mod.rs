@@ -13,7 +13,7 @@ use std::{
 };
 
 use arc_swap::{ArcSwap, Guard};
-use redis::aio::ConnectionManager;
+use common::redis::Connection;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +31,7 @@ pub struct Flags {
     writer: Mutex<()>,
     rollback: Arc<Rollback>,
     pool: PgPool,
-    redis: ConnectionManager,
+    redis: Connection,
     channel: String,
     shutdown: CancellationToken,
     // The runtime the flags were loaded on: a rollback tripped on a serving thread is written
@@ -43,7 +43,7 @@ impl Flags {
     /// Flags loaded from Postgres, changes published on `channel`.
     pub async fn load(
         pool: PgPool,
-        redis: ConnectionManager,
+        redis: Connection,
         channel: String,
         rollback: Arc<Rollback>,
         shutdown: CancellationToken,

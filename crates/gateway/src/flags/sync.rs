@@ -1,6 +1,10 @@
 //! Keeping a process's snapshot in step: a subscriber on the Redis channel applies each
 //! published change as it comes, on its own connection, reconnecting in a loop; a periodic
 //! resync from Postgres heals whatever the bus lost. Both end with the process.
+//!
+//! In a Redis Cluster a `PUBLISH` on any node reaches the subscribers of every node (the
+//! cluster bus forwards it), so the subscriber holds a plain connection to one node and
+//! moves on to the next seed node when that one is lost.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,27 +16,42 @@ use super::{Flags, snapshot::FlagRecord};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Starts the subscriber and the resync loop.
+/// Clients for the nodes the subscriber may listen on: the server of a `redis://` URL, or
+/// each seed node of a `redis+cluster://` URL, tried in turn.
+pub fn subscriber_clients(url: &str) -> redis::RedisResult<Vec<redis::Client>> {
+    match common::redis::cluster_nodes(url)? {
+        None => Ok(vec![redis::Client::open(url)?]),
+        Some(nodes) => nodes
+            .iter()
+            .map(|n| redis::Client::open(n.as_str()))
+            .collect(),
+    }
+}
+
+/// Starts the subscriber (on the first of `clients` that answers) and the resync loop.
 pub fn spawn(
     flags: Arc<Flags>,
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     channel: String,
     resync_every: Duration,
     shutdown: CancellationToken,
 ) {
-    tokio::spawn(subscribe(flags.clone(), client, channel, shutdown.clone()));
+    tokio::spawn(subscribe(flags.clone(), clients, channel, shutdown.clone()));
     tokio::spawn(resync(flags, resync_every, shutdown));
 }
 
 async fn subscribe(
     flags: Arc<Flags>,
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     channel: String,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
-    while !shutdown.is_cancelled() {
-        match listen(&flags, &client, &channel, &shutdown, &mut backoff).await {
+    for client in clients.iter().cycle() {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match listen(&flags, client, &channel, &shutdown, &mut backoff).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, ?backoff, "flag subscription lost; reconnecting"),
         }

@@ -1,10 +1,12 @@
 //! Flag changes reach every gateway: through Redis pub/sub as they happen, and through the
 //! periodic resync when a broadcast is lost. Two gateways share one Postgres and one Redis,
-//! as replicas do; the one that hears a change runs in a process of its own.
+//! as replicas do; the one that hears a change runs in a process of its own. On a Redis
+//! Cluster the change reaches a gateway subscribed to another node than the publisher's.
 
 use std::time::Duration;
 
 use reqwest::Method;
+use testkit::redis_cluster::RedisCluster;
 
 use crate::support::{TestGateway, World, eventually};
 
@@ -16,7 +18,53 @@ async fn rollout(gateway: &TestGateway, name: &str) -> u64 {
 
 #[tokio::test]
 async fn a_flag_change_on_one_gateway_reaches_another() {
-    let world = World::new().await;
+    a_flag_change_reaches_another_gateway(World::new().await).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_flag_change_reaches_a_gateway_listening_on_another_node() {
+    let cluster = RedisCluster::shared().await;
+    let mut world = World::new().await;
+    // A change is published on the master of the channel's slot; gateway B listens on the
+    // next one, so the message has to cross the cluster bus.
+    let publisher = cluster.node_of(world.channel()).await;
+    world.use_redis(cluster.url_from((publisher + 1) % cluster.masters()));
+    a_flag_change_reaches_another_gateway(world).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_gateway_that_loses_its_node_listens_on_the_next_one() {
+    // A cluster of its own: the test kills a master.
+    let cluster = RedisCluster::start().await;
+    let mut world = World::new().await;
+    let publisher = cluster.node_of(world.channel()).await;
+    let listened = (publisher + 1) % cluster.masters();
+    world.use_redis(cluster.url_from(listened));
+    let mut slow_resync = world.settings();
+    slow_resync.flags_resync = Duration::from_secs(3600);
+    let a = world.gateway_with(slow_resync).await;
+    let b = world.gateway_process(Duration::from_secs(3600)).await;
+    a.set_flag("cart", true, 37).await;
+    eventually("the change reaches gateway B", || async {
+        rollout(&b, "cart").await == 37
+    })
+    .await;
+
+    cluster.kill(listened).await;
+    let mut percent = 37;
+    let took = eventually("gateway B hears changes again", || {
+        percent = percent % 99 + 1;
+        let (a, b, percent) = (&a, &b, percent);
+        async move {
+            a.set_flag("cart", true, percent as u8).await;
+            rollout(b, "cart").await == percent
+        }
+    })
+    .await;
+    println!("a gateway whose Redis node was lost heard changes again after {took:?}");
+}
+
+async fn a_flag_change_reaches_another_gateway(world: World) {
     let mut slow_resync = world.settings();
     slow_resync.flags_resync = Duration::from_secs(3600);
     let a = world.gateway_with(slow_resync).await;

@@ -35,6 +35,7 @@ pub struct World {
     pub payments: Fake,
     database_url: String,
     channel: String,
+    redis_url: String,
 }
 
 impl World {
@@ -48,7 +49,18 @@ impl World {
             payments: Fake::start("payments").await,
             database_url: testkit::database("checkout_test_gateway"),
             channel: format!("test:{}:flags", common::id::new_id("t")),
+            redis_url: testkit::redis_url(),
         }
+    }
+
+    /// This world's flag channel.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Points this world's gateways at another Redis (a cluster's `redis+cluster://` URL).
+    pub fn use_redis(&mut self, url: String) {
+        self.redis_url = url;
     }
 
     /// Settings for a gateway in this world: no rate limit, a generous in-flight cap.
@@ -56,8 +68,7 @@ impl World {
         let upstream = |name: &str, fake: &Fake| Upstream::parse(name, &fake.url).unwrap();
         let mut settings = Settings::from_env().expect("valid test settings");
         settings.db.url = self.database_url.clone();
-        settings.redis_url =
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        settings.redis_url = self.redis_url.clone();
         settings.flags_channel = self.channel.clone();
         settings.cart_url = upstream("CART_URL", &self.cart);
         settings.orders_url = upstream("ORDERS_URL", &self.orders);

@@ -149,9 +149,22 @@ async fn the_sweeper_hands_an_order_whose_job_was_lost_back_to_the_saga() {
 
 #[tokio::test]
 async fn a_backlog_never_exceeds_the_payment_rate_cap_in_any_second() {
+    a_backlog_drains_at_the_cap(testkit::redis_url()).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_backlog_never_exceeds_the_payment_rate_cap_in_any_second() {
+    let cluster = testkit::redis_cluster::RedisCluster::shared().await;
+    a_backlog_drains_at_the_cap(cluster.url()).await;
+}
+
+/// Two workers sharing the cap through the Redis at `redis_url` drain a backlog: never more
+/// than the cap in any one-second window, and not far below it.
+async fn a_backlog_drains_at_the_cap(redis_url: String) {
     const CAP: u32 = 100;
     const ORDERS: usize = 500;
     let mut settings = settings().await;
+    settings.redis_url = redis_url;
     settings.payments_rate_limit = CAP;
     settings.worker.concurrency = 64;
     let mut app = spawn_with(settings, false).await;
