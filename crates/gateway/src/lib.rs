@@ -16,6 +16,8 @@ pub mod error;
 pub mod flags;
 pub mod forwarding;
 pub mod group;
+mod hyper_server;
+pub mod hyper_upstream;
 pub mod limits;
 pub mod meters;
 pub mod pool;
@@ -77,6 +79,7 @@ pub struct App {
     admin: Router,
     edge: Arc<Edge>,
     threads: usize,
+    http: config::HttpPath,
     connections: Arc<ConnectionCounts>,
 }
 
@@ -211,6 +214,7 @@ pub async fn build(
             max_body_bytes: settings.max_body_bytes,
             body_timeout: settings.body_timeout,
             inject_trace: settings.otel_enabled,
+            http: settings.http,
         }),
         upstreams: Upstreams {
             cart: settings.cart_url.clone(),
@@ -235,6 +239,7 @@ pub async fn build(
         admin: admin_router(flags, door, checks, settings.body_timeout),
         edge,
         threads,
+        http: settings.http,
         connections: Arc::new(ConnectionCounts::new(
             settings.max_connections_per_client,
             settings.trusted_proxies.clone(),
@@ -403,11 +408,16 @@ async fn serve_local(
     // The thread's own token: connections wait on it without sharing a lock with the other
     // threads' connections.
     let shutdown = shutdown.child_token();
-    let ticks = tokio::spawn(timer::run());
+    let own = app.http == config::HttpPath::Own;
+    let ticks = own.then(|| tokio::spawn(timer::run()));
     let mut http = http1::Builder::new();
+    if own {
+        http.timer(timer::Timer);
+    } else {
+        http.timer(hyper_util::rt::TokioTimer::new());
+    }
     // A client that never finishes its request head is dropped instead of held forever.
-    http.timer(timer::Timer)
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    http.header_read_timeout(HEADER_READ_TIMEOUT);
     let http = Rc::new(http);
     let mut served = JoinSet::new();
     loop {
@@ -427,20 +437,23 @@ async fn serve_local(
             served.spawn_local(server::refuse_connection(stream));
             continue;
         };
-        served.spawn_local(server::serve(
-            place,
-            stream,
-            app.clone(),
-            Client::new(peer),
-            http.clone(),
-            shutdown.clone(),
-        ));
+        let (app, client, http, shutdown) =
+            (app.clone(), Client::new(peer), http.clone(), shutdown.clone());
+        if own {
+            served.spawn_local(server::serve(place, stream, app, client, http, shutdown));
+        } else {
+            served.spawn_local(hyper_server::serve(
+                place, stream, app, client, http, shutdown,
+            ));
+        }
         while served.try_join_next().is_some() {}
     }
     // Idle connections close at once; those with a request in flight answer it first.
     shutdown.cancel();
     while served.join_next().await.is_some() {}
-    ticks.abort();
+    if let Some(ticks) = ticks {
+        ticks.abort();
+    }
 }
 
 /// Serves the admin listener's routes (admin API, `/metrics`, `/openapi.json`, health) on
