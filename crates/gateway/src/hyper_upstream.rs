@@ -85,6 +85,9 @@ pub enum Failure {
     /// The upstream switched protocols, which is not proxied.
     #[error("protocol upgrades are not proxied")]
     Upgrade,
+    /// The response head is over `MAX_HEAD_BYTES`.
+    #[error("the response head is too large")]
+    HeadTooLarge,
 }
 
 impl HyperPool {
@@ -214,6 +217,16 @@ fn finish(
     let (mut parts, incoming) = response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(Failure::Upgrade);
+    }
+    // hyper's buffer limit holds only for a head that arrives in pieces; this one holds
+    // however it came.
+    let head: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if head > MAX_HEAD_BYTES {
+        return Err(Failure::HeadTooLarge);
     }
     forwarding::strip_hop_by_hop(&mut parts.headers);
     one_length(&mut parts.headers);
