@@ -6,7 +6,7 @@
 //! end after the request body went out whole. Any other end (a response dropped early, an
 //! upstream that answered mid-upload, a timeout) stops the connection's task, which drops
 //! what is left of the request body: the client's body then drains in the background
-//! (`crate::body`). Idle connections close after `idle_timeout`, at most `max_idle` stay.
+//! (`crate::http1::DownstreamBody`). Idle connections close after `idle_timeout`, at most `max_idle` stay.
 
 use std::{
     pin::Pin,
@@ -35,7 +35,7 @@ use tokio::{net::TcpStream, task::AbortHandle};
 
 use crate::{
     forwarding,
-    pool::{ConnectError, PoolSettings},
+    http1::{ConnectError, PoolSettings},
 };
 
 /// The longest response head an upstream may send (a longer one is a 502).

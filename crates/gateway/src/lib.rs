@@ -6,9 +6,7 @@
 //! until shutdown.
 
 pub mod admin;
-pub mod body;
 pub mod bucket;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod edge;
@@ -16,16 +14,14 @@ pub mod error;
 pub mod flags;
 pub mod forwarding;
 pub mod group;
+mod http1;
 mod hyper_server;
-pub mod hyper_upstream;
+mod hyper_upstream;
 pub mod limits;
 pub mod meters;
-pub mod pool;
 pub mod proxy;
 pub mod rollback;
 pub mod routing;
-pub mod server;
-pub mod timer;
 pub mod webhook;
 
 use std::{convert::Infallible, net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
@@ -41,7 +37,7 @@ use axum::{
 };
 use common::health::Check;
 use futures_util::future::Either;
-use hyper::{body::Incoming, server::conn::http1};
+use hyper::{body::Incoming, server::conn::http1 as server_http1};
 use tokio::{
     net::TcpListener,
     sync::mpsc,
@@ -56,7 +52,7 @@ use utoipa::OpenApi as _;
 pub use config::Settings;
 
 use crate::{
-    body::ClientBody,
+    http1::DownstreamBody,
     clock::{Clock, MonotonicClock},
     edge::{Edge, Upstreams},
     flags::Flags,
@@ -93,7 +89,7 @@ impl App {
         request: axum::http::Request<Incoming>,
         client: &Client,
     ) -> impl Future<Output = Result<Response, Infallible>> + use<> {
-        let mut request = request.map(|incoming| Body::new(ClientBody::new(incoming)));
+        let mut request = request.map(|incoming| Body::new(DownstreamBody::new(incoming)));
         if let Err(refused) = edge::screen(&mut request) {
             return Either::Right(Either::Left(std::future::ready(Ok(refused))));
         }
@@ -409,10 +405,10 @@ async fn serve_local(
     // threads' connections.
     let shutdown = shutdown.child_token();
     let own = app.http == config::HttpPath::Own;
-    let ticks = own.then(|| tokio::spawn(timer::run()));
-    let mut http = http1::Builder::new();
+    let ticks = own.then(|| tokio::spawn(http1::run_timer()));
+    let mut http = server_http1::Builder::new();
     if own {
-        http.timer(timer::Timer);
+        http.timer(http1::Timer);
     } else {
         http.timer(hyper_util::rt::TokioTimer::new());
     }
@@ -434,13 +430,13 @@ async fn serve_local(
         // Small answers go out at once: a proxy must not add Nagle's delay to every hop.
         let _ = stream.set_nodelay(true);
         let Some(place) = place else {
-            served.spawn_local(server::refuse_connection(stream));
+            served.spawn_local(http1::refuse_connection(stream));
             continue;
         };
         let (app, client, http, shutdown) =
             (app.clone(), Client::new(peer), http.clone(), shutdown.clone());
         if own {
-            served.spawn_local(server::serve(place, stream, app, client, http, shutdown));
+            served.spawn_local(http1::serve(place, stream, app, client, http, shutdown));
         } else {
             served.spawn_local(hyper_server::serve(
                 place, stream, app, client, http, shutdown,
@@ -465,7 +461,7 @@ pub async fn serve_admin(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = http1::Builder::new();
+    let mut http = server_http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {

@@ -1,7 +1,8 @@
 //! The streaming reverse proxy: keep-alive HTTP/1.1 connections to every upstream, pooled
-//! per serving thread (`crate::pool`). Bodies stream both ways; the request body is capped
-//! as it streams, connecting and waiting for response headers are bounded, and each failure
-//! becomes a `GatewayError` that says whether the upstream is to blame.
+//! per serving thread, spoken by the gateway's own code (`crate::http1`) or by hyper
+//! (`crate::hyper_upstream`) as `GATEWAY_HTTP` says. Bodies stream both ways; the request
+//! body is capped as it streams, connecting and waiting for response headers are bounded,
+//! and each failure becomes a `GatewayError` that says whether the upstream is to blame.
 
 use std::time::Duration;
 
@@ -18,14 +19,14 @@ use common::ConfigError;
 use hyper::body::Body as _;
 
 use crate::{
-    body::{BodyProgress, BodyTimeout, CappedBody, DeadlineBody, TooLarge, caused_by},
-    client::{self, ExchangeError, Forwarding, Outgoing, ResponseHead},
     error::GatewayError,
     forwarding::{self, Client},
     config::HttpPath,
     hyper_upstream::{self, HyperPool},
-    pool::{ConnectError, Pool, PoolSettings, Pooled},
-    timer,
+    http1::{
+        self, BodyProgress, BodyTimeout, CappedBody, ConnectError, DeadlineBody, ExchangeError,
+        Forwarding, Outgoing, Pool, PoolSettings, Pooled, ResponseHead, TooLarge, caused_by,
+    },
 };
 
 /// Where an upstream answers: scheme, authority and an optional path prefix.
@@ -221,7 +222,7 @@ impl Proxy {
     ) -> Result<Result<Response, Failure>, ()> {
         let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), forwarding);
         let exchange = std::pin::pin!(self.exchange(pool, &upstream.authority, &outgoing, &mut body));
-        let (connection, head) = match timer::timeout(self.settings.response_timeout, exchange).await {
+        let (connection, head) = match http1::timeout(self.settings.response_timeout, exchange).await {
             Err(_) => return Err(()),
             Ok(Err(e)) => return Ok(Err(e)),
             Ok(Ok(exchanged)) => exchanged,
@@ -241,7 +242,7 @@ impl Proxy {
         body: &mut Body,
     ) -> Result<(Pooled, ResponseHead), Failure> {
         if let Some(mut connection) = pool.idle(authority) {
-            match client::exchange(connection.connection(), outgoing, body).await {
+            match http1::exchange(connection.connection(), outgoing, body).await {
                 Ok(head) => return Ok((connection, head)),
                 Err(e) if e.is_stale_connection() && outgoing.is_retryable() => {
                     tracing::debug!(error = %e, "an idle upstream connection was closed; retrying");
@@ -253,7 +254,7 @@ impl Proxy {
         let mut connection = Box::pin(pool.connect(authority))
             .await
             .map_err(Failure::Connect)?;
-        match client::exchange(connection.connection(), outgoing, body).await {
+        match http1::exchange(connection.connection(), outgoing, body).await {
             Ok(head) => Ok((connection, head)),
             Err(e) => Err(Failure::Exchange(e)),
         }

@@ -8,7 +8,7 @@ use crate::support::{World, new_cart_id};
 
 #[tokio::test]
 async fn a_new_cart_id_reaches_the_cart_service_even_at_zero_percent_or_disabled() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let path = format!("/v1/carts/{}/items", new_cart_id());
     for enabled in [true, false] {
@@ -25,7 +25,7 @@ async fn a_new_cart_id_reaches_the_cart_service_even_at_zero_percent_or_disabled
 
 #[tokio::test]
 async fn a_legacy_cart_id_never_reaches_the_new_service_at_zero_percent() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     for i in 0..50 {
         let path = format!("/v1/carts/{}", 100_000 + i * 7919);
@@ -42,7 +42,7 @@ async fn a_legacy_cart_id_never_reaches_the_new_service_at_zero_percent() {
 
 #[tokio::test]
 async fn at_full_rollout_new_carts_and_orders_are_created_by_the_new_services() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("cart", true, 100).await;
     gateway.set_flag("orders", true, 100).await;
@@ -59,7 +59,7 @@ async fn at_full_rollout_new_carts_and_orders_are_created_by_the_new_services() 
 
 #[tokio::test]
 async fn a_disabled_group_creates_everything_in_legacy() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("cart", false, 100).await;
     for i in 0..20 {
@@ -72,7 +72,7 @@ async fn a_disabled_group_creates_everything_in_legacy() {
 
 #[tokio::test]
 async fn an_anonymous_visitor_gets_a_cookie_that_keys_its_side() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("cart", true, 50).await;
     for _ in 0..20 {
@@ -111,7 +111,7 @@ async fn an_anonymous_visitor_gets_a_cookie_that_keys_its_side() {
 
 #[tokio::test]
 async fn a_customer_stays_on_one_side_and_ramping_up_only_moves_customers_to_new() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let side_of = |customer: String| {
         let request = gateway
@@ -146,7 +146,7 @@ fn stripe_event(order_id: &str) -> String {
 
 #[tokio::test]
 async fn a_webhook_for_a_new_order_reaches_payments_whatever_the_flag_and_arrives_intact() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("payments", false, 0).await;
     let event = stripe_event(&common::id::new_id("ord"));
@@ -170,7 +170,7 @@ async fn a_webhook_for_a_new_order_reaches_payments_whatever_the_flag_and_arrive
 
 #[tokio::test]
 async fn a_webhook_for_a_legacy_order_follows_the_flag() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let send = || {
         gateway.side(
@@ -186,7 +186,7 @@ async fn a_webhook_for_a_legacy_order_follows_the_flag() {
 
 #[tokio::test]
 async fn a_webhook_body_over_its_cap_is_a_413() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.webhook_max_body_bytes = 1024;
     let gateway = world.gateway_with(settings).await;
@@ -201,7 +201,7 @@ async fn a_webhook_body_over_its_cap_is_a_413() {
 
 #[tokio::test]
 async fn without_a_legacy_upstream_legacy_routes_are_a_502() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.legacy_url = None;
     let gateway = world.gateway_with(settings).await;
@@ -212,7 +212,7 @@ async fn without_a_legacy_upstream_legacy_routes_are_a_502() {
 
 #[tokio::test]
 async fn the_gateway_answers_its_own_routes_and_proxies_paths_that_only_look_like_them() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     assert_eq!(gateway.get_json("/healthz").await["status"], "ok");
     for path in ["/healthz/", "/metricsx", "/administration"] {

@@ -76,11 +76,11 @@ async fn within<F: Future>(future: F) -> F::Output {
 }
 
 /// A loopback connection: the client's end, and the stand-in upstream's.
-async fn connected() -> (Connection, TcpStream) {
+async fn connected() -> (UpstreamConnection, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (client, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
-    (Connection::new(client.unwrap()), accepted.unwrap().0)
+    (UpstreamConnection::new(client.unwrap()), accepted.unwrap().0)
 }
 
 /// Reads from the stand-in's end until what has arrived ends with `end`.
@@ -132,12 +132,12 @@ fn get() -> Outgoing {
 }
 
 /// Sends a GET of `/` on `connection` and reads the response head.
-async fn send_get(connection: &mut Connection) -> Result<ResponseHead, ExchangeError> {
+async fn send_get(connection: &mut UpstreamConnection) -> Result<ResponseHead, ExchangeError> {
     within(exchange(connection, &get(), &mut Body::empty())).await
 }
 
 /// Reads the rest of a response body off `connection`, as the streaming body does.
-async fn read_body(connection: &mut Connection, framing: Framing) -> Vec<u8> {
+async fn read_body(connection: &mut UpstreamConnection, framing: Framing) -> Vec<u8> {
     let mut decoder = match framing {
         Framing::Empty => return Vec::new(),
         Framing::Length(n) => Decoder::Length(n),
@@ -546,7 +546,7 @@ fn connection_and_keep_alive_stop_at_the_parse_unless_they_name_a_header() {
     let head = parsed(
         "HTTP/1.1",
         &[
-            ("Connection", "keep-alive"),
+            ("UpstreamConnection", "keep-alive"),
             ("Keep-Alive", "timeout=5"),
             ("x-kept", "1"),
         ],
@@ -554,7 +554,7 @@ fn connection_and_keep_alive_stop_at_the_parse_unless_they_name_a_header() {
     let names: Vec<_> = head.head.headers.keys().map(HeaderName::as_str).collect();
     assert_eq!(names, ["x-kept", "content-length"]);
 
-    // A named header is left for the hop-by-hop strip, with the Connection naming it.
+    // A named header is left for the hop-by-hop strip, with the UpstreamConnection naming it.
     let head = parsed(
         "HTTP/1.1",
         &[
@@ -1256,7 +1256,7 @@ fn a_response_head_over_the_limit_is_refused_even_when_it_arrives_whole() {
 #[tokio::test]
 async fn a_connection_that_became_a_tunnel_is_never_reused() {
     let (mut connection, upstream) = connected().await;
-    let stand_in = answer(upstream, b"HTTP/1.1 200 Connection Established\r\n\r\n");
+    let stand_in = answer(upstream, b"HTTP/1.1 200 UpstreamConnection Established\r\n\r\n");
     let parts = request(Method::CONNECT, "/", &[("host", "upstream")]);
     let outgoing = Outgoing::new(&parts, &SizeHint::with_exact(0));
     let answered = within(exchange(&mut connection, &outgoing, &mut Body::empty())).await;
