@@ -15,19 +15,21 @@ mod support;
 /// The proxy suites, with gateways that speak HTTP/1 the `$http` way.
 macro_rules! proxy_suites {
     ($name:ident, $http:expr) => {
+        // The files beside this one, not in a directory of the copy's name.
+        #[path = "."]
         mod $name {
             /// How this copy's gateways speak HTTP/1.
             pub const HTTP: gateway::config::HttpPath = $http;
 
-            #[path = "../desync.rs"]
+            #[path = "desync.rs"]
             mod desync;
-            #[path = "../limits.rs"]
+            #[path = "limits.rs"]
             mod limits;
-            #[path = "../proxy.rs"]
+            #[path = "proxy.rs"]
             mod proxy;
-            #[path = "../routing.rs"]
+            #[path = "routing.rs"]
             mod routing;
-            #[path = "../security.rs"]
+            #[path = "security.rs"]
             mod security;
         }
     };

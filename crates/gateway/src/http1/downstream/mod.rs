@@ -12,22 +12,19 @@ mod write;
 
 use std::{
     io,
-    mem::MaybeUninit,
     pin::{Pin, pin},
     rc::Rc,
     task::{Context, Poll},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use axum::{
-    body::{Body, Bytes},
+    body::Bytes,
     extract::Request,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header},
-    response::Response,
+    http::{HeaderValue, Method, header},
 };
 use bytes::{Buf as _, BytesMut};
-use http_body_util::BodyExt as _;
-use hyper::{body::Body as _, server::conn::http1, service::service_fn};
+use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf},
@@ -35,11 +32,11 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{App, edge, forwarding::Client, is_own, limits::ConnectionPlace};
+use crate::{App, edge, forwarding::Client, limits::ConnectionPlace};
 
 use super::{
     timer::Sleep,
-    upstream::{COALESCE_BYTES, Line, poll_now, put_header},
+    upstream::Line,
 };
 
 use read::{Parsed, parse_request};

@@ -1,37 +1,18 @@
 //! Reading a simple request off a downstream connection's buffer, its target and header
 //! values sharing the head's bytes.
 
-use std::{
-    io,
-    mem::MaybeUninit,
-    pin::{Pin, pin},
-    rc::Rc,
-    task::{Context, Poll},
-    time::{Duration, Instant, SystemTime},
-};
+use std::mem::MaybeUninit;
 
 use axum::{
     body::{Body, Bytes},
     extract::Request,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header},
-    response::Response,
+    http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version},
 };
-use bytes::{Buf as _, BytesMut};
-use http_body_util::BodyExt as _;
-use hyper::{body::Body as _, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
-use tokio::{
-    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf},
-    net::TcpStream,
-};
-use tokio_util::sync::CancellationToken;
+use bytes::BytesMut;
 
-use crate::{App, edge, forwarding::Client, is_own, limits::ConnectionPlace};
+use crate::is_own;
 
-use crate::http1::{
-    timer::Sleep,
-    upstream::{COALESCE_BYTES, Line, poll_now, put_header},
-};
+use crate::http1::upstream::Line;
 
 
 /// A head with more header lines is not simple.
@@ -136,6 +117,8 @@ fn build(head: &Bytes, method: Method, path: (usize, usize), lines: &[Line]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use hyper::body::Body as _;
 
     fn parse(bytes: &[u8]) -> (Parsed, BytesMut) {
         let mut buffer = BytesMut::from(bytes);

@@ -3,35 +3,21 @@
 
 use std::{
     io,
-    mem::MaybeUninit,
-    pin::{Pin, pin},
+    pin::Pin,
     rc::Rc,
-    task::{Context, Poll},
-    time::{Duration, Instant, SystemTime},
+    time::SystemTime,
 };
 
 use axum::{
-    body::{Body, Bytes},
-    extract::Request,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header},
+    http::{StatusCode, header},
     response::Response,
 };
-use bytes::{Buf as _, BytesMut};
 use http_body_util::BodyExt as _;
-use hyper::{body::Body as _, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
-use tokio::{
-    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf},
-    net::TcpStream,
-};
-use tokio_util::sync::CancellationToken;
+use hyper::body::Body as _;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-use crate::{App, edge, forwarding::Client, is_own, limits::ConnectionPlace};
 
-use crate::http1::{
-    timer::Sleep,
-    upstream::{COALESCE_BYTES, Line, poll_now, put_header},
-};
+use crate::http1::upstream::{COALESCE_BYTES, poll_now, put_header};
 
 
 /// as it is, not copied. While the body has nothing to send, `gone` is watched: a client that
@@ -178,6 +164,10 @@ pub(super) fn http_date() -> Rc<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::pin::pin;
+
+    use axum::body::{Body, Bytes};
 
     async fn written(response: Response, head_only: bool) -> (String, bool) {
         let (mut wire, mut out) = (Vec::new(), Vec::new());

@@ -15,29 +15,24 @@ mod response_body;
 
 use std::{
     io,
-    mem::MaybeUninit,
     pin::Pin,
-    task::{Context, Poll, Waker, ready},
+    task::{Context, Poll, Waker},
 };
 
 use axum::{
     body::{Body, Bytes},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header},
-    response::Response,
+    http::{Method, StatusCode},
 };
-use bytes::{Buf as _, BytesMut};
+use bytes::BytesMut;
 use http_body_util::BodyExt as _;
-use hyper::body::{Body as _, Frame, SizeHint};
+use hyper::body::{Body as _, Frame};
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
-use crate::forwarding;
 
-use super::pool::Pooled;
 pub(in crate::http1) use request::put_header;
 pub use request::{Forwarding, Outgoing};
 pub(in crate::http1) use response::Line;
 use response::parse_response;
-use response_body::UpstreamBody;
 
 /// The most a response head may take.
 const MAX_HEAD_BYTES: usize = 64 * 1024;

@@ -1,24 +1,16 @@
 //! The response head from an upstream: parsed out of the connection's buffer (its header
 //! values sharing the buffer's bytes) and framed per RFC 9112 §6.3.
 
-use std::{
-    io,
-    mem::MaybeUninit,
-    pin::Pin,
-    task::{Context, Poll, Waker, ready},
-};
+use std::mem::MaybeUninit;
 
 use axum::{
     body::{Body, Bytes},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header, request},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header},
     response::Response,
 };
-use bytes::{Buf as _, BytesMut};
-use http_body_util::BodyExt as _;
-use hyper::body::{Body as _, Frame, SizeHint};
-use tokio::{io::AsyncWriteExt as _, net::TcpStream};
+use bytes::BytesMut;
 
-use super::{ExchangeError, Framing, MAX_HEAD_BYTES, MAX_HEADERS, MAX_LINE_BYTES, READ_SIZE, ResponseHead, UpstreamConnection, response_body::{Chunk, Decoder, UpstreamBody, is_number}};
+use super::{ExchangeError, Framing, MAX_HEAD_BYTES, MAX_HEADERS, ResponseHead, response_body::{Chunk, Decoder, UpstreamBody, is_number}};
 use crate::{forwarding, http1::pool::Pooled};
 
 pub(super) fn parse_response(

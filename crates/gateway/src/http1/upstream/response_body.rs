@@ -4,23 +4,16 @@
 
 use std::{
     io,
-    mem::MaybeUninit,
     pin::Pin,
-    task::{Context, Poll, Waker, ready},
+    task::{Context, Poll, ready},
 };
 
-use axum::{
-    body::{Body, Bytes},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header, request},
-    response::Response,
-};
+use axum::body::Bytes;
 use bytes::{Buf as _, BytesMut};
-use http_body_util::BodyExt as _;
-use hyper::body::{Body as _, Frame, SizeHint};
-use tokio::{io::AsyncWriteExt as _, net::TcpStream};
+use hyper::body::{Frame, SizeHint};
 
-use super::{ExchangeError, Framing, MAX_HEAD_BYTES, MAX_HEADERS, MAX_LINE_BYTES, READ_SIZE, ResponseHead, UpstreamConnection};
-use crate::{forwarding, http1::pool::Pooled};
+use super::MAX_LINE_BYTES;
+use crate::http1::pool::Pooled;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Decoder {

@@ -2,6 +2,20 @@
 
 use super::*;
 
+use std::io;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Version, header, request};
+
+use crate::forwarding;
+use bytes::BytesMut;
+use hyper::body::SizeHint;
+use tokio::net::TcpStream;
+
+use super::{
+    response::{parse_response, response_framing},
+    response_body::{Chunk, Decoder, decode, take_line},
+};
+
 use std::time::Duration;
 
 use axum::http::Request;
