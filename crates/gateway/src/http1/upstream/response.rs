@@ -86,7 +86,7 @@ pub(super) fn parse_head(
     let mut options = forwarding::ConnectionOptions::default();
     for &Line { name, value } in lines {
         let (name, value) = (name.0..name.0 + name.1, value.0..value.0 + value.1);
-        // `UpstreamConnection` and `Keep-Alive` are this hop's: read here, and left out when they
+        // `Connection` and `Keep-Alive` are this hop's: read here, and left out when they
         // name no other header (when they do, the proxy's hop-by-hop strip takes them all).
         if (bytes[name.clone()].eq_ignore_ascii_case(b"connection")
             && options.add(&bytes[value.clone()]))

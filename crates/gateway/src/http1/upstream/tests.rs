@@ -560,7 +560,7 @@ fn connection_and_keep_alive_stop_at_the_parse_unless_they_name_a_header() {
     let head = parsed(
         "HTTP/1.1",
         &[
-            ("UpstreamConnection", "keep-alive"),
+            ("Connection", "keep-alive"),
             ("Keep-Alive", "timeout=5"),
             ("x-kept", "1"),
         ],
@@ -568,7 +568,7 @@ fn connection_and_keep_alive_stop_at_the_parse_unless_they_name_a_header() {
     let names: Vec<_> = head.head.headers.keys().map(HeaderName::as_str).collect();
     assert_eq!(names, ["x-kept", "content-length"]);
 
-    // A named header is left for the hop-by-hop strip, with the UpstreamConnection naming it.
+    // A named header is left for the hop-by-hop strip, with the Connection naming it.
     let head = parsed(
         "HTTP/1.1",
         &[
@@ -1270,7 +1270,7 @@ fn a_response_head_over_the_limit_is_refused_even_when_it_arrives_whole() {
 #[tokio::test]
 async fn a_connection_that_became_a_tunnel_is_never_reused() {
     let (mut connection, upstream) = connected().await;
-    let stand_in = answer(upstream, b"HTTP/1.1 200 UpstreamConnection Established\r\n\r\n");
+    let stand_in = answer(upstream, b"HTTP/1.1 200 Connection Established\r\n\r\n");
     let parts = request(Method::CONNECT, "/", &[("host", "upstream")]);
     let outgoing = Outgoing::new(&parts, &SizeHint::with_exact(0));
     let answered = within(exchange(&mut connection, &outgoing, &mut Body::empty())).await;
