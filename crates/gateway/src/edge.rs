@@ -265,8 +265,8 @@ const ROUTED: [Method; 7] = [
 
 /// Checks a request head before anything else sees it, in either HTTP path: a method the
 /// gateway routes (not `CONNECT`: it is no forward proxy), exactly one `Host`, and a body
-/// framing it can forward without ambiguity (at most one `Content-Length`, in digits;
-/// `Transfer-Encoding` only as a single `chunked`, never together with `Content-Length`). Header names with `_` are dropped, as nginx does:
+/// framing it can forward without ambiguity (`Transfer-Encoding` only as a single `chunked`,
+/// never together with `Content-Length`). Header names with `_` are dropped, as nginx does:
 /// `Content_Length` must not become `Content-Length` at an upstream that folds the two. A
 /// refusal says `Connection: close`: after a head like that, nothing more on the connection
 /// can be trusted.
@@ -304,17 +304,6 @@ pub fn screen(request: &mut Request) -> Result<(), Response> {
         );
     }
     let headers = request.headers();
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    if let (Some(first), second) = (lengths.next(), lengths.next())
-        && (second.is_some() || !first.as_bytes().iter().all(u8::is_ascii_digit))
-    {
-        // nginx's rule: one length, in digits; even two equal lines are one too many.
-        metrics::counter!("gateway_refused_total", "reason" => "content-length").increment(1);
-        return refuse(
-            ProblemType::BadRequest,
-            "A request carries at most one Content-Length, in digits",
-        );
-    }
     if headers.contains_key(header::TRANSFER_ENCODING) {
         if !is_single_chunked(headers) {
             metrics::counter!("gateway_refused_total", "reason" => "transfer-encoding")

@@ -1,12 +1,13 @@
 //! Ambiguous and malformed request framing, sent the same way through every HTTP path the
 //! gateway has, and judged by RFC 9112 §6.3 as nginx applies it: a head whose body length
-//! cannot be told for certain (two `Content-Length` lines, a length that is not digits,
-//! obs-fold, a transfer coding on HTTP/1.0) is a 400 that closes the connection; a chunked
-//! body with a broken chunk size never reaches an upstream whole; `Content-Length` with
-//! chunked forwards the chunked body without the length and closes; a bare LF ends a line;
-//! pipelined requests are answered in order. Behind the gateway a recording upstream parses
-//! strictly and notes any request whose framing it could read two ways: there must be none,
-//! and every path must give the same answers.
+//! cannot be told for certain (two different `Content-Length` lines, a length that is not
+//! digits, obs-fold, a transfer coding on HTTP/1.0) is a 400 that closes the connection; a
+//! chunked body with a broken chunk size never reaches an upstream whole; `Content-Length`
+//! with chunked forwards the chunked body without the length and closes; a bare LF ends a
+//! line; pipelined requests are answered in order. Equal `Content-Length` lines go on as
+//! one (RFC 9110 §8.6 allows it and hyper reads them so; nginx refuses them). Behind the
+//! gateway a recording upstream parses strictly and notes any request whose framing it
+//! could read two ways: there must be none, and every path must give the same answers.
 
 use std::{
     sync::{Arc, Mutex},
@@ -271,10 +272,20 @@ fn refused(name: &'static str, request: &str) -> Case {
 fn cases() -> Vec<Case> {
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: shop\r\n\r\n";
     vec![
-        refused(
-            "two equal Content-Length lines",
-            "POST /d HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
-        ),
+        Case {
+            name: "two equal Content-Length lines go on as one (RFC 9110 §8.6)",
+            request: "POST /d HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_owned(),
+            statuses: &[200],
+            closes: false,
+            upstream_sees: vec!["POST /d hello".to_owned(), "GET /probe ".to_owned()],
+        },
+        Case {
+            name: "two zero Content-Length lines on a request the own reader takes",
+            request: "GET /d HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n".to_owned(),
+            statuses: &[200],
+            closes: false,
+            upstream_sees: vec!["GET /d ".to_owned(), "GET /probe ".to_owned()],
+        },
         refused(
             "two different Content-Length lines",
             "POST /d HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
