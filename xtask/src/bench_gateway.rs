@@ -152,10 +152,12 @@ struct Round {
 /// Prints the median of each proxy's rounds, then how the gateway's paths compare with each
 /// other and, when it ran, with nginx (medians of the round-by-round ratios).
 fn summarise(proxies: &[(&str, String, u32)], figures: &[Vec<Round>], with_nginx: bool) {
-    let median_of = |rounds: &[Round], figure: fn(&Round) -> f64| {
-        median(rounds.iter().map(figure).collect())
-    };
-    println!("\nmedians of {} rounds:", figures.first().map_or(0, Vec::len));
+    let median_of =
+        |rounds: &[Round], figure: fn(&Round) -> f64| median(rounds.iter().map(figure).collect());
+    println!(
+        "\nmedians of {} rounds:",
+        figures.first().map_or(0, Vec::len)
+    );
     println!(
         "{:<40} {:>10} {:>10} {:>16}",
         "", "req/s", "p99 ms", "CPU µs/request"
@@ -169,7 +171,11 @@ fn summarise(proxies: &[(&str, String, u32)], figures: &[Vec<Round>], with_nginx
         );
     }
     let ratio = |a: &[Round], b: &[Round], figure: fn(&Round) -> f64| {
-        let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| figure(a) / figure(b)).collect();
+        let ratios: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| figure(a) / figure(b))
+            .collect();
         let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         (median(ratios), each.join(", "))
     };

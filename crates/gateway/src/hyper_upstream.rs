@@ -123,7 +123,13 @@ impl HyperPool {
         let home = self.this_thread();
         let sent = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
         let retryable = sent.is_none() && parts.method.is_idempotent();
-        let copy = retryable.then(|| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
+        let copy = retryable.then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
         let mut request = Request::from_parts(
             parts,
             Outbound {
@@ -167,7 +173,11 @@ impl HyperPool {
     }
 
     /// Opens a new connection to `authority`, driven by a task on this thread.
-    async fn connect(&self, home: &Arc<ThreadPool>, authority: &Authority) -> Result<Lease, Failure> {
+    async fn connect(
+        &self,
+        home: &Arc<ThreadPool>,
+        authority: &Authority,
+    ) -> Result<Lease, Failure> {
         let port = authority.port_u16().unwrap_or(80);
         let host = authority
             .host()
@@ -293,8 +303,7 @@ pub fn forward_headers(
     let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
     match size.exact() {
         Some(0)
-            if had_length
-                || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) =>
+            if had_length || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) =>
         {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
         }
@@ -415,10 +424,10 @@ impl hyper::body::Body for Outbound {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if frame.is_none() || self.inner.is_end_stream() {
-            if let Some(sent) = &self.sent {
-                sent.store(true, Ordering::Relaxed);
-            }
+        if (frame.is_none() || self.inner.is_end_stream())
+            && let Some(sent) = &self.sent
+        {
+            sent.store(true, Ordering::Relaxed);
         }
         Poll::Ready(frame)
     }

@@ -52,11 +52,11 @@ use utoipa::OpenApi as _;
 pub use config::Settings;
 
 use crate::{
-    http1::DownstreamBody,
     clock::{Clock, MonotonicClock},
     edge::{Edge, Upstreams},
     flags::Flags,
     forwarding::Client,
+    http1::DownstreamBody,
     limits::{ConnectionCounts, InFlight, RateLimiter, StreamCounts},
     proxy::{Proxy, ProxySettings},
     rollback::{Policy, Rollback},
@@ -433,8 +433,12 @@ async fn serve_local(
             served.spawn_local(http1::refuse_connection(stream));
             continue;
         };
-        let (app, client, http, shutdown) =
-            (app.clone(), Client::new(peer), http.clone(), shutdown.clone());
+        let (app, client, http, shutdown) = (
+            app.clone(),
+            Client::new(peer),
+            http.clone(),
+            shutdown.clone(),
+        );
         if own {
             served.spawn_local(http1::serve(place, stream, app, client, http, shutdown));
         } else {

@@ -19,14 +19,14 @@ use common::ConfigError;
 use hyper::body::Body as _;
 
 use crate::{
+    config::HttpPath,
     error::GatewayError,
     forwarding::{self, Client},
-    config::HttpPath,
-    hyper_upstream::{self, HyperPool},
     http1::{
         self, BodyProgress, BodyTimeout, CappedBody, ConnectError, DeadlineBody, ExchangeError,
         Forwarding, Outgoing, Pool, PoolSettings, Pooled, ResponseHead, TooLarge, caused_by,
     },
+    hyper_upstream::{self, HyperPool},
 };
 
 /// Where an upstream answers: scheme, authority and an optional path prefix.
@@ -221,12 +221,14 @@ impl Proxy {
         forwarding: &Forwarding<'_>,
     ) -> Result<Result<Response, Failure>, ()> {
         let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), forwarding);
-        let exchange = std::pin::pin!(self.exchange(pool, &upstream.authority, &outgoing, &mut body));
-        let (connection, head) = match http1::timeout(self.settings.response_timeout, exchange).await {
-            Err(_) => return Err(()),
-            Ok(Err(e)) => return Ok(Err(e)),
-            Ok(Ok(exchanged)) => exchanged,
-        };
+        let exchange =
+            std::pin::pin!(self.exchange(pool, &upstream.authority, &outgoing, &mut body));
+        let (connection, head) =
+            match http1::timeout(self.settings.response_timeout, exchange).await {
+                Err(_) => return Err(()),
+                Ok(Err(e)) => return Ok(Err(e)),
+                Ok(Ok(exchanged)) => exchanged,
+            };
         let (mut parts, body) = head.into_response(connection);
         forwarding::strip_hop_by_hop(&mut parts.headers);
         Ok(Ok(Response::from_parts(parts, body)))

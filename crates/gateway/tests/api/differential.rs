@@ -73,9 +73,10 @@ async fn record(mut stream: TcpStream, seen: Seen) {
             Parse::Incomplete => unreachable!(),
         };
         buffer.drain(..used);
-        seen.lock()
-            .unwrap()
-            .push(format!("{method} {target} {}", String::from_utf8_lossy(&body)));
+        seen.lock().unwrap().push(format!(
+            "{method} {target} {}",
+            String::from_utf8_lossy(&body)
+        ));
         let answer = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{target}",
             target.len()
@@ -239,7 +240,9 @@ fn take_answer(wire: &mut Vec<u8>) -> Option<(u16, String)> {
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |h| std::str::from_utf8(h.value).unwrap().parse().unwrap());
+        .map_or(0, |h| {
+            std::str::from_utf8(h.value).unwrap().parse().unwrap()
+        });
     if wire.len() < head + length {
         return None;
     }

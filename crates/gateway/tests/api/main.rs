@@ -3,6 +3,9 @@
 //! about proxying run once per HTTP path (`GATEWAY_HTTP`): each copy's `HTTP` tells its
 //! gateways which.
 
+// Loading the same suite files once per HTTP path is the point.
+#![allow(clippy::duplicate_mod)]
+
 mod admin;
 mod differential;
 mod fakes;

@@ -34,10 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{App, edge, forwarding::Client, limits::ConnectionPlace};
 
-use super::{
-    timer::Sleep,
-    upstream::Line,
-};
+use super::{timer::Sleep, upstream::Line};
 
 use read::{Parsed, parse_request};
 use write::{http_date, write_response};
@@ -248,4 +245,3 @@ impl AsyncWrite for Rewind {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
-

@@ -14,7 +14,6 @@ use crate::is_own;
 
 use crate::http1::upstream::Line;
 
-
 /// A head with more header lines is not simple.
 const MAX_HEADERS: usize = 64;
 

@@ -1,12 +1,7 @@
 //! Writing an answer on a downstream connection: the head, then the body by its length or
 //! chunked, small pieces joined into one write.
 
-use std::{
-    io,
-    pin::Pin,
-    rc::Rc,
-    time::SystemTime,
-};
+use std::{io, pin::Pin, rc::Rc, time::SystemTime};
 
 use axum::{
     http::{StatusCode, header},
@@ -16,9 +11,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-
 use crate::http1::upstream::{COALESCE_BYTES, poll_now, put_header};
-
 
 /// as it is, not copied. While the body has nothing to send, `gone` is watched: a client that
 /// left ends the answer (a quiet event stream would otherwise hold its place for ever).
@@ -159,7 +152,6 @@ pub(super) fn http_date() -> Rc<str> {
         date.clone()
     })
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,6 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Frame};
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
-
 pub(in crate::http1) use request::put_header;
 pub use request::{Forwarding, Outgoing};
 pub(in crate::http1) use response::Line;
@@ -166,7 +165,6 @@ impl UpstreamConnection {
     }
 }
 
-/// A request head encoded for the wire, and what its body needs.
 /// A response whose head has arrived; its body is read on demand.
 pub struct ResponseHead {
     head: axum::http::response::Parts,
@@ -327,7 +325,10 @@ fn take_frame(
 /// After the upstream said something mid-request: takes an interim response off the
 /// connection and answers `true`; `false` when it is the final answer (left to be read) or
 /// the connection closed.
-async fn take_interim(connection: &mut UpstreamConnection, method: &Method) -> Result<bool, ExchangeError> {
+async fn take_interim(
+    connection: &mut UpstreamConnection,
+    method: &Method,
+) -> Result<bool, ExchangeError> {
     loop {
         if !connection.buffer.is_empty() {
             // Parsing a copy: a final answer stays in the buffer for `read_head`.
@@ -357,7 +358,9 @@ async fn take_interim(connection: &mut UpstreamConnection, method: &Method) -> R
 }
 
 /// The body's next frame if it is already there; `None` when it would have to be waited for.
-pub(in crate::http1) fn poll_now(body: &mut Body) -> Option<Option<Result<Frame<Bytes>, axum::Error>>> {
+pub(in crate::http1) fn poll_now(
+    body: &mut Body,
+) -> Option<Option<Result<Frame<Bytes>, axum::Error>>> {
     match Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(frame) => Some(frame),
         Poll::Pending => None,
@@ -416,9 +419,6 @@ async fn read_head(
         }
     }
 }
-
-/// Takes a whole response head off `buffer`; `None` while it is incomplete. `lines` is room
-/// for where its header lines are, kept between heads.
 
 #[cfg(test)]
 mod tests;

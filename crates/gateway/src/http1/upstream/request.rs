@@ -1,13 +1,13 @@
 //! The request head as it goes to an upstream: target, headers, the forwarding headers and
 //! the body's framing, encoded straight into bytes.
 
-
 use axum::http::{HeaderValue, Method, header, request};
 use hyper::body::SizeHint;
 
 use super::Framing;
 use crate::forwarding;
 
+/// A request head encoded for the wire, and what its body needs.
 pub struct Outgoing {
     pub(super) head: Vec<u8>,
     pub(super) framing: Framing,
@@ -141,4 +141,3 @@ pub(in crate::http1) fn put_header(head: &mut Vec<u8>, name: &str, value: &[u8])
     head.extend_from_slice(value);
     head.extend_from_slice(b"\r\n");
 }
-

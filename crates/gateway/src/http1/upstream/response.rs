@@ -10,9 +10,14 @@ use axum::{
 };
 use bytes::BytesMut;
 
-use super::{ExchangeError, Framing, MAX_HEAD_BYTES, MAX_HEADERS, ResponseHead, response_body::{Chunk, Decoder, UpstreamBody, is_number}};
+use super::{
+    ExchangeError, Framing, MAX_HEAD_BYTES, MAX_HEADERS, ResponseHead,
+    response_body::{Chunk, Decoder, UpstreamBody, is_number},
+};
 use crate::{forwarding, http1::pool::Pooled};
 
+/// Takes a whole response head off `buffer`; `None` while it is incomplete. `lines` is room
+/// for where its header lines are, kept between heads.
 pub(super) fn parse_response(
     buffer: &mut BytesMut,
     lines: &mut Vec<Line>,

@@ -15,6 +15,7 @@ use hyper::body::{Frame, SizeHint};
 use super::MAX_LINE_BYTES;
 use crate::http1::pool::Pooled;
 
+/// Where a response body's decoding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Decoder {
     /// This many bytes are left.
@@ -71,7 +72,10 @@ impl UpstreamBody {
 }
 
 /// The next piece of body out of what is buffered, if it holds one; `decoder` moves on.
-pub(super) fn decode(decoder: &mut Decoder, buffer: &mut BytesMut) -> Result<Option<Bytes>, io::Error> {
+pub(super) fn decode(
+    decoder: &mut Decoder,
+    buffer: &mut BytesMut,
+) -> Result<Option<Bytes>, io::Error> {
     loop {
         match *decoder {
             Decoder::Done => return Ok(None),
@@ -243,4 +247,3 @@ impl hyper::body::Body for UpstreamBody {
         }
     }
 }
-

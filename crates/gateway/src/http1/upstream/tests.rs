@@ -94,7 +94,10 @@ async fn connected() -> (UpstreamConnection, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (client, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
-    (UpstreamConnection::new(client.unwrap()), accepted.unwrap().0)
+    (
+        UpstreamConnection::new(client.unwrap()),
+        accepted.unwrap().0,
+    )
 }
 
 /// Reads from the stand-in's end until what has arrived ends with `end`.
