@@ -1,10 +1,12 @@
-//! `cargo xtask bench gateway`: what the gateway costs as a proxy. The same requests, at the
-//! same concurrency, go (1) straight to a trivial upstream, (2) through nginx (`proxy_pass`
-//! to an `upstream` block with `keepalive`), and (3) through the gateway's release build with
-//! every group at 100 %, once with its default serving threads (one per core) and once with
-//! one. All three run in one go on this machine, load generator included,
-//! so only their differences mean anything; nginx and the gateway take turns for
-//! `BENCH_ROUNDS` rounds (default 5), and the median of the rounds' ratios is the figure.
+//! `cargo xtask bench gateway`: what the gateway costs as a proxy, and what its two HTTP/1
+//! paths cost against each other. The same requests, at the same concurrency, go (1) straight
+//! to a trivial upstream, (2) through nginx (`proxy_pass` to an `upstream` block with
+//! `keepalive`; installed with apt-get when missing and possible), and through the gateway's
+//! release build with every group at 100 % and a serving thread per core, (3) with its own
+//! HTTP/1 code (`GATEWAY_HTTP=own`) and (4) with hyper on both sides (`GATEWAY_HTTP=hyper`).
+//! All of it runs on this machine, load generator included, so only differences mean
+//! anything: the proxies take turns for `BENCH_ROUNDS` rounds (default 5), and each figure is
+//! the median of its rounds.
 
 use std::{
     path::Path,
@@ -28,7 +30,13 @@ use crate::{
 /// The gateway gets a database of its own, created afresh, so its flags start as seeded.
 const DATABASE: &str = "checkout_bench_gateway";
 
-/// Runs the three scenarios.
+/// The gateway's HTTP/1 paths, by `GATEWAY_HTTP` value and the name the report gives them.
+const PATHS: [(&str, &str); 2] = [
+    ("own", "gateway, own HTTP/1 (GATEWAY_HTTP=own)"),
+    ("hyper", "gateway, hyper (GATEWAY_HTTP=hyper)"),
+];
+
+/// Runs the scenarios.
 pub async fn gateway() -> anyhow::Result<()> {
     let seconds = setting("BENCH_SECONDS", 10)?;
     let conns = setting("BENCH_CONNECTIONS", 64)? as usize;
@@ -43,11 +51,8 @@ pub async fn gateway() -> anyhow::Result<()> {
     let database_url = fresh_database(&stack.database_url).await?;
     services::build_only(Profile::Release, &["gateway"])?;
     let upstream_url = format!("http://{upstream_addr}");
-    // The gateway as configured by default (a serving thread per core), and with one serving
-    // thread, the shape nginx's `worker_processes auto` ends up in here when one worker
-    // accepts every connection.
     let mut gateways = Vec::new();
-    for threads in ["0", "1"] {
+    for (http, _) in PATHS {
         let port = free_port()?;
         let gateway = services::start(
             &stack,
@@ -61,7 +66,7 @@ pub async fn gateway() -> anyhow::Result<()> {
                 ("PAYMENTS_URL", upstream_url.as_str()),
                 ("LEGACY_URL", upstream_url.as_str()),
                 ("GATEWAY_INITIAL_ROLLOUT", "100"),
-                ("GATEWAY_THREADS", threads),
+                ("GATEWAY_HTTP", http),
                 ("RATE_LIMIT_PER_SECOND", "0"),
                 // Two gateways run at once; neither needs its admin listener.
                 ("ADMIN_LISTEN_ADDR", "off"),
@@ -72,15 +77,13 @@ pub async fn gateway() -> anyhow::Result<()> {
         gateways.push((gateway, format!("127.0.0.1:{port}")));
     }
 
-    let nginx = match Nginx::start(&upstream_addr)? {
-        Some(nginx) => Some(nginx),
-        None => {
-            println!(
-                "\nnginx is not installed; skipping the nginx scenario (Debian: apt-get install nginx)"
-            );
-            None
-        }
-    };
+    let nginx = Nginx::start(&upstream_addr)?;
+    if nginx.is_none() {
+        println!(
+            "\nnginx is not installed and apt-get could not install it; skipping the nginx \
+             scenario"
+        );
+    }
 
     // Every request is a new-cart read bucketed by customer: at 100 % it is the cart group's.
     let call = |user: usize, _n: u64| {
@@ -95,8 +98,8 @@ pub async fn gateway() -> anyhow::Result<()> {
 
     println!(
         "\nproxy overhead: GET /v1/carts, {conns} connections, {seconds} s per scenario, release builds, \
-         load generator and upstream on this machine; nginx and the gateway take turns for \
-         {rounds} rounds, so a drift of the machine's speed falls on both\n"
+         load generator and upstream on this machine; the proxies take turns for {rounds} \
+         rounds, so a drift of the machine's speed falls on all of them\n"
     );
     measure(
         "direct (trivial upstream)",
@@ -115,33 +118,16 @@ pub async fn gateway() -> anyhow::Result<()> {
             nginx.child.id(),
         ));
     }
-    for ((gateway, addr), name) in gateways
-        .iter()
-        .zip(["gateway (a thread per core)", "gateway (GATEWAY_THREADS=1)"])
-    {
+    for ((gateway, addr), (_, name)) in gateways.iter().zip(PATHS) {
         proxies.push((name, addr.clone(), gateway.pid()));
     }
-    let mut rates = vec![Vec::new(); proxies.len()];
+    let mut figures = vec![Vec::new(); proxies.len()];
     for _ in 0..rounds {
-        for ((name, addr, pid), rates) in proxies.iter().zip(&mut rates) {
-            rates.push(measure(name, addr, Some(*pid), conns, duration, call).await?);
+        for ((name, addr, pid), figures) in proxies.iter().zip(&mut figures) {
+            figures.push(measure(name, addr, Some(*pid), conns, duration, call).await?);
         }
     }
-    if let [nginx, gateways @ ..] = &rates[..]
-        && !gateways.is_empty()
-    {
-        println!();
-        for ((name, ..), gateway) in proxies[1..].iter().zip(gateways) {
-            let mut ratios: Vec<f64> = nginx.iter().zip(gateway).map(|(n, g)| g / n).collect();
-            let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-            ratios.sort_by(f64::total_cmp);
-            println!(
-                "{name} / nginx throughput: median {:.2}; round by round: {}",
-                median(&ratios),
-                rounds.join(", ")
-            );
-        }
-    }
+    summarise(&proxies, &figures, nginx.is_some());
     if let Some(nginx) = &nginx {
         println!("\nnginx configuration: {}", nginx.config.display());
     }
@@ -152,17 +138,80 @@ pub async fn gateway() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The middle of `sorted` (the mean of the two middle values when even); 0 when empty.
-fn median(sorted: &[f64]) -> f64 {
-    match sorted.len() {
+/// One proxy's figures in one round.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    /// Requests per second.
+    rate: f64,
+    /// 99th percentile latency, in milliseconds.
+    p99_ms: f64,
+    /// CPU time the proxy spent per request, in microseconds.
+    cpu_us: f64,
+}
+
+/// Prints the median of each proxy's rounds, then how the gateway's paths compare with each
+/// other and, when it ran, with nginx (medians of the round-by-round ratios).
+fn summarise(proxies: &[(&str, String, u32)], figures: &[Vec<Round>], with_nginx: bool) {
+    let median_of =
+        |rounds: &[Round], figure: fn(&Round) -> f64| median(rounds.iter().map(figure).collect());
+    println!(
+        "\nmedians of {} rounds:",
+        figures.first().map_or(0, Vec::len)
+    );
+    println!(
+        "{:<40} {:>10} {:>10} {:>16}",
+        "", "req/s", "p99 ms", "CPU µs/request"
+    );
+    for ((name, ..), rounds) in proxies.iter().zip(figures) {
+        println!(
+            "{name:<40} {:>10.0} {:>10.2} {:>16.1}",
+            median_of(rounds, |r| r.rate),
+            median_of(rounds, |r| r.p99_ms),
+            median_of(rounds, |r| r.cpu_us),
+        );
+    }
+    let ratio = |a: &[Round], b: &[Round], figure: fn(&Round) -> f64| {
+        let ratios: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| figure(a) / figure(b))
+            .collect();
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        (median(ratios), each.join(", "))
+    };
+    let gateways = if with_nginx { &figures[1..] } else { figures };
+    if let [own, hyper] = gateways {
+        let (cpu, each) = ratio(own, hyper, |r| r.cpu_us);
+        println!(
+            "\nown / hyper CPU per request: median {cpu:.2} (the own path saves {:.0} %); \
+             round by round: {each}",
+            (1.0 - cpu) * 100.0
+        );
+        let (rate, each) = ratio(own, hyper, |r| r.rate);
+        println!("own / hyper throughput: median {rate:.2}; round by round: {each}");
+    }
+    if with_nginx {
+        for ((name, ..), gateway) in proxies[1..].iter().zip(&figures[1..]) {
+            let (rate, each) = ratio(gateway, &figures[0], |r| r.rate);
+            println!("{name} / nginx throughput: median {rate:.2}; round by round: {each}");
+            let (cpu, each) = ratio(gateway, &figures[0], |r| r.cpu_us);
+            println!("{name} / nginx CPU per request: median {cpu:.2}; round by round: {each}");
+        }
+    }
+}
+
+/// The middle of `values` (the mean of the two middle values when even); 0 when empty.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
         0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
 /// Warms `addr` up, then loads it for `duration` and prints the report, with the CPU time
-/// per request of process `proxy` when given; answers the throughput.
+/// per request of process `proxy` when given; answers the round's figures.
 async fn measure(
     name: &str,
     addr: &str,
@@ -170,22 +219,28 @@ async fn measure(
     conns: usize,
     duration: Duration,
     call: impl Fn(usize, u64) -> Call + Copy + Send + Sync + 'static,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Round> {
     load("warm-up", addr, conns, Duration::from_secs(2), call).await?;
     let before = proxy.map(cpu_ticks);
     let report = load(name, addr, conns, duration, call).await?;
     report.print();
+    let mut cpu_us = 0.0;
     if let (Some(pid), Some(before)) = (proxy, before) {
         let ticks = cpu_ticks(pid) - before;
         let requests = (report.ok + report.failed).max(1) as f64;
+        cpu_us = ticks as f64 * 1e6 / CLOCK_TICKS / requests;
         println!(
             "{:<34} {:>9.1} µs CPU per request in the proxy ({:.2} cores busy)",
             "",
-            ticks as f64 * 1e6 / CLOCK_TICKS / requests,
+            cpu_us,
             ticks as f64 / CLOCK_TICKS / report.elapsed.as_secs_f64(),
         );
     }
-    Ok(report.rate())
+    Ok(Round {
+        rate: report.rate(),
+        p99_ms: report.percentile(0.99),
+        cpu_us,
+    })
 }
 
 /// `USER_HZ`: the unit of the CPU times in `/proc/<pid>/stat` (100 on Linux).
@@ -270,16 +325,18 @@ struct Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx proxying to `upstream`; `None` when nginx is not installed.
+    /// Starts nginx proxying to `upstream`, installing it first when it is missing; `None`
+    /// when it is not installed and cannot be.
     fn start(upstream: &str) -> anyhow::Result<Option<Self>> {
-        let Some(binary) = ["nginx", "/usr/sbin/nginx"].into_iter().find(|b| {
-            Command::new(b)
-                .arg("-v")
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        }) else {
-            return Ok(None);
+        let binary = match find_nginx() {
+            Some(binary) => binary,
+            None => {
+                install_nginx();
+                match find_nginx() {
+                    Some(binary) => binary,
+                    None => return Ok(None),
+                }
+            }
         };
         let dir = crate::target_dir::scratch("bench-gateway/nginx")?;
         let addr = format!("127.0.0.1:{}", free_port()?);
@@ -317,6 +374,34 @@ impl Nginx {
             self.addr,
             self.config.with_file_name("error.log").display()
         )
+    }
+}
+
+/// The nginx binary, if one runs.
+fn find_nginx() -> Option<&'static str> {
+    ["nginx", "/usr/sbin/nginx"].into_iter().find(|b| {
+        Command::new(b)
+            .arg("-v")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// `apt-get update`, then `apt-get install -y nginx`; what fails (no apt-get, no root) only
+/// leaves nginx missing.
+fn install_nginx() {
+    println!("nginx is missing; installing it with apt-get");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !(apt(&["update"]) && apt(&["install", "-y", "nginx"])) {
+        println!("apt-get could not install nginx");
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Settings {
     pub max_streams_per_client: usize,
     /// `STREAM_MAX_SECS`: an event stream is ended after this; the client reconnects.
     pub stream_max: Duration,
+    /// `GATEWAY_HTTP`: who speaks HTTP/1 on both sides of the proxy.
+    pub http: HttpPath,
     /// `GATEWAY_THREADS`: serving threads, each with its own event loop (nginx's
     /// `worker_processes`); 0, the default, means one per core.
     pub serve_threads: usize,
@@ -131,6 +133,7 @@ impl Settings {
             max_connections_per_client: config::parse("MAX_CONNECTIONS_PER_CLIENT", 1024)?,
             max_streams_per_client: config::parse("MAX_STREAMS_PER_CLIENT", 16)?,
             stream_max: config::secs("STREAM_MAX_SECS", Duration::from_secs(900))?,
+            http: config::parse("GATEWAY_HTTP", HttpPath::Own)?,
             serve_threads: config::parse("GATEWAY_THREADS", 0)?,
             rollback_error_rate_percent: config::parse("ROLLBACK_ERROR_RATE_PERCENT", 1.0)?,
             rollback_window: config::secs("ROLLBACK_WINDOW_SECS", Duration::from_secs(30))?,
@@ -183,6 +186,27 @@ impl Settings {
             return Err(ConfigError::new("ADMIN_MAX_FAILURES", "must be at least 1"));
         }
         Ok(self)
+    }
+}
+
+/// Who speaks HTTP/1 with clients and upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpPath {
+    /// `own`: the gateway's own reader for simple requests, its own upstream client.
+    Own,
+    /// `hyper`: hyper's server for every request, hyper's client to the upstreams.
+    Hyper,
+}
+
+impl std::str::FromStr for HttpPath {
+    type Err = &'static str;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "own" => Ok(Self::Own),
+            "hyper" => Ok(Self::Hyper),
+            _ => Err("must be `own` or `hyper`"),
+        }
     }
 }
 

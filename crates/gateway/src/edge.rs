@@ -23,11 +23,11 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Frame, SizeHint};
 
 use crate::{
-    body::{BodyTimeout, CappedBody, DeadlineBody, TooLarge, caused_by},
     error::GatewayError,
     flags::Flags,
     forwarding::{Client, TrustedProxies},
     group::Group,
+    http1::{BodyTimeout, CappedBody, DeadlineBody, TooLarge, caused_by},
     limits::{ClientKey, InFlight, RateLimiter, StreamCounts, StreamPlace},
     meters::RequestMeters,
     proxy::{Proxy, Upstream},

@@ -1,7 +1,7 @@
 //! What a proxy changes in the headers on the way through: hop-by-hop headers (and those
 //! the `Connection` header names) stop here; upstreams learn the client's address, scheme
 //! and host through `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`,
-//! which `client::Outgoing::forwarded` writes as it encodes the request head. Everything
+//! which the upstream side writes as it encodes the request head. Everything
 //! else, `traceparent` included, passes untouched. Behind proxies it trusts
 //! (`TRUSTED_PROXIES`), the gateway reads the client's address from `X-Forwarded-For`.
 

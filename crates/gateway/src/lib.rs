@@ -6,9 +6,7 @@
 //! until shutdown.
 
 pub mod admin;
-pub mod body;
 pub mod bucket;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod edge;
@@ -16,14 +14,14 @@ pub mod error;
 pub mod flags;
 pub mod forwarding;
 pub mod group;
+mod http1;
+mod hyper_server;
+mod hyper_upstream;
 pub mod limits;
 pub mod meters;
-pub mod pool;
 pub mod proxy;
 pub mod rollback;
 pub mod routing;
-pub mod server;
-pub mod timer;
 pub mod webhook;
 
 use std::{convert::Infallible, net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
@@ -39,7 +37,7 @@ use axum::{
 };
 use common::health::Check;
 use futures_util::future::Either;
-use hyper::{body::Incoming, server::conn::http1};
+use hyper::{body::Incoming, server::conn::http1 as server_http1};
 use tokio::{
     net::TcpListener,
     sync::mpsc,
@@ -54,11 +52,11 @@ use utoipa::OpenApi as _;
 pub use config::Settings;
 
 use crate::{
-    body::ClientBody,
     clock::{Clock, MonotonicClock},
     edge::{Edge, Upstreams},
     flags::Flags,
     forwarding::Client,
+    http1::DownstreamBody,
     limits::{ConnectionCounts, InFlight, RateLimiter, StreamCounts},
     proxy::{Proxy, ProxySettings},
     rollback::{Policy, Rollback},
@@ -77,6 +75,7 @@ pub struct App {
     admin: Router,
     edge: Arc<Edge>,
     threads: usize,
+    http: config::HttpPath,
     connections: Arc<ConnectionCounts>,
 }
 
@@ -90,7 +89,7 @@ impl App {
         request: axum::http::Request<Incoming>,
         client: &Client,
     ) -> impl Future<Output = Result<Response, Infallible>> + use<> {
-        let mut request = request.map(|incoming| Body::new(ClientBody::new(incoming)));
+        let mut request = request.map(|incoming| Body::new(DownstreamBody::new(incoming)));
         if let Err(refused) = edge::screen(&mut request) {
             return Either::Right(Either::Left(std::future::ready(Ok(refused))));
         }
@@ -211,6 +210,7 @@ pub async fn build(
             max_body_bytes: settings.max_body_bytes,
             body_timeout: settings.body_timeout,
             inject_trace: settings.otel_enabled,
+            http: settings.http,
         }),
         upstreams: Upstreams {
             cart: settings.cart_url.clone(),
@@ -235,6 +235,7 @@ pub async fn build(
         admin: admin_router(flags, door, checks, settings.body_timeout),
         edge,
         threads,
+        http: settings.http,
         connections: Arc::new(ConnectionCounts::new(
             settings.max_connections_per_client,
             settings.trusted_proxies.clone(),
@@ -403,11 +404,16 @@ async fn serve_local(
     // The thread's own token: connections wait on it without sharing a lock with the other
     // threads' connections.
     let shutdown = shutdown.child_token();
-    let ticks = tokio::spawn(timer::run());
-    let mut http = http1::Builder::new();
+    let own = app.http == config::HttpPath::Own;
+    let ticks = own.then(|| tokio::spawn(http1::run_timer()));
+    let mut http = server_http1::Builder::new();
+    if own {
+        http.timer(http1::Timer);
+    } else {
+        http.timer(hyper_util::rt::TokioTimer::new());
+    }
     // A client that never finishes its request head is dropped instead of held forever.
-    http.timer(timer::Timer)
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    http.header_read_timeout(HEADER_READ_TIMEOUT);
     let http = Rc::new(http);
     let mut served = JoinSet::new();
     loop {
@@ -424,23 +430,30 @@ async fn serve_local(
         // Small answers go out at once: a proxy must not add Nagle's delay to every hop.
         let _ = stream.set_nodelay(true);
         let Some(place) = place else {
-            served.spawn_local(server::refuse_connection(stream));
+            served.spawn_local(http1::refuse_connection(stream));
             continue;
         };
-        served.spawn_local(server::serve(
-            place,
-            stream,
+        let (app, client, http, shutdown) = (
             app.clone(),
             Client::new(peer),
             http.clone(),
             shutdown.clone(),
-        ));
+        );
+        if own {
+            served.spawn_local(http1::serve(place, stream, app, client, http, shutdown));
+        } else {
+            served.spawn_local(hyper_server::serve(
+                place, stream, app, client, http, shutdown,
+            ));
+        }
         while served.try_join_next().is_some() {}
     }
     // Idle connections close at once; those with a request in flight answer it first.
     shutdown.cancel();
     while served.join_next().await.is_some() {}
-    ticks.abort();
+    if let Some(ticks) = ticks {
+        ticks.abort();
+    }
 }
 
 /// Serves the admin listener's routes (admin API, `/metrics`, `/openapi.json`, health) on
@@ -452,7 +465,7 @@ pub async fn serve_admin(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = http1::Builder::new();
+    let mut http = server_http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {

@@ -1,7 +1,8 @@
 //! The streaming reverse proxy: keep-alive HTTP/1.1 connections to every upstream, pooled
-//! per serving thread (`crate::pool`). Bodies stream both ways; the request body is capped
-//! as it streams, connecting and waiting for response headers are bounded, and each failure
-//! becomes a `GatewayError` that says whether the upstream is to blame.
+//! per serving thread, spoken by the gateway's own code (`crate::http1`) or by hyper
+//! (`crate::hyper_upstream`) as `GATEWAY_HTTP` says. Bodies stream both ways; the request
+//! body is capped as it streams, connecting and waiting for response headers are bounded,
+//! and each failure becomes a `GatewayError` that says whether the upstream is to blame.
 
 use std::time::Duration;
 
@@ -18,12 +19,14 @@ use common::ConfigError;
 use hyper::body::Body as _;
 
 use crate::{
-    body::{BodyProgress, BodyTimeout, CappedBody, DeadlineBody, TooLarge, caused_by},
-    client::{self, ExchangeError, Forwarding, Outgoing, ResponseHead},
+    config::HttpPath,
     error::GatewayError,
     forwarding::{self, Client},
-    pool::{ConnectError, Pool, PoolSettings, Pooled},
-    timer,
+    http1::{
+        self, BodyProgress, BodyTimeout, CappedBody, ConnectError, DeadlineBody, ExchangeError,
+        Forwarding, Outgoing, Pool, PoolSettings, Pooled, ResponseHead, TooLarge, caused_by,
+    },
+    hyper_upstream::{self, HyperPool},
 };
 
 /// Where an upstream answers: scheme, authority and an optional path prefix.
@@ -85,23 +88,36 @@ pub struct ProxySettings {
     pub body_timeout: Duration,
     /// Whether to set `traceparent` from the gateway's own span.
     pub inject_trace: bool,
+    /// Who speaks HTTP/1 to the upstreams.
+    pub http: HttpPath,
 }
 
 /// The connection pools and the limits.
 pub struct Proxy {
-    pool: Pool,
+    transport: Transport,
     settings: ProxySettings,
+}
+
+/// Who speaks HTTP/1 to the upstreams, with its connections.
+enum Transport {
+    Own(Pool),
+    Hyper(HyperPool),
 }
 
 impl Proxy {
     /// A proxy with pools of its own.
     pub fn new(settings: ProxySettings) -> Self {
+        let pool = PoolSettings {
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.pool_idle,
+            max_idle: settings.pool_max_idle,
+        };
+        let transport = match settings.http {
+            HttpPath::Own => Transport::Own(Pool::new(pool)),
+            HttpPath::Hyper => Transport::Hyper(HyperPool::new(pool)),
+        };
         Self {
-            pool: Pool::new(PoolSettings {
-                connect_timeout: settings.connect_timeout,
-                idle_timeout: settings.pool_idle,
-                max_idle: settings.pool_max_idle,
-            }),
+            transport,
             settings,
         }
     }
@@ -134,18 +150,14 @@ impl Proxy {
             parts.uri = upstream.target(parts.uri.path_and_query())?;
         }
         forwarding::strip_hop_by_hop(&mut parts.headers);
-        let forwarding = Forwarding {
-            host: &upstream.host,
-            client,
-            traceparent: self
-                .settings
-                .inject_trace
-                .then(common::telemetry::current_traceparent)
-                .flatten()
-                .and_then(|traceparent| HeaderValue::try_from(traceparent).ok()),
-        };
+        let traceparent = self
+            .settings
+            .inject_trace
+            .then(common::telemetry::current_traceparent)
+            .flatten()
+            .and_then(|traceparent| HeaderValue::try_from(traceparent).ok());
         // A body known to be empty (most GETs) needs no cap and no deadline.
-        let (mut body, progress) = if body.size_hint().exact() == Some(0) {
+        let (body, progress) = if body.size_hint().exact() == Some(0) {
             (body, None)
         } else {
             let (body, progress) = DeadlineBody::new(body, self.settings.body_timeout);
@@ -154,40 +166,85 @@ impl Proxy {
                 Some(progress),
             )
         };
-        let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), &forwarding);
-
-        let exchange = std::pin::pin!(self.exchange(&upstream.authority, &outgoing, &mut body));
-        let exchange = timer::timeout(self.settings.response_timeout, exchange);
         // What the upstream did not take of the body (it answered or failed first) the
-        // client's body reads and throws away once dropped, at the end of this call.
-        let (connection, head) = match exchange.await {
+        // client's body reads and throws away once dropped.
+        let exchanged = match &self.transport {
+            Transport::Own(pool) => {
+                let forwarding = Forwarding {
+                    host: &upstream.host,
+                    client,
+                    traceparent,
+                };
+                self.forward_own(pool, upstream, parts, body, &forwarding)
+                    .await
+            }
+            Transport::Hyper(pool) => {
+                let size = body.size_hint();
+                hyper_upstream::forward_headers(
+                    &mut parts,
+                    &upstream.host,
+                    client,
+                    traceparent,
+                    &size,
+                );
+                let send = pool.send(&upstream.authority, parts, body);
+                match tokio::time::timeout(self.settings.response_timeout, send).await {
+                    Ok(Ok(response)) => Ok(Ok(response)),
+                    Ok(Err(e)) => Ok(Err(Failure::Hyper(e))),
+                    Err(_) => Err(()),
+                }
+            }
+        };
+        match exchanged {
             // Still waiting for the client's body: the client is slow, not the upstream.
-            Err(_)
+            Err(())
                 if progress
                     .as_ref()
                     .is_some_and(BodyProgress::is_waiting_on_client) =>
             {
-                return Err(GatewayError::BodyTimeout);
+                Err(GatewayError::BodyTimeout)
             }
-            Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(failed(e, limit)),
-            Ok(Ok(exchanged)) => exchanged,
-        };
+            Err(()) => Err(GatewayError::UpstreamTimeout),
+            Ok(Err(e)) => Err(failed(e, limit)),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// The exchange on the gateway's own upstream connections, within the response timeout
+    /// (`Err(())` past it).
+    async fn forward_own(
+        &self,
+        pool: &Pool,
+        upstream: &Upstream,
+        parts: axum::http::request::Parts,
+        mut body: Body,
+        forwarding: &Forwarding<'_>,
+    ) -> Result<Result<Response, Failure>, ()> {
+        let outgoing = Outgoing::forwarded(&parts, &body.size_hint(), forwarding);
+        let exchange =
+            std::pin::pin!(self.exchange(pool, &upstream.authority, &outgoing, &mut body));
+        let (connection, head) =
+            match http1::timeout(self.settings.response_timeout, exchange).await {
+                Err(_) => return Err(()),
+                Ok(Err(e)) => return Ok(Err(e)),
+                Ok(Ok(exchanged)) => exchanged,
+            };
         let (mut parts, body) = head.into_response(connection);
         forwarding::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body))
+        Ok(Ok(Response::from_parts(parts, body)))
     }
 
     /// Sends the request on an idle connection, or on a new one when there is none, or when
     /// the upstream dropped the idle one under a request that can go again.
     async fn exchange(
         &self,
+        pool: &Pool,
         authority: &Authority,
         outgoing: &Outgoing,
         body: &mut Body,
     ) -> Result<(Pooled, ResponseHead), Failure> {
-        if let Some(mut connection) = self.pool.idle(authority) {
-            match client::exchange(connection.connection(), outgoing, body).await {
+        if let Some(mut connection) = pool.idle(authority) {
+            match http1::exchange(connection.connection(), outgoing, body).await {
                 Ok(head) => return Ok((connection, head)),
                 Err(e) if e.is_stale_connection() && outgoing.is_retryable() => {
                     tracing::debug!(error = %e, "an idle upstream connection was closed; retrying");
@@ -196,10 +253,10 @@ impl Proxy {
             }
         }
         // Boxed: connecting is rare, and its state would otherwise be in every request's future.
-        let mut connection = Box::pin(self.pool.connect(authority))
+        let mut connection = Box::pin(pool.connect(authority))
             .await
             .map_err(Failure::Connect)?;
-        match client::exchange(connection.connection(), outgoing, body).await {
+        match http1::exchange(connection.connection(), outgoing, body).await {
             Ok(head) => Ok((connection, head)),
             Err(e) => Err(Failure::Exchange(e)),
         }
@@ -210,6 +267,7 @@ impl Proxy {
 enum Failure {
     Connect(ConnectError),
     Exchange(ExchangeError),
+    Hyper(hyper_upstream::Failure),
 }
 
 /// The gateway's answer to a failed exchange: a body over the cap is the client's fault
@@ -222,17 +280,29 @@ fn failed(failure: Failure, limit: usize) -> GatewayError {
             return GatewayError::UpstreamTimeout;
         }
         Failure::Connect(e) => return GatewayError::UpstreamUnreachable(Box::new(e)),
+        Failure::Hyper(hyper_upstream::Failure::Connect(e)) => {
+            return failed(Failure::Connect(e), limit);
+        }
+        Failure::Hyper(hyper_upstream::Failure::Exchange(e)) if e.is_user() => {
+            return body_failed(Box::new(e), limit);
+        }
+        Failure::Hyper(e) => return GatewayError::UpstreamFailed(Box::new(e)),
         Failure::Exchange(e) => e,
     };
     let ExchangeError::RequestBody(body_error) = error else {
         return GatewayError::UpstreamFailed(Box::new(error));
     };
-    if caused_by::<TooLarge>(&body_error) {
+    body_failed(Box::new(body_error), limit)
+}
+
+/// The gateway's answer when the client's body could not be sent.
+fn body_failed(body_error: Box<dyn std::error::Error + Send + Sync>, limit: usize) -> GatewayError {
+    if caused_by::<TooLarge>(&*body_error) {
         return GatewayError::TooLarge { limit };
     }
-    if caused_by::<BodyTimeout>(&body_error) {
+    if caused_by::<BodyTimeout>(&*body_error) {
         return GatewayError::BodyTimeout;
     }
     // Reading the client's body failed (it went away): not the upstream's fault.
-    GatewayError::BadRequest(Box::new(body_error))
+    GatewayError::BadRequest(body_error)
 }

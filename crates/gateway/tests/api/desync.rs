@@ -98,7 +98,7 @@ async fn behind_raw_upstream(world: &World, response: Vec<u8>) -> TestGateway {
 
 #[tokio::test]
 async fn connect_and_methods_the_gateway_does_not_route_are_a_405_and_reach_no_upstream() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     for request in [
         "CONNECT shop.example:443 HTTP/1.1\r\nHost: shop.example:443\r\n\r\n",
@@ -123,7 +123,7 @@ async fn connect_and_methods_the_gateway_does_not_route_are_a_405_and_reach_no_u
 
 #[tokio::test]
 async fn a_request_without_a_host_or_with_two_is_a_400() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let cart = new_cart_id();
     for request in [
@@ -142,7 +142,7 @@ async fn a_request_without_a_host_or_with_two_is_a_400() {
 
 #[tokio::test]
 async fn transfer_codings_other_than_a_single_chunked_are_a_501() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let body = "5\r\nhello\r\n0\r\n\r\n";
     for coding in [
@@ -177,7 +177,7 @@ async fn transfer_codings_other_than_a_single_chunked_are_a_501() {
 
 #[tokio::test]
 async fn header_names_with_an_underscore_never_reach_an_upstream() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let smuggled = [
         ("Transfer_Encoding", "chunked"),
@@ -207,7 +207,7 @@ async fn header_names_with_an_underscore_never_reach_an_upstream() {
 
 #[tokio::test]
 async fn a_client_never_hears_two_content_lengths() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec();
     let gateway = behind_raw_upstream(&world, answer).await;
     for request in [
@@ -229,7 +229,7 @@ async fn a_client_never_hears_two_content_lengths() {
 
 #[tokio::test]
 async fn a_response_head_over_the_limit_is_a_502_even_when_it_arrives_in_one_read() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut answer = b"HTTP/1.1 200 OK\r\n".to_vec();
     for i in 0..70 {
         answer.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
@@ -247,7 +247,7 @@ async fn a_response_head_over_the_limit_is_a_502_even_when_it_arrives_in_one_rea
 
 #[tokio::test]
 async fn chunk_sizes_with_leading_zeros_past_sixteen_digits_are_read_by_their_value() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     // From a client: the body reaches the upstream whole.
     let gateway = world.gateway().await;
     let request = "POST /import HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\

@@ -9,7 +9,7 @@ use crate::support::{FIVE_MB, TestGateway, World, eventually, problem};
 
 #[tokio::test]
 async fn a_client_over_its_rate_is_a_429_with_retry_after() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.rate_limit_per_second = 1;
     settings.rate_limit_burst = 3;
@@ -58,7 +58,7 @@ async fn a_client_over_its_rate_is_a_429_with_retry_after() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.rate_limit_per_second = 1;
     settings.rate_limit_burst = 1;
@@ -86,7 +86,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_in_flight_cap_requests_are_shed_at_once() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.max_in_flight = 2;
     let gateway = world.gateway_with(settings).await;

@@ -51,7 +51,7 @@ async fn stream_upload(url: &str, bytes: usize) -> (u16, Bytes) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_five_megabyte_upload_streams_through() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let url = format!("{}/v1/carts/{}/upload", gateway.url, new_cart_id());
     let (status, body) = stream_upload(&url, FIVE_MB).await;
@@ -64,7 +64,7 @@ async fn a_five_megabyte_upload_streams_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_five_megabyte_download_streams_through() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let response = gateway
         .request(Method::GET, "/downloads/catalog.csv")
@@ -85,7 +85,7 @@ async fn a_five_megabyte_download_streams_through() {
 
 #[tokio::test]
 async fn a_declared_body_over_the_limit_is_a_413_without_reaching_the_upstream() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.max_body_bytes = 1024 * 1024;
     let gateway = world.gateway_with(settings).await;
@@ -102,7 +102,7 @@ async fn a_declared_body_over_the_limit_is_a_413_without_reaching_the_upstream()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_body_over_the_limit_is_a_413() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.max_body_bytes = 1024 * 1024;
     let gateway = world.gateway_with(settings).await;
@@ -112,7 +112,7 @@ async fn a_streamed_body_over_the_limit_is_a_413() {
 
 #[tokio::test]
 async fn a_slow_upstream_is_a_504() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.upstream_timeout = Duration::from_millis(200);
     let gateway = world.gateway_with(settings).await;
@@ -128,7 +128,7 @@ async fn a_slow_upstream_is_a_504() {
 
 #[tokio::test]
 async fn an_upstream_that_is_down_is_a_502() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
@@ -146,7 +146,7 @@ async fn an_upstream_that_is_down_is_a_502() {
 
 #[tokio::test]
 async fn proxy_headers_are_set_and_hop_by_hop_headers_dropped() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let response = gateway
@@ -188,7 +188,7 @@ async fn proxy_headers_are_set_and_hop_by_hop_headers_dropped() {
 
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_reused() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     for _ in 0..20 {
         assert_eq!(
@@ -252,7 +252,7 @@ impl BareUpstream {
 
 #[tokio::test]
 async fn an_idle_connection_the_upstream_closed_is_replaced_not_failed() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let upstream = BareUpstream::start(true).await;
     let mut settings = world.settings();
     settings.legacy_url =
@@ -268,7 +268,7 @@ async fn an_idle_connection_the_upstream_closed_is_replaced_not_failed() {
 
 #[tokio::test]
 async fn idle_upstream_connections_close_after_the_idle_timeout() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let upstream = BareUpstream::start(false).await;
     let mut settings = world.settings();
     settings.legacy_url =
@@ -328,7 +328,7 @@ fn responses(mut wire: &[u8], heads: &[usize]) -> Vec<Answered> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_on_one_connection_are_answered_in_order_whatever_their_kind() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let cart = new_cart_id();
     let authority = gateway.url.trim_start_matches("http://").to_owned();
@@ -371,7 +371,7 @@ async fn pipelined_requests_on_one_connection_are_answered_in_order_whatever_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_does_not_parse_is_a_400_and_closes() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let authority = gateway.url.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
@@ -398,7 +398,7 @@ async fn a_request_that_does_not_parse_is_a_400_and_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_shutdown_idle_connections_close_and_requests_in_flight_are_answered_first() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let shutdown = CancellationToken::new();
     let clock = Arc::new(gateway::clock::ManualClock::new());
     let app = gateway::build(&world.settings(), clock, shutdown.clone())
@@ -505,7 +505,7 @@ async fn early_upstream(refusing: bool) -> String {
 /// Uploads 5 MB through a gateway whose legacy upstream is an `early_upstream`; answers the
 /// status and body.
 async fn upload_to_early_upstream(refusing: bool) -> (u16, String) {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     let upstream = early_upstream(refusing).await;
     settings.legacy_url = Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream).unwrap());
@@ -535,7 +535,7 @@ async fn an_upstream_that_refuses_an_upload_before_reading_it_is_heard_at_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_sends_all_of_its_upload_before_reading_still_hears_an_early_answer() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     let upstream = early_upstream(true).await;
     settings.legacy_url = Some(gateway::proxy::Upstream::parse("LEGACY_URL", &upstream).unwrap());
@@ -555,7 +555,7 @@ async fn an_interim_answer_mid_upload_lets_the_upload_go_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_serving_thread_keeps_upstream_connections_of_its_own() {
     for (threads, upstream_connections) in [(1, 1), (3, 3)] {
-        let world = World::new().await;
+        let world = World::on(super::HTTP).await;
         let upstream = BareUpstream::start(false).await;
         let mut settings = world.settings();
         settings.legacy_url =

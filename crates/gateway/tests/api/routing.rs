@@ -8,7 +8,7 @@ use crate::support::{World, new_cart_id};
 
 #[tokio::test]
 async fn a_new_cart_id_reaches_the_cart_service_even_at_zero_percent_or_disabled() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let path = format!("/v1/carts/{}/items", new_cart_id());
     for enabled in [true, false] {
@@ -25,7 +25,7 @@ async fn a_new_cart_id_reaches_the_cart_service_even_at_zero_percent_or_disabled
 
 #[tokio::test]
 async fn a_legacy_cart_id_never_reaches_the_new_service_whatever_the_rollout() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     for rollout in [0, 100] {
         gateway.set_flag("cart", true, rollout).await;
@@ -45,7 +45,7 @@ async fn a_legacy_cart_id_never_reaches_the_new_service_whatever_the_rollout() {
 
 #[tokio::test]
 async fn at_full_rollout_new_carts_and_orders_are_created_by_the_new_services() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("cart", true, 100).await;
     gateway.set_flag("orders", true, 100).await;
@@ -62,7 +62,7 @@ async fn at_full_rollout_new_carts_and_orders_are_created_by_the_new_services() 
 
 #[tokio::test]
 async fn a_disabled_group_creates_everything_in_legacy() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("cart", false, 100).await;
     for i in 0..20 {
@@ -75,7 +75,7 @@ async fn a_disabled_group_creates_everything_in_legacy() {
 
 #[tokio::test]
 async fn an_anonymous_visitor_gets_a_cookie_that_keys_its_side() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("cart", true, 50).await;
     for _ in 0..20 {
@@ -114,7 +114,7 @@ async fn an_anonymous_visitor_gets_a_cookie_that_keys_its_side() {
 
 #[tokio::test]
 async fn a_customer_stays_on_one_side_and_ramping_up_only_moves_customers_to_new() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let side_of = |customer: String| {
         let request = gateway
@@ -149,7 +149,7 @@ fn stripe_event(order_id: &str) -> String {
 
 #[tokio::test]
 async fn a_webhook_for_a_new_order_reaches_payments_whatever_the_flag_and_arrives_intact() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("payments", false, 0).await;
     let event = stripe_event(&common::id::new_id("ord"));
@@ -173,7 +173,7 @@ async fn a_webhook_for_a_new_order_reaches_payments_whatever_the_flag_and_arrive
 
 #[tokio::test]
 async fn a_webhook_for_a_legacy_order_follows_the_flag() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let send = || {
         gateway.side(
@@ -189,7 +189,7 @@ async fn a_webhook_for_a_legacy_order_follows_the_flag() {
 
 #[tokio::test]
 async fn a_webhook_body_over_its_cap_is_a_413() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.webhook_max_body_bytes = 1024;
     let gateway = world.gateway_with(settings).await;
@@ -204,7 +204,7 @@ async fn a_webhook_body_over_its_cap_is_a_413() {
 
 #[tokio::test]
 async fn without_a_legacy_upstream_legacy_routes_are_a_502() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.legacy_url = None;
     let gateway = world.gateway_with(settings).await;
@@ -215,7 +215,7 @@ async fn without_a_legacy_upstream_legacy_routes_are_a_502() {
 
 #[tokio::test]
 async fn the_gateway_answers_its_own_routes_and_proxies_paths_that_only_look_like_them() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     assert_eq!(gateway.get_json("/healthz").await["status"], "ok");
     for path in ["/healthz/", "/metricsx", "/administration"] {

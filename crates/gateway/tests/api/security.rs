@@ -31,7 +31,7 @@ async fn auto_rolled_back(gateway: &TestGateway, name: &str) -> bool {
 
 #[tokio::test]
 async fn thousands_of_bad_requests_from_one_client_never_roll_a_group_back() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     gateway.set_flag("cart", true, 100).await;
     let url = format!("{}/v1/carts", gateway.url);
@@ -74,7 +74,7 @@ async fn thousands_of_bad_requests_from_one_client_never_roll_a_group_back() {
 
 #[tokio::test]
 async fn an_outage_of_the_new_service_seen_by_many_clients_still_rolls_back() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     // Shoppers behind a load balancer: the test's own address is the balancer.
     settings.trusted_proxies = "127.0.0.0/8".parse().unwrap();
@@ -103,7 +103,7 @@ async fn an_outage_of_the_new_service_seen_by_many_clients_still_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_request_bodies_are_the_clients_fault_not_the_new_services() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.upstream_timeout = Duration::from_millis(300);
     settings.rollback_min_sample = 20;
@@ -142,7 +142,7 @@ async fn slow_request_bodies_are_the_clients_fault_not_the_new_services() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_streams_that_wait_long_are_not_counted_as_failures() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.upstream_timeout = Duration::from_millis(200);
     settings.rollback_min_sample = 20;
@@ -169,7 +169,7 @@ async fn event_streams_that_wait_long_are_not_counted_as_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_body_that_stalls_is_cut_off_and_frees_its_slot() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.max_in_flight = 2;
     settings.body_timeout = Duration::from_millis(300);
@@ -228,7 +228,7 @@ async fn a_webhook_body_that_stalls_is_cut_off_and_frees_its_slot() {
 
 #[tokio::test]
 async fn a_client_past_its_connection_cap_is_answered_429() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.max_connections_per_client = 3;
     let gateway = world.gateway_with(settings).await;
@@ -298,7 +298,7 @@ async fn open_stream(gateway: &TestGateway, n: u8, order: &str) -> reqwest::Resp
 
 #[tokio::test]
 async fn a_client_past_its_event_stream_cap_is_answered_429_and_streams_are_counted() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.max_streams_per_client = 2;
     let gateway = world.gateway_with(settings).await;
@@ -329,7 +329,7 @@ async fn a_client_past_its_event_stream_cap_is_answered_429_and_streams_are_coun
 
 #[tokio::test]
 async fn an_event_stream_ends_after_its_longest_life() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.stream_max = Duration::from_millis(300);
     let gateway = world.gateway_with(settings).await;
@@ -350,7 +350,7 @@ async fn an_event_stream_ends_after_its_longest_life() {
 
 #[tokio::test]
 async fn a_made_up_api_key_buys_no_fresh_allowance() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let mut settings = world.settings();
     settings.rate_limit_per_second = 1;
     settings.rate_limit_burst = 10;
@@ -370,7 +370,7 @@ async fn a_made_up_api_key_buys_no_fresh_allowance() {
 
 #[tokio::test]
 async fn the_admin_api_and_metrics_are_not_on_the_public_port() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     for (method, path) in [
         (Method::GET, "/admin/flags"),
@@ -401,7 +401,7 @@ async fn the_admin_api_and_metrics_are_not_on_the_public_port() {
 
 #[tokio::test]
 async fn repeated_wrong_admin_tokens_lock_the_client_out() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let admin_from = |n: u8, token: &str| {
         client_at(n)
@@ -431,7 +431,7 @@ async fn repeated_wrong_admin_tokens_lock_the_client_out() {
 
 #[tokio::test]
 async fn the_audit_names_the_tokens_actor_whatever_a_header_claims() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     let response = gateway
         .admin_request(Method::POST, "/admin/flags/orders/rollback")
@@ -456,7 +456,7 @@ async fn the_audit_names_the_tokens_actor_whatever_a_header_claims() {
 
 #[tokio::test]
 async fn random_methods_do_not_grow_the_metrics() {
-    let world = World::new().await;
+    let world = World::on(super::HTTP).await;
     let gateway = world.gateway().await;
     for i in 0..300 {
         let method = Method::from_bytes(format!("M{i}X").as_bytes()).unwrap();

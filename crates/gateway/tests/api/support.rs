@@ -5,7 +5,7 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use gateway::{Settings, admin::Tokens, clock::ManualClock, proxy::Upstream};
+use gateway::{Settings, admin::Tokens, clock::ManualClock, config::HttpPath, proxy::Upstream};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -36,13 +36,22 @@ pub struct World {
     database_url: String,
     channel: String,
     redis_url: String,
+    http: HttpPath,
 }
 
 impl World {
-    /// A fresh database, a private channel and four fakes.
+    /// A fresh database, a private channel and four fakes; its gateways speak HTTP/1 as
+    /// `GATEWAY_HTTP` says (their own code by default).
     pub async fn new() -> Self {
+        let http = Settings::from_env().expect("valid test settings").http;
+        Self::on(http).await
+    }
+
+    /// A world whose gateways speak HTTP/1 the `http` way.
+    pub async fn on(http: HttpPath) -> Self {
         common::service::install_crypto();
         Self {
+            http,
             legacy: Fake::start("legacy").await,
             cart: Fake::start("cart").await,
             orders: Fake::start("orders").await,
@@ -78,6 +87,7 @@ impl World {
         settings.rate_limit_per_second = 0;
         settings.max_in_flight = 1024;
         settings.initial_rollout = None;
+        settings.http = self.http;
         settings
     }
 

@@ -2,6 +2,20 @@
 
 use super::*;
 
+use std::io;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Version, header, request};
+
+use crate::forwarding;
+use bytes::BytesMut;
+use hyper::body::SizeHint;
+use tokio::net::TcpStream;
+
+use super::{
+    response::{parse_response, response_framing},
+    response_body::{Chunk, Decoder, decode, take_line},
+};
+
 use std::time::Duration;
 
 use axum::http::Request;
@@ -76,11 +90,14 @@ async fn within<F: Future>(future: F) -> F::Output {
 }
 
 /// A loopback connection: the client's end, and the stand-in upstream's.
-async fn connected() -> (Connection, TcpStream) {
+async fn connected() -> (UpstreamConnection, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (client, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
-    (Connection::new(client.unwrap()), accepted.unwrap().0)
+    (
+        UpstreamConnection::new(client.unwrap()),
+        accepted.unwrap().0,
+    )
 }
 
 /// Reads from the stand-in's end until what has arrived ends with `end`.
@@ -132,12 +149,12 @@ fn get() -> Outgoing {
 }
 
 /// Sends a GET of `/` on `connection` and reads the response head.
-async fn send_get(connection: &mut Connection) -> Result<ResponseHead, ExchangeError> {
+async fn send_get(connection: &mut UpstreamConnection) -> Result<ResponseHead, ExchangeError> {
     within(exchange(connection, &get(), &mut Body::empty())).await
 }
 
 /// Reads the rest of a response body off `connection`, as the streaming body does.
-async fn read_body(connection: &mut Connection, framing: Framing) -> Vec<u8> {
+async fn read_body(connection: &mut UpstreamConnection, framing: Framing) -> Vec<u8> {
     let mut decoder = match framing {
         Framing::Empty => return Vec::new(),
         Framing::Length(n) => Decoder::Length(n),

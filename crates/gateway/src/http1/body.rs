@@ -21,7 +21,7 @@ use axum::body::{Body, Bytes};
 use http_body_util::BodyExt as _;
 use hyper::body::{Frame, Incoming, SizeHint};
 
-use crate::timer::Sleep;
+use super::timer::Sleep;
 
 /// The most of a body read after the gateway answered, and for how long at most.
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
@@ -31,16 +31,16 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A client's request body as hyper reads it; dropped before its end, the rest is read and
 /// thrown away in the background, bounded in bytes and time.
-pub struct ClientBody(Option<Incoming>);
+pub struct DownstreamBody(Option<Incoming>);
 
-impl ClientBody {
+impl DownstreamBody {
     /// Wraps the body hyper read.
     pub fn new(incoming: Incoming) -> Self {
         Self(Some(incoming))
     }
 }
 
-impl Drop for ClientBody {
+impl Drop for DownstreamBody {
     fn drop(&mut self) {
         let Some(mut rest) = self.0.take() else {
             return;
@@ -67,7 +67,7 @@ impl Drop for ClientBody {
     }
 }
 
-impl hyper::body::Body for ClientBody {
+impl hyper::body::Body for DownstreamBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -225,7 +225,7 @@ impl hyper::body::Body for DeadlineBody {
             Poll::Pending => {
                 this.progress.set(WAITING_ON_CLIENT);
                 ready!(Pin::new(&mut this.deadline).poll(cx));
-                // Dropping the client's body lets `ClientBody` drain what may still come.
+                // Dropping the client's body lets `DownstreamBody` drain what may still come.
                 this.inner = None;
                 Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit)))))
             }

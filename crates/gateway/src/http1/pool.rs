@@ -2,7 +2,7 @@
 //!
 //! A proxied request takes an idle connection of its thread (the most recently used one
 //! first) or opens a new one, and its connection goes back when the response body has been
-//! read to the end, on the same thread (`crate::client` speaks HTTP on it, no task of its
+//! read to the end, on the same thread (`super::upstream` speaks HTTP on it, no task of its
 //! own). A response dropped early, a failed exchange or an upstream that closed the
 //! connection just drop it. Idle connections close after `idle_timeout` (a sweep per thread
 //! checks every `idle_timeout`, so an unused connection lives at most twice that) and at
@@ -18,7 +18,7 @@ use axum::http::uri::Authority;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
-use crate::client::Connection;
+use super::upstream::UpstreamConnection;
 
 /// How the pool keeps connections.
 #[derive(Debug, Clone, Copy)]
@@ -55,13 +55,13 @@ struct ThreadPool {
 }
 
 struct Idle {
-    connection: Connection,
+    connection: UpstreamConnection,
     since: Instant,
 }
 
 /// A connection taken from the pool or newly opened, for one exchange.
 pub struct Pooled {
-    connection: Connection,
+    connection: UpstreamConnection,
     /// Where its upstream's idle list is in `home` (no copy of the authority per request:
     /// its bytes are shared by every serving thread).
     list: usize,
@@ -127,7 +127,7 @@ impl Pool {
         // Small requests go out at once: a proxy must not add Nagle's delay to every hop.
         let _ = stream.set_nodelay(true);
         Ok(Pooled {
-            connection: Connection::new(stream),
+            connection: UpstreamConnection::new(stream),
             list: home.list(authority),
             home: Arc::downgrade(home),
         })
@@ -154,7 +154,7 @@ impl ThreadPool {
 
 impl Pooled {
     /// The connection.
-    pub fn connection(&mut self) -> &mut Connection {
+    pub fn connection(&mut self) -> &mut UpstreamConnection {
         &mut self.connection
     }
 
