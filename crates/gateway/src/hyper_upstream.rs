@@ -335,19 +335,8 @@ impl ThreadPool {
         None
     }
 
-    /// The place of `authority`'s idle list, made on first use; lists are never removed.
     fn list(&self, authority: &Authority) -> usize {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        match idle
-            .iter()
-            .position(|(a, _)| a.as_str() == authority.as_str())
-        {
-            Some(list) => list,
-            None => {
-                idle.push((authority.clone(), Vec::new()));
-                idle.len() - 1
-            }
-        }
+        crate::http1::idle_list(&self.idle, authority)
     }
 }
 

@@ -15,6 +15,6 @@ pub(crate) use body::{
     BodyProgress, BodyTimeout, CappedBody, DeadlineBody, DownstreamBody, TooLarge, caused_by,
 };
 pub(crate) use downstream::{refuse_connection, serve};
-pub(crate) use pool::{ConnectError, Pool, PoolSettings, Pooled};
+pub(crate) use pool::{ConnectError, Pool, PoolSettings, Pooled, idle_list};
 pub(crate) use timer::{Timer, run as run_timer, timeout};
 pub(crate) use upstream::{ExchangeError, Forwarding, Outgoing, ResponseHead, exchange};

@@ -135,19 +135,24 @@ impl Pool {
 }
 
 impl ThreadPool {
-    /// The place of `authority`'s idle list, made on first use. Lists are never removed, so
-    /// a place stays valid for the pool's life.
     fn list(&self, authority: &Authority) -> usize {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        match idle
-            .iter()
-            .position(|(a, _)| a.as_str() == authority.as_str())
-        {
-            Some(list) => list,
-            None => {
-                idle.push((authority.clone(), Vec::new()));
-                idle.len() - 1
-            }
+        idle_list(&self.idle, authority)
+    }
+}
+
+/// The place of `authority`'s list in a pool's idle lists, made on first use. Lists are never
+/// removed, so a place stays valid for the pool's life. Both HTTP paths' pools keep their idle
+/// connections this way.
+pub(crate) fn idle_list<T>(idle: &Mutex<Vec<(Authority, Vec<T>)>>, authority: &Authority) -> usize {
+    let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+    match idle
+        .iter()
+        .position(|(a, _)| a.as_str() == authority.as_str())
+    {
+        Some(list) => list,
+        None => {
+            idle.push((authority.clone(), Vec::new()));
+            idle.len() - 1
         }
     }
 }
