@@ -52,8 +52,9 @@ impl RedisCluster {
     }
 
     fn start_blocking() -> Self {
+        remove_abandoned_dirs();
         let dir = std::env::temp_dir().join(format!(
-            "checkout-redis-cluster-{}-{}",
+            "{DIR_PREFIX}{}-{}",
             std::process::id(),
             &common::id::new_id("c")[2..12]
         ));
@@ -208,6 +209,32 @@ impl Drop for RedisCluster {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.nodes.dir);
+    }
+}
+
+/// What every cluster's directory is called, before `<pid>-<random>`.
+const DIR_PREFIX: &str = "checkout-redis-cluster-";
+
+/// Removes the directories of clusters whose test process has ended. The shared cluster lives
+/// in a static, which is never dropped, so its directory outlives the run; the next run that
+/// starts a cluster removes it.
+fn remove_abandoned_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
